@@ -1,0 +1,270 @@
+"""The ``srdb`` command.
+
+Exit codes: 0 success; 1 the job FAILED (its error type and message on stderr); 2 usage error;
+3 job not found; 4 timed out waiting; 5 srdb could not be reached (settings, network, AWS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from shared.errors import (
+    ClientError,
+    InfrastructureError,
+    JobFailed,
+    JobNotFound,
+    NotConfigured,
+    SrdbError,
+    WaitTimeout,
+)
+from shared.results import JobResult, JobState
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
+
+
+class UsageError(ClientError):
+    pass
+
+
+def parse_param(text: str) -> Any:
+    """``--param`` values: JSON numbers, null and quoted strings keep their type; anything else is text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, dict) and set(value) == {"$blob"}:
+        return value
+    return value if isinstance(value, (int, float, str)) or value is None else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srdb", description="srdb: SQLite in S3, SQL jobs over SQS.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("local", help="run the whole stack on this machine until Ctrl-C")
+    p.add_argument("--port", type=int, default=0, help="moto server port (default: a free one)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (0: the stack alone)")
+    p.add_argument("--visibility-timeout", type=int, default=60, help="job queue visibility timeout, seconds")
+    p.add_argument("--lock-ttl", type=float, default=60.0, help="seconds before the reaper frees a lock")
+
+    sub.add_parser("worker", help="poll the job queue and run batches, as the Lambda does")
+    p = sub.add_parser("reaper", help="free stale locks on a schedule")
+    p.add_argument("--once", action="store_true", help="run once, print the report and exit")
+    p.add_argument("--interval", type=float, default=60.0, help="seconds between runs")
+
+    def job_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", required=True, help="database name")
+        p.add_argument("sql")
+        p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE",
+                       help="a ? parameter, repeatable (JSON literal, else text)")
+        p.add_argument("--read-only", action="store_true", help="fail if the statement would write")
+
+    def output_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+    p = sub.add_parser("submit", help="queue a job and print its id")
+    job_args(p)
+    p.add_argument("--job-id", help="your own id (an idempotency token)")
+    p = sub.add_parser("query", help="submit, wait, print the result")
+    job_args(p)
+    output_args(p)
+    p.add_argument("--timeout", type=float, default=60.0)
+    p = sub.add_parser("status", help="print a job's state")
+    p.add_argument("job_id")
+    output_args(p)
+    p = sub.add_parser("result", help="print a job's result")
+    p.add_argument("job_id")
+    p.add_argument("--wait", action="store_true", help="wait for the job to finish")
+    p.add_argument("--timeout", type=float, default=60.0)
+    output_args(p)
+    p = sub.add_parser("cancel", help="cancel a job that is still QUEUED")
+    p.add_argument("job_id")
+    p = sub.add_parser("load", help="load a CSV file (header row = column names) into a table")
+    p.add_argument("--db", required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("file", type=Path)
+    p.add_argument("--rows-per-job", type=int, default=None, help="default: as many as fit one message")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--no-progress", action="store_true")
+    sub.add_parser("demo", help="start a local stack, load, query, print, stop")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    command: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    try:
+        return command(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        return _fail(EXIT_USAGE, f"srdb: {exc}")
+    except JobFailed as exc:
+        return _fail(EXIT_FAILED, f"{exc.error.get('type')}: {exc.error.get('message')}")
+    except JobNotFound as exc:
+        return _fail(EXIT_NOT_FOUND, f"srdb: {exc}")
+    except WaitTimeout as exc:
+        return _fail(EXIT_TIMEOUT, f"srdb: {exc}")
+    except (InfrastructureError, NotConfigured) as exc:
+        return _fail(EXIT_UNAVAILABLE, f"srdb: {exc}")
+    except SrdbError as exc:  # a job rejected before it was sent (InvalidJob)
+        return _fail(EXIT_USAGE, f"{exc.type}: {exc}")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(code: int, message: str) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def _client() -> Any:
+    from producer.client import Client
+
+    return Client()
+
+
+def _print_result(client: Any, result: JobResult, fmt: str) -> int:
+    from producer.output import render
+
+    if result.state is JobState.NOT_FOUND:
+        raise JobNotFound(f"job {result.job_id} was never submitted")
+    rows = client.store.iter_rows(result) if result.state is JobState.SUCCEEDED else []
+    print(render(result, rows, fmt))
+    if result.state is JobState.FAILED:
+        raise JobFailed(result.job_id, result.error or {})
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    print(_client().submit(args.db, args.sql, args.param, job_id=args.job_id, read_only=args.read_only))
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    client = _client()
+    job_id = client.submit(args.db, args.sql, args.param, read_only=args.read_only)
+    return _print_result(client, client.wait(job_id, args.timeout), args.format)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    result = _client().status(args.job_id)
+    if args.format == "json":
+        print(json.dumps({"job_id": result.job_id, "state": result.state.value, "error": result.error}))
+    else:
+        print(result.state.value)
+    return EXIT_NOT_FOUND if result.state is JobState.NOT_FOUND else EXIT_OK
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    client = _client()
+    result = client.wait(args.job_id, args.timeout) if args.wait else client.status(args.job_id)
+    if not result.state.final and result.state is not JobState.NOT_FOUND:
+        print(result.state.value)
+        return EXIT_OK
+    return _print_result(client, result, args.format)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    state = _client().cancel(args.job_id)
+    print(state.value)
+    if state is JobState.NOT_FOUND:
+        return EXIT_NOT_FOUND
+    return EXIT_OK if state is JobState.CANCELLED else EXIT_FAILED
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from producer.load import load_csv
+
+    if not args.file.is_file():
+        raise UsageError(f"no such file: {args.file}")
+    report = load_csv(_client(), args.db, args.table, args.file, rows_per_job=args.rows_per_job,
+                      concurrency=args.concurrency, progress=not args.no_progress)
+    print(f"loaded {report.rows} rows into {args.db}.{args.table} in {report.jobs} jobs, "
+          f"{report.seconds:.1f}s, {report.rows_per_second:,.0f} rows/s")
+    return EXIT_OK
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from producer.local import LocalStack
+
+    stack = LocalStack(Path.cwd(), port=args.port, workers=args.workers,
+                       visibility_timeout=args.visibility_timeout, lock_ttl=args.lock_ttl)
+    stop = _stop_on_signals()
+    stack.start()
+    try:
+        print(f"srdb local ready at {stack.settings.endpoint_url} with {args.workers} worker(s); "
+              f"settings in {stack.env_file}", flush=True)
+        stop.wait()
+    finally:
+        stack.stop()
+    print("srdb local stopped", flush=True)
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from shared.clients import Clients
+    from shared.settings import Settings
+    from worker.handler import handle
+    from worker.poller import Poller
+
+    settings = Settings.load()
+    settings.require("bucket", "queue_url", "vpc_id")
+    stop = _stop_on_signals()
+    Poller(Clients.build(settings).sqs, settings.queue_url, handle, region=settings.region, stop=stop).run()
+    return EXIT_OK
+
+
+def cmd_reaper(args: argparse.Namespace) -> int:
+    from reaper.handler import handle
+
+    if args.once:
+        print(json.dumps(handle({}, None)))
+        return EXIT_OK
+    stop = _stop_on_signals()
+    while True:
+        report = handle({}, None)
+        if report["freed"]:
+            print(json.dumps(report), flush=True)
+        if stop.wait(args.interval):
+            return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from producer.demo import run_demo
+
+    return int(run_demo())
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "submit": cmd_submit, "query": cmd_query, "status": cmd_status, "result": cmd_result, "cancel": cmd_cancel,
+    "load": cmd_load, "local": cmd_local, "worker": cmd_worker, "reaper": cmd_reaper, "demo": cmd_demo,
+}
+
+
+def run() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,113 @@
+"""``srdb load``: a CSV file into a table, as executemany jobs packed near the message size limit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from producer.client import Client
+from shared.errors import ClientError, JobFailed
+from shared.jobs import Job
+from shared.messages import MAX_INLINE_MESSAGE
+from shared.results import JobState
+
+_INT = re.compile(r"[-+]?\d{1,18}")
+_REAL = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
+TARGET_JOB_BYTES = MAX_INLINE_MESSAGE - 16 * 1024
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    rows: int
+    jobs: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def quote_identifier(name: str) -> str:
+    if not name or "\x00" in name:
+        raise ClientError(f"{name!r} is not a usable column or table name")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def typed(value: str) -> Any:
+    """CSV text to a SQLite value: integers and reals keep their type, an empty field is NULL."""
+    if value == "":
+        return None
+    if _INT.fullmatch(value):
+        return int(value)
+    if _REAL.fullmatch(value):
+        return float(value)
+    return value
+
+
+def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None) -> Iterator[list[list[Any]]]:
+    """Pack rows into parameter sets whose JSON stays under the inline message size."""
+    batch: list[list[Any]] = []
+    size = 0
+    for line, row in enumerate(rows, start=2):
+        if len(row) != width:
+            raise ClientError(f"line {line}: {len(row)} fields where the header has {width}")
+        values = [typed(v) for v in row]
+        cost = len(json.dumps(values, ensure_ascii=False)) + 1
+        if batch and (size + cost > TARGET_JOB_BYTES or (rows_per_job and len(batch) >= rows_per_job)):
+            yield batch
+            batch, size = [], 0
+        batch.append(values)
+        size += cost
+    if batch:
+        yield batch
+
+
+def load_csv(client: Client, database: str, table: str, path: Path, *, rows_per_job: int | None = None,
+             concurrency: int = 8, progress: bool = True, timeout: float = 600.0) -> LoadReport:
+    """Create the table when missing, then send the rows; returns once every job has succeeded."""
+    start = time.monotonic()
+    with open(path, newline="", encoding="utf-8") as f:
+        total = max(0, sum(1 for _ in f) - 1)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ClientError(f"{path} is empty: the first line must name the columns") from None
+        columns = ", ".join(quote_identifier(c) for c in header)
+        client.query(database, f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} ({columns})",
+                     timeout=timeout)
+        insert = (f"INSERT INTO {quote_identifier(table)} ({columns}) "
+                  f"VALUES ({', '.join('?' for _ in header)})")
+        bar = tqdm(total=total, unit="rows", disable=not progress, desc=f"load {table}", unit_scale=True)
+        pending: list[tuple[Future[str], int]] = []
+        jobs = 0
+        with ThreadPoolExecutor(concurrency) as pool:
+            for batch in batches(reader, len(header), rows_per_job):
+                job = Job.create(database, insert, param_sets=list(batch))
+                pending.append((pool.submit(client.submit_job, job), len(batch)))
+                jobs += 1
+                # Bound what is in flight, so memory stays flat whatever the file size.
+                if len(pending) >= 4 * concurrency:
+                    _wait_job(client, pending.pop(0), bar, timeout)
+            while pending:
+                _wait_job(client, pending.pop(0), bar, timeout)
+        bar.close()
+    return LoadReport(bar.n, jobs, time.monotonic() - start)
+
+
+def _wait_job(client: Client, item: tuple[Future[str], int], bar: Any, timeout: float) -> None:
+    future, count = item
+    result = client.wait(future.result(), timeout)
+    if result.state is not JobState.SUCCEEDED:
+        raise JobFailed(result.job_id, result.error or {"type": result.state.value, "message": ""})
+    bar.update(count)

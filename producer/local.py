@@ -1,0 +1,125 @@
+"""``srdb local``: the whole system on one machine.
+
+A moto server on loopback holds the bucket, the job queue with its dead-letter queue, the
+callback queue and the VPC. Each worker is its own process running ``srdb worker`` (as each
+Lambda container is its own sandbox, with its own /tmp cache), and the reaper runs on its
+schedule in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from reaper.reaper import Reaper
+from shared.clients import client_kwargs
+from shared.settings import LOCAL_ENV_FILE, Settings, write_env_file
+
+log = logging.getLogger("srdb.local")
+BUCKET = "srdb-local"
+MAX_RECEIVE_COUNT = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_ttl: float = 60.0,
+                     prefix: str = "srdb", bucket: str = BUCKET) -> Settings:
+    """Create the bucket, queues and VPC on an endpoint; return the settings that name them."""
+    base = Settings(endpoint_url=endpoint_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                    region="us-east-1", bucket=bucket, lock_prefix=prefix, lock_ttl=lock_ttl)
+    kwargs = client_kwargs(base)
+    s3, sqs, ec2 = (boto3.client(name, **kwargs) for name in ("s3", "sqs", "ec2"))
+    s3.create_bucket(Bucket=bucket)
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}-jobs-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs", Attributes={
+        "VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive})["QueueUrl"]
+    callback_url = sqs.create_queue(QueueName=f"{prefix}-callbacks")["QueueUrl"]
+    vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    # A job may run for at most job_timeout; the lock must outlive any job that holds it.
+    job_timeout = max(1.0, min(30.0, visibility_timeout / 2, lock_ttl / 2))
+    return base.replace(queue_url=queue_url, dlq_url=dlq_url, callback_queue_url=callback_url, vpc_id=vpc_id,
+                        job_timeout=job_timeout, lock_wait=min(30.0, visibility_timeout / 2))
+
+
+class LocalStack:
+    """Start with :meth:`start`, stop with :meth:`stop`; ``settings`` then names everything."""
+
+    def __init__(self, folder: Path, *, port: int = 0, workers: int = 2, visibility_timeout: int = 60,
+                 lock_ttl: float = 60.0, reaper_interval: float | None = None) -> None:
+        self.folder, self.port, self.workers = folder, port or free_port(), workers
+        self.visibility_timeout, self.lock_ttl = visibility_timeout, lock_ttl
+        self.reaper_interval = reaper_interval or max(1.0, min(60.0, lock_ttl / 4))
+        self.server: Any = None
+        self.settings = Settings()
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    @property
+    def env_file(self) -> Path:
+        return self.folder / LOCAL_ENV_FILE
+
+    def start(self) -> Settings:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self.settings = create_resources(f"http://127.0.0.1:{self.port}",
+                                         visibility_timeout=self.visibility_timeout, lock_ttl=self.lock_ttl)
+        write_env_file(self.env_file, self.settings.to_env())
+        for index in range(self.workers):
+            self.processes.append(self.spawn_worker(index))
+        self._reaper = threading.Thread(target=self._reap, name="srdb-reaper", daemon=True)
+        self._reaper.start()
+        return self.settings
+
+    def spawn_worker(self, index: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start one ``srdb worker`` process with its own cache folder and log file."""
+        state = self.folder / ".srdb"
+        env = {**os.environ, **self.settings.to_env(),
+               "SRDB_CACHE_DIR": str(state / "cache" / f"worker-{index}"), **(extra_env or {})}
+        with open(state / f"worker-{index}.log", "ab") as logfile:
+            return subprocess.Popen([sys.executable, "-m", "producer.cli", "worker"], env=env,
+                                    stdout=logfile, stderr=subprocess.STDOUT, cwd=self.folder)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        if self._reaper is not None:
+            self._reaper.join(timeout=10)
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self.env_file.unlink(missing_ok=True)
+
+    def _reap(self) -> None:
+        ec2 = boto3.client("ec2", **client_kwargs(self.settings))
+        reaper = Reaper(ec2, self.settings.vpc_id, ttl=self.lock_ttl)
+        while not self._stop.wait(self.reaper_interval):
+            try:
+                reaper.reap_locks()
+            except Exception:  # the reaper keeps its schedule whatever one run met
+                log.exception("reaper run failed")

@@ -1,0 +1,1 @@
+"""The scheduled Lambda that frees locks a crashed writer left behind."""

@@ -1,0 +1,23 @@
+"""The reaper Lambda's entry point, run on a schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from reaper.reaper import Reaper
+from shared.clients import Clients
+from shared.settings import Settings
+
+logger = Logger(service="srdb-reaper")
+
+
+def handle(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
+    settings = Settings.load()
+    settings.require("vpc_id")
+    clients = Clients.build(settings)
+    report = Reaper(clients.ec2, settings.vpc_id, ttl=settings.lock_ttl).reap_locks().to_json()
+    if report["freed"]:
+        logger.warning("freed stale locks", extra=report)
+    return report

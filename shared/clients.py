@@ -1,0 +1,42 @@
+"""Building boto3 clients from settings: only handlers and the command line call this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from shared.settings import Settings
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments shared by boto3 and aioboto3 clients."""
+    kwargs: dict[str, Any] = {"region_name": settings.region}
+    if settings.endpoint_url:
+        kwargs["endpoint_url"] = settings.endpoint_url
+    if settings.aws_access_key_id:
+        kwargs["aws_access_key_id"] = settings.aws_access_key_id
+        kwargs["aws_secret_access_key"] = settings.aws_secret_access_key
+    return kwargs
+
+
+def client_config(settings: Settings) -> Config:
+    # "standard" retries throttling, 5xx and connection errors with jittered backoff.
+    pool = max(10, settings.transfer_concurrency + settings.read_concurrency)
+    return Config(retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=pool,
+                  connect_timeout=5, read_timeout=30)
+
+
+@dataclass(frozen=True)
+class Clients:
+    s3: Any
+    sqs: Any
+    ec2: Any
+
+    @classmethod
+    def build(cls, settings: Settings) -> Clients:
+        session = boto3.session.Session()
+        kwargs, config = client_kwargs(settings), client_config(settings)
+        return cls(*(session.client(name, config=config, **kwargs) for name in ("s3", "sqs", "ec2")))

@@ -1,0 +1,212 @@
+"""The job: one transaction on one database, validated the same way on both sides of the queue."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from shared.errors import InvalidJob
+from shared.keys import check_database, check_job_id, new_job_id
+from shared.values import SqlValue, decode_value
+
+SCHEMA_VERSION = 1
+MAX_SQL_CHARS = 1_000_000
+MAX_STATEMENTS = 1_000
+MAX_PARAM_SETS = 1_000_000
+MAX_TIMEOUT_SECONDS = 900.0
+
+JsonParams = list[Any] | dict[str, Any]
+Params = list[SqlValue] | dict[str, SqlValue]
+JobKind = Literal["sql", "statements", "many"]
+_FIELDS = {"v", "job_id", "database", "sql", "params", "statements", "param_sets",
+           "reply_to", "submitted_at", "read_only", "timeout"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement and the parameter sets it runs with (one set, or many for executemany)."""
+
+    sql: str
+    param_sets: tuple[JsonParams, ...] = ([],)
+
+    def decoded(self) -> list[Params]:
+        """The parameter sets with blobs decoded, ready for sqlite3."""
+        return [_decode_params(p) for p in self.param_sets]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a client submits. ``kind`` records which of the three shapes it arrived in."""
+
+    job_id: str
+    database: str
+    kind: JobKind
+    statements: tuple[Statement, ...]
+    submitted_at: str
+    reply_to: str | None = None
+    read_only: bool = False
+    timeout: float | None = None
+    v: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def create(
+        cls,
+        database: str,
+        sql: str | None = None,
+        params: JsonParams | None = None,
+        *,
+        statements: list[tuple[str, JsonParams | None]] | None = None,
+        param_sets: list[JsonParams] | None = None,
+        job_id: str | None = None,
+        reply_to: str | None = None,
+        read_only: bool = False,
+        timeout: float | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Build a job from client arguments, with the same checks a worker applies."""
+        doc: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "job_id": job_id or new_job_id(),
+            "database": database,
+            "submitted_at": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+        }
+        if statements is not None:
+            doc["statements"] = [{"sql": s, "params": p if p is not None else []} for s, p in statements]
+        else:
+            doc["sql"] = sql
+            if param_sets is not None:
+                doc["param_sets"] = param_sets
+            elif params is not None:
+                doc["params"] = params
+        for name, value in (("reply_to", reply_to), ("timeout", timeout)):
+            if value is not None:
+                doc[name] = value
+        if read_only:
+            doc["read_only"] = True
+        return cls.from_json(doc)
+
+    @classmethod
+    def from_json(cls, doc: object) -> Job:
+        """Validate a decoded job document; every problem is an InvalidJob naming the field."""
+        if not isinstance(doc, dict):
+            raise InvalidJob("a job must be a JSON object")
+        unknown = sorted(set(doc) - _FIELDS)
+        if unknown:
+            raise InvalidJob(f"unknown field(s): {', '.join(unknown)}")
+        if doc.get("v") != SCHEMA_VERSION:
+            raise InvalidJob(f"unsupported schema version {doc.get('v')!r}; this worker speaks v{SCHEMA_VERSION}")
+        job_id = check_job_id(_required(doc, "job_id"))
+        database = check_database(_required(doc, "database"))
+        kind, statements = _statements(doc)
+        submitted_at = doc.get("submitted_at", "")
+        if not isinstance(submitted_at, str) or len(submitted_at) > 64:
+            raise InvalidJob("submitted_at must be an ISO 8601 timestamp string")
+        reply_to = doc.get("reply_to")
+        if reply_to is not None and (not isinstance(reply_to, str) or not reply_to.startswith(("https://", "http://"))):
+            raise InvalidJob("reply_to must be an SQS queue URL")
+        read_only = doc.get("read_only", False)
+        if not isinstance(read_only, bool):
+            raise InvalidJob("read_only must be true or false")
+        timeout = doc.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT_SECONDS
+        ):
+            raise InvalidJob(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]")
+        return cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
+                   float(timeout) if timeout is not None else None)
+
+    @classmethod
+    def from_text(cls, text: str) -> Job:
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidJob(f"job is not valid JSON: {exc}") from None
+        return cls.from_json(doc)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"v": self.v, "job_id": self.job_id, "database": self.database,
+                               "submitted_at": self.submitted_at}
+        if self.kind == "statements":
+            doc["statements"] = [{"sql": s.sql, "params": s.param_sets[0]} for s in self.statements]
+        elif self.kind == "many":
+            doc["sql"] = self.statements[0].sql
+            doc["param_sets"] = list(self.statements[0].param_sets)
+        else:
+            doc["sql"] = self.statements[0].sql
+            if self.statements[0].param_sets[0]:
+                doc["params"] = self.statements[0].param_sets[0]
+        if self.reply_to:
+            doc["reply_to"] = self.reply_to
+        if self.read_only:
+            doc["read_only"] = True
+        if self.timeout is not None:
+            doc["timeout"] = self.timeout
+        return doc
+
+    def to_text(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
+
+
+def _required(doc: dict[str, Any], name: str) -> Any:
+    if name not in doc:
+        raise InvalidJob(f"missing field: {name}")
+    return doc[name]
+
+
+def _sql(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidJob(f"{where} must be a non-empty string")
+    if len(value) > MAX_SQL_CHARS:
+        raise InvalidJob(f"{where} is longer than {MAX_SQL_CHARS} characters")
+    return value
+
+
+def _params(value: object, where: str) -> JsonParams:
+    if isinstance(value, list):
+        for item in value:
+            decode_value(item)
+        return value
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not name or not name.replace("_", "a").isalnum():
+                raise InvalidJob(f"{where}: parameter name {name!r:.40} is not a valid SQL parameter name")
+            decode_value(item)
+        return value
+    raise InvalidJob(f"{where} must be a list (for ?) or an object (for :name)")
+
+
+def _statements(doc: dict[str, Any]) -> tuple[JobKind, tuple[Statement, ...]]:
+    shapes = [name for name in ("sql", "statements") if name in doc]
+    if len(shapes) != 1:
+        raise InvalidJob("a job needs exactly one of: sql, statements")
+    if "statements" in doc:
+        if "params" in doc or "param_sets" in doc:
+            raise InvalidJob("params and param_sets go inside each of statements")
+        items = doc["statements"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_STATEMENTS:
+            raise InvalidJob(f"statements must be a list of 1 to {MAX_STATEMENTS} objects")
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not set(item) <= {"sql", "params"}:
+                raise InvalidJob(f"statements[{i}] must be an object with sql and optional params")
+            sql = _sql(item.get("sql"), f"statements[{i}].sql")
+            out.append(Statement(sql, (_params(item.get("params", []), f"statements[{i}].params"),)))
+        return "statements", tuple(out)
+    sql = _sql(doc["sql"], "sql")
+    if "param_sets" in doc:
+        if "params" in doc:
+            raise InvalidJob("give params or param_sets, not both")
+        sets = doc["param_sets"]
+        if not isinstance(sets, list) or not 1 <= len(sets) <= MAX_PARAM_SETS:
+            raise InvalidJob(f"param_sets must be a list of 1 to {MAX_PARAM_SETS} parameter lists")
+        return "many", (Statement(sql, tuple(_params(p, f"param_sets[{i}]") for i, p in enumerate(sets))),)
+    return "sql", (Statement(sql, (_params(doc.get("params", []), "params"),)),)
+
+
+def _decode_params(params: JsonParams) -> Params:
+    if isinstance(params, dict):
+        return {k: decode_value(v) for k, v in params.items()}
+    return [decode_value(v) for v in params]

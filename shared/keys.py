@@ -1,0 +1,56 @@
+"""Names that reach S3 keys and security-group names: validated here, before any use."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from shared.errors import InvalidJob
+
+DATABASE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def check_database(name: object) -> str:
+    if not isinstance(name, str) or not DATABASE_RE.fullmatch(name):
+        raise InvalidJob(f"database name {name!r:.80} must match {DATABASE_RE.pattern}")
+    return name
+
+
+def check_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+        raise InvalidJob(f"job id {job_id!r:.80} must match {JOB_ID_RE.pattern}")
+    return job_id
+
+
+def new_job_id(now: float | None = None) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by submission time."""
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def status_key(job_id: str) -> str:
+    return f"results/{check_job_id(job_id)}.json"
+
+
+def result_part_key(job_id: str, index: int) -> str:
+    return f"results/{check_job_id(job_id)}/part-{index:05d}.jsonl.gz"
+
+
+def payload_key(job_id: str) -> str:
+    return f"jobs/{check_job_id(job_id)}/payload.json"
+
+
+def manifest_key(database: str) -> str:
+    return f"db/{check_database(database)}/manifest.json"
+
+
+def version_key(database: str, version: int) -> str:
+    return f"db/{check_database(database)}/versions/{version:012d}.json"
+
+
+def chunk_key(database: str, digest: str) -> str:
+    return f"db/{check_database(database)}/chunks/{digest}"

@@ -1,0 +1,149 @@
+"""Per-database write lock made from an EC2 security group.
+
+Creating a group whose name is already taken in a VPC fails with ``InvalidGroup.Duplicate``,
+atomically, so creation is acquisition. Release deletes the group *by the id that acquire
+returned*, never by name: if the reaper freed a stalled holder's lock and another writer took
+it, the stalled holder's release deletes nothing of the new holder's. The lock only avoids
+wasted work; the conditional manifest write is what guarantees that no update is lost.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import LockError, LockTimeout
+from shared.keys import check_database
+
+LOCK_TAG = "srdb:lock"
+OWNER_TAG = "srdb:owner"
+CREATED_TAG = "srdb:created"
+EXPIRES_TAG = "srdb:expires"
+_RETRY_CODES = {"RequestLimitExceeded", "Throttling", "InternalError", "Unavailable", "ServiceUnavailable"}
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@dataclass(frozen=True)
+class LockHandle:
+    database: str
+    group_id: str
+    owner: str
+    acquired_at: float
+    waited: float
+
+
+class SecurityGroupLock:
+    """Acquire and release write locks; ``now``, ``sleep`` and ``rng`` are injected for tests."""
+
+    def __init__(
+        self,
+        ec2: Any,
+        vpc_id: str,
+        *,
+        prefix: str = "srdb",
+        ttl: float = 600.0,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.ec2, self.vpc_id, self.prefix, self.ttl = ec2, vpc_id, prefix, ttl
+        self.now, self.sleep, self.rng = now, sleep, rng
+
+    def group_name(self, database: str) -> str:
+        return f"{self.prefix}-lock-{check_database(database)}"
+
+    def acquire(self, database: str, wait: float) -> LockHandle:
+        """Take the lock, retrying with jittered backoff; LockTimeout once ``wait`` seconds pass."""
+        start = self.now()
+        owner = uuid.uuid4().hex
+        delay = 0.05
+        maybe_created = False
+        while True:
+            try:
+                group_id = self._create(database, owner)
+                return LockHandle(database, group_id, owner, self.now(), self.now() - start)
+            except BotoCoreError:
+                maybe_created = True  # the request may have been applied before the connection failed
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "InvalidGroup.Duplicate" and maybe_created:
+                    # A create whose response was lost still made the group: it is ours if it has our owner.
+                    mine = self._find_own(database, owner)
+                    if mine:
+                        return LockHandle(database, mine, owner, self.now(), self.now() - start)
+                elif code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
+                    raise LockError(f"could not create lock group for {database}: {exc}") from exc
+            remaining = start + wait - self.now()
+            if remaining <= 0:
+                raise LockTimeout(f"write lock of database {database} not acquired within {wait:g}s")
+            self.sleep(min(remaining, delay * (0.5 + self.rng())))
+            delay = min(delay * 2, 2.0)
+
+    def release(self, handle: LockHandle) -> bool:
+        """Delete the lock group by id. False when it was already gone (the reaper freed it)."""
+        for attempt in range(3):
+            try:
+                self.ec2.delete_security_group(GroupId=handle.group_id)
+                return True
+            except ClientError as exc:
+                code = error_code(exc)
+                young = self.now() - handle.acquired_at < 10
+                if code == "InvalidGroup.NotFound" and not young:
+                    return False
+                if code not in _RETRY_CODES and code != "InvalidGroup.NotFound":
+                    raise LockError(f"could not release lock of {handle.database}: {exc}") from exc
+                if attempt == 2:
+                    # EC2 is eventually consistent: a group just created may not be visible yet.
+                    # If it never shows, the reaper frees it after the TTL.
+                    return code != "InvalidGroup.NotFound"
+                self.sleep(0.2 * (attempt + 1))
+        return False
+
+    def _create(self, database: str, owner: str) -> str:
+        created = self.now()
+        tags = [
+            {"Key": LOCK_TAG, "Value": database},
+            {"Key": OWNER_TAG, "Value": owner},
+            {"Key": CREATED_TAG, "Value": f"{created:.3f}"},
+            {"Key": EXPIRES_TAG, "Value": f"{created + self.ttl:.3f}"},
+        ]
+        response = self.ec2.create_security_group(
+            GroupName=self.group_name(database),
+            Description=f"srdb write lock for database {database}",
+            VpcId=self.vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}],
+        )
+        return str(response["GroupId"])
+
+    def _find_own(self, database: str, owner: str) -> str | None:
+        try:
+            groups = self.ec2.describe_security_groups(Filters=[
+                {"Name": "vpc-id", "Values": [self.vpc_id]},
+                {"Name": "group-name", "Values": [self.group_name(database)]},
+                {"Name": f"tag:{OWNER_TAG}", "Values": [owner]},
+            ])["SecurityGroups"]
+        except ClientError:
+            return None
+        return str(groups[0]["GroupId"]) if groups else None
+
+
+def lock_groups(ec2: Any, vpc_id: str) -> list[dict[str, Any]]:
+    """Every srdb lock group in the VPC, with its tags as a dict."""
+    out = []
+    paginator = ec2.get_paginator("describe_security_groups")
+    pages = paginator.paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                        {"Name": "tag-key", "Values": [LOCK_TAG]}])
+    for page in pages:
+        for group in page["SecurityGroups"]:
+            tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
+            out.append({"group_id": group["GroupId"], "name": group["GroupName"], "tags": tags})
+    return out

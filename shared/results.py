@@ -1,0 +1,103 @@
+"""The status document a job leaves under ``results/``: its state, and its result when it ends."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from shared.values import SqlValue, decode_row
+
+
+class JobState(str, Enum):
+    QUEUED = "QUEUED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    NOT_FOUND = "NOT_FOUND"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class ResultPart:
+    """A slice of a large result stored as gzip JSON Lines under ``results/<job_id>/``."""
+
+    key: str
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "rows": self.rows}
+
+
+@dataclass
+class JobResult:
+    """A job's status document. ``rows`` hold encoded values (blobs tagged); use :meth:`values`."""
+
+    job_id: str
+    state: JobState
+    database: str | None = None
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    rowcount: int = 0
+    lastrowid: int | None = None
+    error: dict[str, Any] | None = None
+    parts: list[ResultPart] = field(default_factory=list)
+    version: int | None = None
+    submitted_at: str | None = None
+    finished_at: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    job_digest: str | None = None
+
+    @property
+    def total_rows(self) -> int:
+        return len(self.rows) + sum(p.rows for p in self.parts)
+
+    def values(self) -> list[list[SqlValue]]:
+        """The inline rows with blobs decoded to bytes."""
+        return [decode_row(r) for r in self.rows]
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"job_id": self.job_id, "state": self.state.value}
+        for name in ("database", "submitted_at", "finished_at", "version", "lastrowid", "error", "job_digest"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = value
+        if self.state.final:
+            doc.update(columns=self.columns, rows=self.rows, rowcount=self.rowcount, timings=self.timings)
+            if self.parts:
+                doc["parts"] = [p.to_json() for p in self.parts]
+        return doc
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> JobResult:
+        return cls(
+            job_id=doc["job_id"],
+            state=JobState(doc["state"]),
+            database=doc.get("database"),
+            columns=list(doc.get("columns", [])),
+            rows=list(doc.get("rows", [])),
+            rowcount=int(doc.get("rowcount", 0)),
+            lastrowid=doc.get("lastrowid"),
+            error=doc.get("error"),
+            parts=[ResultPart(p["key"], int(p["rows"])) for p in doc.get("parts", [])],
+            version=doc.get("version"),
+            submitted_at=doc.get("submitted_at"),
+            finished_at=doc.get("finished_at"),
+            timings=dict(doc.get("timings", {})),
+            job_digest=doc.get("job_digest"),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> JobResult:
+        return cls.from_json(json.loads(data))
+
+    @classmethod
+    def not_found(cls, job_id: str) -> JobResult:
+        return cls(job_id, JobState.NOT_FOUND)

@@ -1,0 +1,118 @@
+"""Configuration, read once at the edge: arguments beat ``SRDB_*`` variables, which beat defaults.
+
+When no ``SRDB_*`` variable is set at all, ``.srdb/local.env`` in the current folder (written by
+``srdb local``) stands in for the environment, so a second terminal just works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from shared.errors import ClientError, NotConfigured
+
+LOCAL_ENV_FILE = Path(".srdb") / "local.env"
+ENV_PREFIX = "SRDB_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of srdb. Each field ``name`` is read from ``SRDB_<NAME>``."""
+
+    bucket: str = ""
+    queue_url: str = ""
+    dlq_url: str = ""
+    callback_queue_url: str = ""
+    reply_to_allowed: str = ""
+    vpc_id: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
+    lock_prefix: str = "srdb"
+    lock_ttl: float = 600.0
+    lock_wait: float = 60.0
+    job_timeout: float = 30.0
+    chunk_size: int = 256 * 1024
+    cache_dir: str = "/tmp/srdb-cache"
+    inline_result_bytes: int = 256 * 1024
+    max_result_bytes: int = 256 * 1024 * 1024
+    read_concurrency: int = 8
+    transfer_concurrency: int = 16
+    version_retention: float = 7 * 24 * 3600.0
+    result_retention: float = 7 * 24 * 3600.0
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``overrides``, then the environment (or ``.srdb/local.env``), then defaults."""
+        env = dict(os.environ if environ is None else environ)
+        if not any(k.startswith(ENV_PREFIX) for k in env):
+            env.update(read_env_file((cwd or Path.cwd()) / LOCAL_ENV_FILE))
+        values: dict[str, Any] = {}
+        if env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"):
+            values["region"] = env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ClientError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def require(self, *names: str) -> None:
+        """Fail with a clear message when a setting this command needs is empty."""
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            env = ", ".join(ENV_PREFIX + n.upper() for n in missing)
+            raise NotConfigured(f"missing setting(s) {env}: set them, or run `srdb local` in this folder first")
+
+    def allowed_reply_to(self) -> set[str]:
+        allowed = {u.strip() for u in self.reply_to_allowed.split(",") if u.strip()}
+        if self.callback_queue_url:
+            allowed.add(self.callback_queue_url)
+        return allowed
+
+    def to_env(self) -> dict[str, str]:
+        """The non-default settings as ``SRDB_*`` variables (what ``srdb local`` writes)."""
+        default = Settings()
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+    tmp.replace(path)
+
+
+def _convert(name: str, raw: str, kind: Any) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+    except ValueError:
+        raise ClientError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
+    return raw

@@ -1,0 +1,276 @@
+"""A database in S3: a chain of immutable snapshots made of content-addressed chunks.
+
+The SQLite file is cut into fixed-size chunks stored under ``db/<name>/chunks/<sha256>``; a
+manifest lists them. ``db/<name>/manifest.json`` names the current snapshot and is only ever
+replaced by a conditional write on the ETag the writer read. That write is the commit point:
+a writer whose lock was broken while it stalled gets 412 and cannot overwrite a newer
+snapshot, so no update is ever lost. Chunks are written before the manifest that names them,
+so a reader never sees a manifest whose chunks are missing.
+
+Each worker keeps a local copy and the manifest it matches. The state file is removed before
+the copy is touched and written back only once copy and manifest agree again, so a crash in
+between costs one cold download, never a wrong read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import CommitConflict, StorageError
+from shared.keys import check_database, chunk_key, manifest_key, version_key
+from shared.lock import error_code
+
+DB_FILE = "db.sqlite"
+STATE_FILE = "state.json"
+_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One snapshot: the ordered chunk hashes that make up the file, and what made it."""
+
+    version: int
+    file_size: int
+    page_size: int
+    chunk_size: int
+    chunks: list[str]
+    created_at: float
+    jobs: list[str] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        doc = json.loads(data)
+        return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
+                   list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])))
+
+
+@dataclass(frozen=True)
+class LocalSnapshot:
+    """A local file that matches ``manifest`` (None: the database does not exist yet)."""
+
+    database: str
+    path: Path
+    manifest: Manifest | None
+    etag: str | None
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version if self.manifest else 0
+
+
+@dataclass
+class TransferStats:
+    bytes_down: int = 0
+    bytes_up: int = 0
+    requests: int = 0
+
+
+class SnapshotStore:
+    """Keeps local copies of databases in step with S3 and commits new snapshots."""
+
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        cache_dir: str | Path,
+        *,
+        chunk_size: int = 256 * 1024,
+        concurrency: int = 16,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.s3, self.bucket, self.cache_dir = s3, bucket, Path(cache_dir)
+        self.chunk_size, self.concurrency, self.now = chunk_size, concurrency, now
+        self.stats = TransferStats()
+
+    def local_path(self, database: str) -> Path:
+        return self.cache_dir / check_database(database) / DB_FILE
+
+    def sync(self, database: str) -> LocalSnapshot:
+        """Bring the local copy up to the current snapshot, fetching only chunks that changed."""
+        folder = self.cache_dir / check_database(database)
+        path = folder / DB_FILE
+        local = self._load_state(database)
+        try:
+            extra = {"IfNoneMatch": local.etag} if local and local.etag else {}
+            response = self.s3.get_object(Bucket=self.bucket, Key=manifest_key(database), **extra)
+            self.stats.requests += 1
+        except ClientError as exc:
+            self.stats.requests += 1
+            code = error_code(exc)
+            if code in ("304", "NotModified") and local:
+                return local
+            if code in ("NoSuchKey", "404"):
+                self.discard(database)
+                return LocalSnapshot(database, path, None, None)
+            raise StorageError(f"reading manifest of {database}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"reading manifest of {database}: {exc}") from exc
+        body = response["Body"].read()
+        self.stats.bytes_down += len(body)
+        manifest, etag = Manifest.from_bytes(body), str(response["ETag"])
+        old = local.manifest if local else None
+        if old is None or old.chunk_size != manifest.chunk_size or not path.exists():
+            self.discard(database)
+            old = None
+        folder.mkdir(parents=True, exist_ok=True)
+        self._forget_state(database)
+        wanted = [i for i, digest in enumerate(manifest.chunks)
+                  if old is None or i >= len(old.chunks) or old.chunks[i] != digest]
+        mode = "r+b" if path.exists() else "w+b"
+        with open(path, mode) as out:
+            for index, data in zip(wanted, self._fetch_chunks(database, [manifest.chunks[i] for i in wanted]),
+                                   strict=True):
+                out.seek(index * manifest.chunk_size)
+                out.write(data)
+            out.truncate(manifest.file_size)
+        snapshot = LocalSnapshot(database, path, manifest, etag)
+        self._save_state(snapshot)
+        return snapshot
+
+    def begin_write(self, snapshot: LocalSnapshot) -> None:
+        """Mark the local copy as being changed: until commit, it no longer matches a manifest."""
+        snapshot.path.parent.mkdir(parents=True, exist_ok=True)
+        self._forget_state(snapshot.database)
+
+    def end_write(self, snapshot: LocalSnapshot) -> None:
+        """The write was rolled back: the local copy matches its manifest again (or never existed)."""
+        if snapshot.manifest is None:
+            self.discard(snapshot.database)
+        else:
+            self._save_state(snapshot)
+
+    def commit(self, snapshot: LocalSnapshot, jobs: list[str]) -> LocalSnapshot:
+        """Publish the local file as the next snapshot. CommitConflict if another writer got there first."""
+        database, old = snapshot.database, snapshot.manifest
+        known = set(old.chunks) if old and old.chunk_size == self.chunk_size else set()
+        chunks, new = self._chunk_file(snapshot.path, known)
+        self._store_chunks(database, new)
+        manifest = Manifest(
+            version=snapshot.version + 1,
+            file_size=snapshot.path.stat().st_size,
+            page_size=_page_size(snapshot.path),
+            chunk_size=self.chunk_size,
+            chunks=chunks,
+            created_at=self.now(),
+            jobs=jobs,
+        )
+        body = manifest.to_bytes()
+        condition = {"IfMatch": snapshot.etag} if snapshot.etag else {"IfNoneMatch": "*"}
+        try:
+            response = self.s3.put_object(Bucket=self.bucket, Key=manifest_key(database), Body=body,
+                                          ContentType="application/json", **condition)
+        except ClientError as exc:
+            self.discard(database)
+            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise CommitConflict(f"database {database} changed under this writer "
+                                     f"(snapshot {snapshot.version} is no longer current)") from exc
+            raise StorageError(f"committing {database}: {exc}") from exc
+        except BotoCoreError as exc:
+            self.discard(database)
+            raise StorageError(f"committing {database}: {exc}") from exc
+        finally:
+            self.stats.requests += 1
+        self.stats.bytes_up += len(body)
+        committed = LocalSnapshot(database, snapshot.path, manifest, str(response["ETag"]))
+        self._save_state(committed)
+        # History for point-in-time reads; written after the commit so it never names a lost write.
+        self._put(version_key(database, manifest.version), body)
+        return committed
+
+    def discard(self, database: str) -> None:
+        """Drop the local copy (after a failed commit, or when the database vanished)."""
+        folder = self.cache_dir / check_database(database)
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _chunk_file(self, path: Path, known: set[str]) -> tuple[list[str], dict[str, bytes]]:
+        chunks: list[str] = []
+        new: dict[str, bytes] = {}
+        with open(path, "rb") as f:
+            while data := f.read(self.chunk_size):
+                digest = hashlib.sha256(data).hexdigest()
+                chunks.append(digest)
+                if digest not in known:
+                    new[digest] = data
+        return chunks, new
+
+    def _store_chunks(self, database: str, chunks: dict[str, bytes]) -> None:
+        items = list(chunks.items())
+        if len(items) <= 1:
+            for digest, data in items:
+                self._put(chunk_key(database, digest), data)
+            return
+        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
+            list(pool.map(lambda item: self._put(chunk_key(database, item[0]), item[1]), items))
+
+    def _put(self, key: str, body: bytes) -> None:
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"writing s3://{self.bucket}/{key}: {exc}") from exc
+        self.stats.requests += 1
+        self.stats.bytes_up += len(body)
+
+    def _fetch_chunks(self, database: str, digests: list[str]) -> list[bytes]:
+        if len(digests) <= 1:
+            return [self._fetch_chunk(database, d) for d in digests]
+        with ThreadPoolExecutor(min(self.concurrency, len(digests))) as pool:
+            return list(pool.map(lambda d: self._fetch_chunk(database, d), digests))
+
+    def _fetch_chunk(self, database: str, digest: str) -> bytes:
+        key = chunk_key(database, digest)
+        for _ in range(3):
+            try:
+                data: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(f"reading s3://{self.bucket}/{key}: {exc}") from exc
+            self.stats.requests += 1
+            self.stats.bytes_down += len(data)
+            if hashlib.sha256(data).hexdigest() == digest:
+                return data
+        raise StorageError(f"chunk s3://{self.bucket}/{key} does not match its hash after 3 reads")
+
+    def _load_state(self, database: str) -> LocalSnapshot | None:
+        folder = self.cache_dir / database
+        try:
+            doc = json.loads((folder / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        manifest = Manifest.from_bytes(json.dumps(doc["manifest"]).encode())
+        return LocalSnapshot(database, folder / DB_FILE, manifest, doc["etag"])
+
+    def _save_state(self, snapshot: LocalSnapshot) -> None:
+        assert snapshot.manifest is not None
+        folder = snapshot.path.parent
+        tmp = folder / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps({"manifest": asdict(snapshot.manifest), "etag": snapshot.etag}))
+        os.replace(tmp, folder / STATE_FILE)
+
+    def _forget_state(self, database: str) -> None:
+        folder = self.cache_dir / database
+        (folder / STATE_FILE).unlink(missing_ok=True)
+        for suffix in _SIDE_FILES:
+            (folder / (DB_FILE + suffix)).unlink(missing_ok=True)
+
+
+def _page_size(path: Path) -> int:
+    with open(path, "rb") as f:
+        header = f.read(18)
+    if len(header) < 18:
+        return 0
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size

@@ -1,0 +1,45 @@
+"""SQLite values through JSON: integers, reals, text and null as themselves, blobs tagged."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from shared.errors import InvalidJob
+
+SqlValue = int | float | str | bytes | None
+BLOB_TAG = "$blob"
+
+
+def encode_value(value: SqlValue) -> Any:
+    """A value as JSON: a blob becomes ``{"$blob": "<base64>"}``."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {BLOB_TAG: base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+def decode_value(value: Any) -> SqlValue:
+    """The inverse of :func:`encode_value`; anything that is not a SQLite value is an InvalidJob."""
+    if value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidJob(f"integer {value} does not fit SQLite's 64 bits")
+        return value
+    if isinstance(value, dict) and set(value) == {BLOB_TAG} and isinstance(value[BLOB_TAG], str):
+        try:
+            return base64.b64decode(value[BLOB_TAG], validate=True)
+        except binascii.Error as exc:
+            raise InvalidJob(f"blob is not valid base64: {exc}") from None
+    raise InvalidJob(f"parameter value {value!r:.80} is not an integer, real, text, null or tagged blob")
+
+
+def encode_row(row: tuple[SqlValue, ...] | list[SqlValue]) -> list[Any]:
+    return [encode_value(v) for v in row]
+
+
+def decode_row(row: list[Any]) -> list[SqlValue]:
+    return [decode_value(v) for v in row]

@@ -1,0 +1,90 @@
+"""Shared fixtures: one moto server on 127.0.0.1 for the session, fresh resources for each test."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from producer.client import Client
+from producer.local import create_resources, free_port
+from shared.clients import client_kwargs
+from shared.settings import Settings
+from worker.batch import Worker
+from worker.handler import run_batch
+from worker.poller import Poller
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def settings(moto_endpoint: str, tmp_path: Path) -> Settings:
+    """A bucket, queues and VPC of this test's own, and a cache folder of its own."""
+    n = next(_names)
+    made = create_resources(moto_endpoint, visibility_timeout=30, lock_ttl=30, prefix=f"t{n}",
+                            bucket=f"srdb-test-{n}")
+    return made.replace(cache_dir=str(tmp_path / "cache"), lock_wait=5.0, job_timeout=5.0)
+
+
+@pytest.fixture
+def aws(settings: Settings) -> Any:
+    """Real boto3 clients on the moto server."""
+    kwargs = client_kwargs(settings)
+
+    class Clients:
+        s3 = boto3.client("s3", **kwargs)
+        sqs = boto3.client("sqs", **kwargs)
+        ec2 = boto3.client("ec2", **kwargs)
+
+    return Clients
+
+
+@pytest.fixture
+def worker(settings: Settings, aws: Any) -> Worker:
+    return Worker(settings, aws.s3, aws.sqs, aws.ec2)
+
+
+@pytest.fixture
+def client(settings: Settings, aws: Any) -> Client:
+    return Client(settings, s3=aws.s3, sqs=aws.sqs)
+
+
+@pytest.fixture
+def drain(settings: Settings, aws: Any, worker: Worker) -> Callable[..., int]:
+    """Feed the job queue to a worker, as the event source mapping does, until it is empty."""
+
+    def run(target: Worker | None = None, *, max_batches: int = 1000) -> int:
+        handler = target or worker
+        poller = Poller(aws.sqs, settings.queue_url, lambda event, ctx: run_batch(handler, event),
+                        region=settings.region, wait_seconds=0)
+        batches = 0
+        while batches < max_batches and poller.poll_once():
+            batches += 1
+        return batches
+
+    return run
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    """A Lambda SQS event holding these bodies, for calling a handler directly."""
+    return {"Records": [{
+        "messageId": f"m{i}", "receiptHandle": f"r{i}", "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"}, "messageAttributes": {},
+        "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+        "awsRegion": "us-east-1"} for i, body in enumerate(bodies)]}

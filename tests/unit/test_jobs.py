@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from shared.errors import InvalidJob
+from shared.jobs import Job
+from shared.keys import check_database, new_job_id
+from shared.values import decode_value, encode_value
+
+
+def base(**fields: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"v": 1, "job_id": "j1", "database": "sales", "sql": "SELECT 1"}
+    doc.update(fields)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+@pytest.mark.parametrize("job", [
+    Job.create("sales", "SELECT ?", [1]),
+    Job.create("sales", "SELECT :a", {"a": "x"}),
+    Job.create("sales", statements=[("INSERT INTO t VALUES (?)", [1]), ("DELETE FROM t", None)]),
+    Job.create("sales", "INSERT INTO t VALUES (?)", param_sets=[[1], [2], [{"$blob": "AAE="}]]),
+    Job.create("sales", "SELECT 1", job_id="my-id", reply_to="https://sqs/q", read_only=True, timeout=2.5),
+])
+def test_every_shape_survives_the_queue(job: Job) -> None:
+    assert Job.from_text(job.to_text()) == job
+
+
+def test_executemany_decodes_blobs_for_sqlite() -> None:
+    job = Job.create("db", "INSERT INTO t VALUES (?)", param_sets=[[{"$blob": "AAE="}], [None]])
+    assert job.statements[0].decoded() == [[b"\x00\x01"], [None]]
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ([1, 2], "must be a JSON object"),
+    (base(extra=1), "unknown field(s): extra"),
+    (base(v=2), "unsupported schema version 2"),
+    (base(v=None), "unsupported schema version None"),
+    ({"v": 1, "database": "d", "sql": "SELECT 1"}, "missing field: job_id"),
+    ({"v": 1, "job_id": "j", "sql": "SELECT 1"}, "missing field: database"),
+    (base(sql=None), "exactly one of: sql, statements"),
+    (base(statements=[{"sql": "SELECT 1"}]), "exactly one of: sql, statements"),
+    (base(database="../etc"), "database name"),
+    (base(database="Sales"), "database name"),
+    (base(database="a" * 64), "database name"),
+    (base(database="a/b"), "database name"),
+    (base(database=7), "database name"),
+    (base(job_id="../../x"), "job id"),
+    (base(job_id="a" * 129), "job id"),
+    (base(job_id=""), "job id"),
+    (base(sql="   "), "sql must be a non-empty string"),
+    (base(sql=12), "sql must be a non-empty string"),
+    (base(sql="x" * 1_000_001), "longer than"),
+    (base(params="1"), "params must be a list"),
+    (base(params=[[1]]), "is not an integer, real, text, null or tagged blob"),
+    (base(params=[{"$blob": "!!"}]), "not valid base64"),
+    (base(params=[2**64]), "does not fit SQLite's 64 bits"),
+    (base(params={"a b": 1}), "not a valid SQL parameter name"),
+    (base(param_sets=[]), "param_sets must be a list of 1 to"),
+    (base(params=[1], param_sets=[[1]]), "not both"),
+    (base(timeout=0), "timeout must be"),
+    (base(timeout=True), "timeout must be"),
+    (base(timeout=10_000), "timeout must be"),
+    (base(read_only="yes"), "read_only must be"),
+    (base(reply_to="file:///etc/passwd"), "reply_to must be an SQS queue URL"),
+    (base(submitted_at=5), "submitted_at"),
+    ({"v": 1, "job_id": "j", "database": "d", "statements": []}, "statements must be a list of 1 to"),
+    ({"v": 1, "job_id": "j", "database": "d", "statements": [{"sql": "SELECT 1", "x": 1}]}, "statements[0]"),
+    ({"v": 1, "job_id": "j", "database": "d", "statements": [{"sql": ""}]}, "statements[0].sql"),
+])
+def test_invalid_jobs_name_their_fault(doc: Any, message: str) -> None:
+    with pytest.raises(InvalidJob) as raised:
+        Job.from_json(doc)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["", "{", "nul", "[" * 100_000, '{"v": 1,}'])
+def test_malformed_json_is_an_invalid_job(text: str) -> None:
+    with pytest.raises(InvalidJob, match="not valid JSON|must be a JSON object"):
+        Job.from_text(text)
+
+
+def test_job_ids_are_ulids_that_sort_by_time() -> None:
+    first, second = new_job_id(now=1_000.0), new_job_id(now=1_000.001)
+    assert len(first) == 26 and first < second
+    assert set(first) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+def test_database_names() -> None:
+    assert check_database("a") == "a"
+    assert check_database("sales_2026-q1") == "sales_2026-q1"
+
+
+@pytest.mark.parametrize("value", [None, 0, -(2**63), 2**63 - 1, 1.5, "", "héllo ✓", b"", b"\x00\xff"])
+def test_values_keep_their_sqlite_type_through_json(value: Any) -> None:
+    assert decode_value(json.loads(json.dumps(encode_value(value)))) == value
+
+
+def test_booleans_become_integers() -> None:
+    assert decode_value(True) == 1

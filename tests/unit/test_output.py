@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+
+from producer.cli import parse_param
+from producer.load import batches, typed
+from producer.output import csv_text, json_document, table
+from shared.results import JobResult, JobState
+
+
+def test_tables_fit_the_width_they_are_given() -> None:
+    text = table(["id", "note"], [[1, "x" * 200], [22, None]], width=40)
+    lines = text.splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    assert "NULL" in text and "…" in text
+    assert lines[3].startswith("│  1 │")
+
+
+def test_json_keeps_types_and_tags_blobs() -> None:
+    result = JobResult("j", JobState.SUCCEEDED, columns=["a", "b"], rowcount=1)
+    doc = json.loads(json_document(result, [[2**40, {"$blob": "AAE="}]]))
+    assert doc["rows"] == [[2**40, {"$blob": "AAE="}]]
+    assert doc["state"] == "SUCCEEDED" and doc["error"] is None
+
+
+def test_csv_output() -> None:
+    assert csv_text(["a", "b"], [[1, "x,y"], [None, {"$blob": "AAE="}]]) == 'a,b\n1,"x,y"\n,x\'0001\''
+
+
+def test_params_from_the_command_line() -> None:
+    assert [parse_param(v) for v in ["5", "1.5", "null", '"5"', "abc", "[1]"]] == [5, 1.5, None, "5", "abc", "[1]"]
+
+
+def test_csv_values_are_typed() -> None:
+    assert [typed(v) for v in ["1", "-2", "1.5", "1e3", "", "abc", "007x"]] == [1, -2, 1.5, 1000.0, None, "abc",
+                                                                                 "007x"]
+
+
+def test_rows_are_packed_under_the_message_size() -> None:
+    rows = iter([[str(i), "x" * 1000] for i in range(1000)])
+    packed = list(batches(rows, 2, None))
+    assert sum(len(b) for b in packed) == 1000
+    assert all(len(json.dumps(b)) < 240 * 1024 for b in packed)
+    assert len(packed) > 1
+    assert [len(b) for b in batches(iter([["1"]] * 10), 1, 3)] == [3, 3, 3, 1]

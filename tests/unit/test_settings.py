@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.errors import ClientError, NotConfigured
+from shared.settings import Settings, write_env_file
+
+
+def test_arguments_beat_environment_beat_defaults(tmp_path: Path) -> None:
+    env = {"SRDB_BUCKET": "from-env", "SRDB_LOCK_TTL": "90", "SRDB_QUEUE_URL": "q"}
+    settings = Settings.load(env, tmp_path, bucket="from-arg")
+    assert settings.bucket == "from-arg"
+    assert settings.lock_ttl == 90.0
+    assert settings.queue_url == "q"
+    assert settings.chunk_size == 256 * 1024
+
+
+def test_local_env_file_stands_in_when_no_srdb_variable_is_set(tmp_path: Path) -> None:
+    write_env_file(tmp_path / ".srdb" / "local.env", {"SRDB_BUCKET": "local", "SRDB_CHUNK_SIZE": "4096"})
+    assert Settings.load({}, tmp_path).bucket == "local"
+    assert Settings.load({}, tmp_path).chunk_size == 4096
+    assert Settings.load({"SRDB_BUCKET": "real"}, tmp_path).chunk_size == 256 * 1024
+
+
+def test_to_env_round_trips(tmp_path: Path) -> None:
+    settings = Settings(bucket="b", queue_url="q", lock_ttl=12.5)
+    assert Settings.load(settings.to_env(), tmp_path) == settings
+
+
+def test_bad_values_and_missing_settings_are_explained(tmp_path: Path) -> None:
+    with pytest.raises(ClientError, match="SRDB_LOCK_TTL='soon' is not a number"):
+        Settings.load({"SRDB_LOCK_TTL": "soon"}, tmp_path)
+    with pytest.raises(NotConfigured, match="SRDB_BUCKET, SRDB_QUEUE_URL"):
+        Settings.load({"SRDB_REGION": "eu-west-1"}, tmp_path).require("bucket", "queue_url")
+    with pytest.raises(ClientError, match="unknown setting"):
+        Settings.load({}, tmp_path, colour="blue")
+
+
+def test_reply_to_allow_list() -> None:
+    settings = Settings(callback_queue_url="https://q/cb", reply_to_allowed="https://q/a, https://q/b")
+    assert settings.allowed_reply_to() == {"https://q/cb", "https://q/a", "https://q/b"}

@@ -1,0 +1,1 @@
+"""The worker Lambda: runs SQS batches of jobs against databases stored in S3."""

@@ -1,0 +1,282 @@
+"""One SQS batch: parse every message, run each database's writes under its lock and its reads
+concurrently, publish every result, and name the messages that SQS must deliver again."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.errors import DatabaseNotFound, InfrastructureError, InvalidJob, SrdbError, StorageError
+from shared.jobs import Job
+from shared.lock import SecurityGroupLock
+from shared.messages import guess_job_id, open_envelope
+from shared.results import JobResult, JobState
+from shared.settings import Settings
+from shared.sql import Guard, is_read_job
+from shared.status import StatusStore
+from shared.storage import SnapshotStore
+from worker.execute import Outcome, run_job
+from worker.results import ResultSink
+from worker.transaction import apply_writes
+
+log = logging.getLogger("srdb.worker")
+MAX_CALLBACK_BYTES = 240 * 1024
+CRASH_POINTS = ("after_lock", "before_commit", "after_commit", "after_status")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One SQS message as the event source mapping hands it over."""
+
+    message_id: str
+    body: str
+    receive_count: int = 1
+
+
+@dataclass
+class Task:
+    record: Record
+    job: Job
+    read: bool
+    etag: str | None = None
+    outcome: Outcome | None = None
+    version: int | None = None
+    started: float = 0.0
+
+
+class Worker:
+    """Runs batches. Clients, clock and settings come in; a warm worker keeps its local snapshots."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        s3: Any,
+        sqs: Any,
+        ec2: Any,
+        *,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        crash: Callable[[str], None] = lambda point: None,
+    ) -> None:
+        self.settings, self.sqs, self.now, self.crash = settings, sqs, now, crash
+        self.store = SnapshotStore(s3, settings.bucket, settings.cache_dir, chunk_size=settings.chunk_size,
+                                   concurrency=settings.transfer_concurrency, now=now)
+        self.lock = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=settings.lock_ttl,
+                                      now=now, sleep=sleep)
+        self.status = StatusStore(s3, settings.bucket)
+        self.allowed_reply_to = settings.allowed_reply_to()
+        self._local = defaultdict(threading.Lock)  # type: defaultdict[str, threading.Lock]
+
+    def process(self, records: list[Record]) -> list[str]:
+        """Run a batch; return the message ids that must be retried (``batchItemFailures``)."""
+        retry: set[str] = set()
+        tasks: list[Task] = []
+        finished: list[Task] = []
+        with ThreadPoolExecutor(max(1, self.settings.read_concurrency)) as pool:
+            for record, parsed in zip(records, pool.map(self._parse, records), strict=True):
+                if isinstance(parsed, InfrastructureError):
+                    log.warning("message %s: %s", record.message_id, parsed)
+                    retry.add(record.message_id)
+                elif isinstance(parsed, Task):
+                    (finished if parsed.outcome else tasks).append(parsed)
+                elif parsed is not None:
+                    self._publish_invalid(record, parsed, retry)
+            by_database: dict[str, list[Task]] = defaultdict(list)
+            for task in tasks:
+                by_database[task.job.database].append(task)
+            for done in pool.map(self._run_database, by_database.values()):
+                finished.extend(done)
+            for task, ok in zip(finished, pool.map(self._publish, finished), strict=True):
+                if not ok:
+                    retry.add(task.record.message_id)
+        self.crash("after_status")
+        return sorted(retry)
+
+    # -- parse -----------------------------------------------------------------------------
+
+    def _parse(self, record: Record) -> Task | SrdbError | None:
+        """A task to run, a user error to report, an infrastructure error to retry, or None (done already)."""
+        try:
+            envelope = open_envelope(record.body)
+            text = envelope.job_text
+            if envelope.payload_key is not None:
+                text = self.status.get_bytes(envelope.payload_key).decode()
+            job = Job.from_text(text or "")
+            if job.reply_to and job.reply_to not in self.allowed_reply_to:
+                raise InvalidJob(f"reply_to queue {job.reply_to} is not allowed; allowed queues are set by "
+                                 "SRDB_CALLBACK_QUEUE_URL and SRDB_REPLY_TO_ALLOWED")
+            read = job.read_only or is_read_job(job)
+            current, etag = self.status.get(job.job_id)
+        except SrdbError as exc:
+            return exc
+        except UnicodeDecodeError as exc:
+            return InvalidJob(f"claim-checked payload is not UTF-8: {exc}")
+        if current is not None and current.state.final:
+            return None  # redelivered after its result was written; CANCELLED jobs stop here too
+        return Task(record, job, read, etag)
+
+    def _publish_invalid(self, record: Record, error: SrdbError, retry: set[str]) -> None:
+        job_id = guess_job_id(record.body) or record.message_id
+        log.warning("message %s (job %s) is invalid: %s", record.message_id, job_id, error)
+        try:
+            current, _ = self.status.get(job_id)
+            if current is None or not current.state.final:
+                self.status.put(JobResult(job_id, JobState.FAILED, error=error.to_json(), finished_at=_iso(self.now())))
+        except StorageError:
+            retry.add(record.message_id)
+
+    # -- run -------------------------------------------------------------------------------
+
+    def _run_database(self, tasks: list[Task]) -> list[Task]:
+        database = tasks[0].job.database
+        writes = [t for t in tasks if not t.read]
+        reads = [t for t in tasks if t.read]
+        with self._exclusive(database):
+            if writes:
+                self._run_writes(database, writes)
+            if reads:
+                self._run_reads(database, reads)
+        return tasks
+
+    @contextmanager
+    def _exclusive(self, database: str) -> Iterator[None]:
+        """One batch at a time touches a local copy: across threads, and across processes on one machine."""
+        folder = Path(self.settings.cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._local[database], open(folder / f".{database}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _run_writes(self, database: str, tasks: list[Task]) -> None:
+        try:
+            handle = self.lock.acquire(database, self.settings.lock_wait)
+        except InfrastructureError as exc:
+            log.warning("database %s: %s; %d write job(s) will be retried", database, exc, len(tasks))
+            return
+        try:
+            self.crash("after_lock")
+            snapshot = self.store.sync(database)
+            self.store.begin_write(snapshot)
+            for task in tasks:
+                task.started = self.now()
+            outcomes, changed = apply_writes(snapshot.path, [t.job for t in tasks], self._sink, self._budget,
+                                             self.now)
+            self.crash("before_commit")
+            if changed:
+                applied = [j for j, o in outcomes.items() if o.ok and not o.replayed]
+                snapshot = self.store.commit(snapshot, applied)
+            else:
+                self.store.end_write(snapshot)
+            self.crash("after_commit")
+            for task in tasks:
+                task.outcome, task.version = outcomes[task.job.job_id], snapshot.version
+        except (InfrastructureError, sqlite3.Error, OSError) as exc:
+            log.warning("database %s: writes not committed: %s; %d job(s) will be retried",
+                        database, exc, len(tasks))
+            self.store.discard(database)
+        finally:
+            try:
+                self.lock.release(handle)
+            except InfrastructureError as exc:
+                log.warning("database %s: lock release failed (the reaper will free it): %s", database, exc)
+
+    def _run_reads(self, database: str, tasks: list[Task]) -> None:
+        try:
+            snapshot = self.store.sync(database)
+        except InfrastructureError as exc:
+            log.warning("database %s: %s; %d read job(s) will be retried", database, exc, len(tasks))
+            return
+        if snapshot.manifest is None:
+            for task in tasks:
+                task.outcome = Outcome.failed(task.job.job_id, DatabaseNotFound(
+                    f"database {database} does not exist: no write has created it yet"))
+            return
+
+        def read(task: Task) -> None:
+            task.started = self.now()
+            conn = sqlite3.connect(f"file:{snapshot.path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                guard = Guard(read_only=True)
+                guard.install(conn)
+                task.outcome = run_job(conn, guard, task.job, self._sink(task.job), budget=self._budget(task.job))
+                task.version = snapshot.version
+            except (InfrastructureError, sqlite3.Error) as exc:
+                log.warning("job %s: %s; it will be retried", task.job.job_id, exc)
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(max(1, min(self.settings.read_concurrency, len(tasks)))) as pool:
+            list(pool.map(read, tasks))
+
+    def _sink(self, job: Job) -> ResultSink:
+        return ResultSink(job.job_id, self.status.put_bytes, inline_limit=self.settings.inline_result_bytes,
+                          max_bytes=self.settings.max_result_bytes)
+
+    def _budget(self, job: Job) -> float:
+        return job.timeout or self.settings.job_timeout
+
+    # -- publish ---------------------------------------------------------------------------
+
+    def _publish(self, task: Task) -> bool:
+        """Write the final status document (and the callback). False: retry the message."""
+        outcome = task.outcome
+        if outcome is None:
+            return False
+        finished = self.now()
+        submitted = _epoch(task.job.submitted_at)
+        timings = {"run_ms": round(outcome.run_ms, 3)}
+        if submitted is not None:
+            timings["queued_ms"] = round(max(0.0, (task.started or finished) - submitted) * 1000, 3)
+            timings["total_ms"] = round(max(0.0, finished - submitted) * 1000, 3)
+        result = JobResult(
+            task.job.job_id, JobState.SUCCEEDED if outcome.ok else JobState.FAILED,
+            database=task.job.database, columns=outcome.columns, rows=outcome.rows, rowcount=outcome.rowcount,
+            lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts, version=task.version,
+            submitted_at=task.job.submitted_at, finished_at=_iso(finished), timings=timings,
+        )
+        try:
+            # A read is only published over the document it saw, so a cancel that won the race stands.
+            # A write's effect is committed whatever a late cancel said, so its result always lands.
+            written = self.status.put(result, if_match=task.etag if task.read else None)
+            if written and task.job.reply_to:
+                self._callback(task.job.reply_to, result)
+        except (StorageError, OSError) as exc:
+            log.warning("job %s: result not published: %s; it will be retried", task.job.job_id, exc)
+            return False
+        except Exception as exc:  # a callback queue that refuses is reported, not retried forever
+            log.warning("job %s: callback to %s failed: %s", task.job.job_id, task.job.reply_to, exc)
+        return True
+
+    def _callback(self, queue_url: str, result: JobResult) -> None:
+        body = result.to_bytes()
+        if len(body) > MAX_CALLBACK_BYTES:
+            body = json.dumps({"job_id": result.job_id, "state": result.state.value,
+                               "status_key": f"results/{result.job_id}.json"}).encode()
+        self.sqs.send_message(QueueUrl=queue_url, MessageBody=body.decode())
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+def _epoch(iso: str) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
