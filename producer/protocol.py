@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,9 +23,8 @@ class Submission:
 
 def prepare(job: Job) -> Submission:
     text = job.to_text()
-    digest = hashlib.sha256(text.encode()).hexdigest()
     queued = JobResult(job.job_id, JobState.QUEUED, database=job.database, submitted_at=job.submitted_at,
-                       job_digest=digest)
+                       job_digest=job.digest())
     if len(text.encode()) > MAX_INLINE_MESSAGE:
         return Submission(job, queued, claim_check(job.job_id), text)
     return Submission(job, queued, text, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +146,12 @@ class Job:
         if self.timeout is not None:
             doc["timeout"] = self.timeout
         return doc
+
+    def digest(self) -> str:
+        """What the job does, hashed: the same job resubmitted has the same digest, whenever it was sent."""
+        doc = self.to_json()
+        del doc["submitted_at"]
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def to_text(self) -> str:
         return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)

@@ -249,6 +249,7 @@ class Worker:
             database=task.job.database, columns=outcome.columns, rows=outcome.rows, rowcount=outcome.rowcount,
             lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts, version=task.version,
             submitted_at=task.job.submitted_at, finished_at=_iso(finished), timings=timings,
+            job_digest=task.job.digest(),
         )
         try:
             # A read is only published over the document it saw, so a cancel that won the race stands.

@@ -78,7 +78,7 @@ def test_invalid_jobs_name_their_fault(doc: Any, message: str) -> None:
 
 @pytest.mark.parametrize("text", ["", "{", "nul", "[" * 100_000, '{"v": 1,}'])
 def test_malformed_json_is_an_invalid_job(text: str) -> None:
-    with pytest.raises(InvalidJob, match="not valid JSON|must be a JSON object"):
+    with pytest.raises(InvalidJob, match=r"not valid JSON|must be a JSON object"):
         Job.from_text(text)
 
 

@@ -1,0 +1,91 @@
+"""The Python API: submit, status, wait, results, cancel; sync on boto3 and async on aioboto3."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from producer.aio import AsyncClient
+from producer.client import Client
+from shared.errors import ClientError, InvalidJob, JobFailed, JobNotFound, WaitTimeout
+from shared.results import JobState
+from shared.settings import Settings
+
+
+def test_an_unknown_job_is_not_found(client: Client) -> None:
+    assert client.status("01NEVERSUBMITTED").state is JobState.NOT_FOUND
+    with pytest.raises(JobNotFound):
+        client.wait("01NEVERSUBMITTED", 1)
+
+
+def test_a_new_job_is_queued_until_a_worker_runs_it(settings: Settings, aws: Any) -> None:
+    clock = {"t": 0.0}
+
+    def sleep(seconds: float) -> None:
+        clock["t"] += seconds
+
+    client = Client(settings, s3=aws.s3, sqs=aws.sqs, sleep=sleep, clock=lambda: clock["t"])
+    job_id = client.submit("q", "SELECT 1")
+    assert client.status(job_id).state is JobState.QUEUED
+    with pytest.raises(WaitTimeout, match="still QUEUED after 5s"):
+        client.wait(job_id, 5)
+    assert clock["t"] <= 5
+
+
+def test_a_client_job_id_is_an_idempotency_token(client: Client, settings: Settings, aws: Any,
+                                                  drain: Callable[..., int]) -> None:
+    client.submit("i", "CREATE TABLE t (a)", job_id="create-t")
+    assert client.submit("i", "CREATE TABLE t (a)", job_id="create-t") == "create-t"
+    drain()
+    assert client.wait("create-t", 5).state is JobState.SUCCEEDED
+    assert client.submit("i", "CREATE TABLE t (a)", job_id="create-t") == "create-t"
+    with pytest.raises(ClientError, match="already used for a different job"):
+        client.submit("i", "DROP TABLE t", job_id="create-t")
+
+
+def test_invalid_jobs_are_refused_before_they_are_sent(client: Client) -> None:
+    with pytest.raises(InvalidJob, match="database name"):
+        client.submit("Not A Name", "SELECT 1")
+    with pytest.raises(InvalidJob, match="job id"):
+        client.submit("ok", "SELECT 1", job_id="../x")
+
+
+def test_query_raises_the_job_error(client: Client, settings: Settings, aws: Any,
+                                    drain: Callable[..., int]) -> None:
+    done = threading.Event()
+    runner = threading.Thread(target=lambda: (drain_until(done, drain)))
+    runner.start()
+    try:
+        with pytest.raises(JobFailed) as failed:
+            client.query("e", "SELECT * FROM missing", timeout=10)
+        assert failed.value.error["type"] == "DatabaseNotFound"
+    finally:
+        done.set()
+        runner.join()
+
+
+def drain_until(done: threading.Event, drain: Callable[..., int]) -> None:
+    while not done.is_set():
+        if not drain():
+            done.wait(0.05)
+
+
+async def test_the_async_client_submits_and_awaits_many_jobs(settings: Settings, aws: Any,
+                                                             drain: Callable[..., int]) -> None:
+    async with AsyncClient(settings) as client:
+        create = await client.submit("a", "CREATE TABLE t (a INTEGER)")
+        inserts = await asyncio.gather(*(client.submit("a", "INSERT INTO t VALUES (?)", [i]) for i in range(40)))
+        await asyncio.to_thread(drain)
+        assert (await client.wait(create, 5)).state is JobState.SUCCEEDED
+        results = await asyncio.gather(*(client.wait(j, 5) for j in inserts))
+        assert {r.state for r in results} == {JobState.SUCCEEDED}
+        read = await client.submit("a", "SELECT sum(a) FROM t")
+        await asyncio.to_thread(drain)
+        assert [row async for row in client.results(read, 5)] == [[sum(range(40))]]
+        assert (await client.status("nope")).state is JobState.NOT_FOUND
+        queued = await client.submit("a", "SELECT 1")
+        assert await client.cancel(queued) is JobState.CANCELLED

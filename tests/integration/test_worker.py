@@ -1,0 +1,215 @@
+"""The worker end to end on real boto3 clients and a moto server: SQS batches in, status documents out."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from producer.client import Client
+from shared.jobs import Job
+from shared.lock import SecurityGroupLock
+from shared.results import JobState
+from shared.settings import Settings
+from worker.batch import Record, Worker
+from worker.handler import run_batch
+
+from ..conftest import sqs_event
+
+
+def send_raw(aws: Any, settings: Settings, body: str) -> None:
+    aws.sqs.send_message(QueueUrl=settings.queue_url, MessageBody=body)
+
+
+def queue_depth(aws: Any, url: str) -> int:
+    attrs = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_writes_and_reads_round_trip(client: Client, drain: Callable[..., int]) -> None:
+    create = client.submit("shop", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL, img BLOB)")
+    insert = client.submit_many("shop", "INSERT INTO items (name, price, img) VALUES (?, ?, ?)",
+                                [["apple", 1.5, {"$blob": "AAE="}], ["pear", None, None], ["fig ✓", 3, None]])
+    drain()
+    assert client.wait(create, 5).state is JobState.SUCCEEDED
+    loaded = client.wait(insert, 5)
+    assert (loaded.state, loaded.rowcount, loaded.lastrowid) == (JobState.SUCCEEDED, 3, 3)
+    read = client.submit("shop", "SELECT id, name, price, img FROM items WHERE id >= ? ORDER BY id", [1])
+    drain()
+    result = client.wait(read, 5)
+    assert result.state is JobState.SUCCEEDED
+    assert result.columns == ["id", "name", "price", "img"]
+    assert result.values() == [[1, "apple", 1.5, b"\x00\x01"], [2, "pear", None, None], [3, "fig ✓", 3.0, None]]
+    assert result.rowcount == 3
+    assert result.version == loaded.version
+    assert set(result.timings) == {"run_ms", "queued_ms", "total_ms"}
+
+
+def test_bad_input_fails_alone_and_is_never_retried(client: Client, settings: Settings, aws: Any,
+                                                    drain: Callable[..., int]) -> None:
+    setup = client.submit("db", "CREATE TABLE t (a INTEGER)")
+    drain()
+    assert client.wait(setup, 5).state is JobState.SUCCEEDED
+
+    def job(job_id: str, **fields: Any) -> str:
+        doc = {"v": 1, "job_id": job_id, "database": "db", "sql": "SELECT 1", **fields}
+        return json.dumps({k: v for k, v in doc.items() if v is not None})
+
+    cases = {
+        "missing": (json.dumps({"v": 1, "job_id": "missing", "database": "db"}), "InvalidJob"),
+        "version": (job("version", v=99), "InvalidJob"),
+        "dbname": (job("dbname", database="../../etc"), "InvalidJob"),
+        "unknown-field": (job("unknown-field", color="red"), "InvalidJob"),
+        "parse": (job("parse", sql="SELEC FROM"), "SqlError"),
+        "fails": (job("fails", sql="INSERT INTO nowhere VALUES (1)"), "SqlError"),
+        "ro-write": (job("ro-write", sql="DELETE FROM t", read_only=True), "ReadOnlyViolation"),
+        "attach": (job("attach", sql="ATTACH DATABASE '/tmp/x.db' AS x"), "Forbidden"),
+        "ext": (job("ext", sql="SELECT load_extension('/tmp/evil')"), "Forbidden"),
+        "vacuum": (job("vacuum", sql="VACUUM INTO '/tmp/stolen.db'"), "Forbidden"),
+        "params": (job("params", sql="INSERT INTO t VALUES (?)", params=[1, 2]), "SqlError"),
+        "multi": (job("multi", sql="SELECT 1; DROP TABLE t"), "InvalidJob"),
+    }
+    good_write = Job.create("db", "INSERT INTO t VALUES (?)", [7], job_id="good-write").to_text()
+    good_read = Job.create("db", "SELECT count(*) FROM t", job_id="good-read").to_text()
+    for body, _ in cases.values():
+        send_raw(aws, settings, body)
+    send_raw(aws, settings, good_write)
+    send_raw(aws, settings, "{this is not json")
+    drain()
+    for job_id, (_, kind) in cases.items():
+        result = client.status(job_id)
+        assert result.state is JobState.FAILED, job_id
+        assert result.error and result.error["type"] == kind, (job_id, result.error)
+        assert result.error["retryable"] is False
+    assert client.wait("good-write", 5).state is JobState.SUCCEEDED
+    send_raw(aws, settings, good_read)
+    drain()
+    assert client.wait("good-read", 5).values() == [[1]]
+    assert queue_depth(aws, settings.queue_url) == 0
+    assert queue_depth(aws, settings.dlq_url) == 0
+
+
+def test_a_message_without_a_job_id_fails_under_its_message_id(worker: Worker, client: Client) -> None:
+    response = run_batch(worker, sqs_event("{nope", "[]"))
+    assert response == {"batchItemFailures": []}
+    for message_id in ("m0", "m1"):
+        result = client.status(message_id)
+        assert result.state is JobState.FAILED
+        assert result.error and result.error["type"] == "InvalidJob"
+
+
+def test_a_redelivered_write_is_applied_once(client: Client, settings: Settings, aws: Any,
+                                             drain: Callable[..., int], worker: Worker) -> None:
+    setup = client.submit("c", "CREATE TABLE n (v INTEGER)")
+    drain()
+    client.wait(setup, 5)
+    body = Job.create("c", "INSERT INTO n VALUES (1)", job_id="dup").to_text()
+    # SQS is at-least-once: the same message arrives in two batches, the second after a crash
+    # that left no status document behind.
+    assert run_batch(worker, sqs_event(body)) == {"batchItemFailures": []}
+    aws.s3.delete_object(Bucket=settings.bucket, Key="results/dup.json")
+    assert run_batch(worker, sqs_event(body, body)) == {"batchItemFailures": []}
+    count = client.submit("c", "SELECT count(*) FROM n")
+    drain()
+    assert client.wait(count, 5).values() == [[1]]
+    assert client.status("dup").state is JobState.SUCCEEDED
+
+
+def test_a_job_over_the_message_limit_travels_by_claim_check(client: Client, drain: Callable[..., int],
+                                                             settings: Settings, aws: Any) -> None:
+    setup = client.submit("big", "CREATE TABLE t (a INTEGER, b TEXT)")
+    rows = [[i, "x" * 200] for i in range(2000)]  # about 440 KB of JSON
+    load = client.submit_many("big", "INSERT INTO t VALUES (?, ?)", rows)
+    stored = aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix=f"jobs/{load}/")["KeyCount"]
+    drain()
+    assert client.wait(setup, 5).state is JobState.SUCCEEDED
+    assert stored == 1
+    assert client.wait(load, 5).rowcount == 2000
+
+
+def test_large_results_are_paged(settings: Settings, aws: Any, drain: Callable[..., int]) -> None:
+    small = settings.replace(inline_result_bytes=2_000)
+    worker = Worker(small, aws.s3, aws.sqs, aws.ec2)
+    client = Client(small, s3=aws.s3, sqs=aws.sqs)
+    client.submit_statements("r", [
+            ("CREATE TABLE t (a INTEGER)", None),
+            ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000) "
+             "INSERT INTO t SELECT x FROM c", None)])
+    drain(worker)
+    read = client.submit("r", "SELECT a FROM t ORDER BY a")
+    drain(worker)
+    result = client.wait(read, 5)
+    assert result.rows == [] and result.parts
+    assert result.total_rows == 30000
+    assert [row[0] for row in client.results(read)] == list(range(1, 30001))
+
+
+def test_results_reach_the_callback_queue(client: Client, settings: Settings, aws: Any,
+                                          drain: Callable[..., int]) -> None:
+    ok = client.submit("cb", "CREATE TABLE t (a)", reply_to=settings.callback_queue_url)
+    refused = client.submit("cb", "SELECT 1", reply_to="https://sqs.us-east-1.amazonaws.com/1/someone-else")
+    drain()
+    messages = aws.sqs.receive_message(QueueUrl=settings.callback_queue_url, WaitTimeSeconds=1)["Messages"]
+    assert [json.loads(m["Body"])["job_id"] for m in messages] == [ok]
+    assert json.loads(messages[0]["Body"])["state"] == "SUCCEEDED"
+    error = client.status(refused).error
+    assert error and error["type"] == "InvalidJob" and "not allowed" in error["message"]
+
+
+def test_a_lock_not_acquired_in_time_is_retried_not_failed(client: Client, settings: Settings, aws: Any) -> None:
+    worker = Worker(settings.replace(lock_wait=0.3), aws.s3, aws.sqs, aws.ec2)
+    other = SecurityGroupLock(aws.ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=30)
+    handle = other.acquire("busy", wait=1)
+    job = Job.create("busy", "CREATE TABLE t (a)")
+    client.submit_job(job)
+    read = Job.create("free", "SELECT 1")
+    record = Record("m-write", job.to_text())
+    assert worker.process([record, Record("m-read", read.to_text())]) == ["m-write"]
+    assert client.status(job.job_id).state is JobState.QUEUED
+    other.release(handle)
+    assert worker.process([record]) == []
+    assert client.status(job.job_id).state is JobState.SUCCEEDED
+
+
+def test_a_cancelled_job_never_runs(client: Client, drain: Callable[..., int]) -> None:
+    job_id = client.submit("x", "CREATE TABLE t (a)")
+    assert client.cancel(job_id) is JobState.CANCELLED
+    assert client.cancel(job_id) is JobState.CANCELLED
+    drain()
+    assert client.status(job_id).state is JobState.CANCELLED
+    probe = client.submit("x", "SELECT 1")
+    drain()
+    assert client.wait(probe, 5).error["type"] == "DatabaseNotFound"
+    assert client.cancel("never-submitted") is JobState.NOT_FOUND
+
+
+def test_the_committed_database_passes_integrity_check(client: Client, settings: Settings, aws: Any,
+                                                       drain: Callable[..., int], tmp_path: Any) -> None:
+    client.submit("ic", "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+    for i in range(20):
+        client.submit_many("ic", "INSERT INTO t (b) VALUES (?)", [[f"row {i} {j}" * 10] for j in range(50)])
+    drain()
+    check = client.submit("ic", "PRAGMA integrity_check")
+    count = client.submit("ic", "SELECT count(*) FROM t")
+    drain()
+    assert client.wait(check, 5).values() == [["ok"]]
+    assert client.wait(count, 5).values() == [[1000]]
+
+
+@pytest.mark.parametrize("chunk_size", [4096, 65536])
+def test_any_chunk_size_round_trips(settings: Settings, aws: Any, drain: Callable[..., int], chunk_size: int) -> None:
+    tuned = settings.replace(chunk_size=chunk_size)
+    worker = Worker(tuned, aws.s3, aws.sqs, aws.ec2)
+    client = Client(tuned, s3=aws.s3, sqs=aws.sqs)
+    client.submit_statements("cs", [("CREATE TABLE t (b BLOB)", None),
+                                    ("INSERT INTO t VALUES (randomblob(300000))", None)])
+    drain(worker)
+    read = client.submit("cs", "SELECT length(b) FROM t")
+    drain(worker)
+    assert client.wait(read, 5).values() == [[300000]]
+    path = worker.store.local_path("cs")
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
