@@ -17,14 +17,14 @@ from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
 from producer.protocol import Submission, poll_delays, prepare, resend_needed
+from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
 from shared.clients import client_config, client_kwargs
 from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
 from shared.jobs import Job, JsonParams
 from shared.keys import payload_key, status_key
-from shared.lock import error_code
 from shared.results import JobResult, JobState
 from shared.settings import Settings
-from shared.status import MISSING_CODES, PRECONDITION_CODES, parse_part
+from shared.status import parse_part
 from shared.values import SqlValue, decode_row
 
 

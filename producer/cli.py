@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-job", type=int, default=None, help="default: as many as fit one message")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("dlq", help="the dead-letter queue: list what is there, or send it back")
+    p.add_argument("action", choices=("list", "redrive"))
+    p.add_argument("--format", choices=("table", "json"), default="table")
     sub.add_parser("demo", help="start a local stack, load, query, print, stop")
     return parser
 
@@ -194,6 +197,28 @@ def cmd_load(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from producer.dlq import DeadLetters
+    from producer.output import table
+
+    client = _client()
+    client.settings.require("dlq_url")
+    letters = DeadLetters(client.sqs, client.store, client.settings.queue_url, client.settings.dlq_url)
+    if args.action == "redrive":
+        sent = letters.redrive()
+        print(json.dumps({"redriven": sent}) if args.format == "json" else f"sent {len(sent)} job(s) back")
+        return EXIT_OK
+    found = [d.to_json() for d in letters.peek()]
+    if args.format == "json":
+        print(json.dumps(found))
+    elif found:
+        columns = ["job_id", "database", "receive_count", "reason"]
+        print(table(columns, [[d[c] for c in columns] for d in found]))
+    else:
+        print("the dead-letter queue is empty")
+    return EXIT_OK
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
@@ -258,7 +283,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "submit": cmd_submit, "query": cmd_query, "status": cmd_status, "result": cmd_result, "cancel": cmd_cancel,
-    "load": cmd_load, "local": cmd_local, "worker": cmd_worker, "reaper": cmd_reaper, "demo": cmd_demo,
+    "load": cmd_load, "dlq": cmd_dlq, "local": cmd_local, "worker": cmd_worker, "reaper": cmd_reaper, "demo": cmd_demo,
 }
 
 

@@ -37,7 +37,8 @@ def free_port() -> int:
 
 
 def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_ttl: float = 60.0,
-                     prefix: str = "srdb", bucket: str = BUCKET) -> Settings:
+                     prefix: str = "srdb", bucket: str = BUCKET,
+                     max_receive_count: int = MAX_RECEIVE_COUNT) -> Settings:
     """Create the bucket, queues and VPC on an endpoint; return the settings that name them."""
     base = Settings(endpoint_url=endpoint_url, aws_access_key_id="testing", aws_secret_access_key="testing",
                     region="us-east-1", bucket=bucket, lock_prefix=prefix, lock_ttl=lock_ttl)
@@ -46,7 +47,7 @@ def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_tt
     s3.create_bucket(Bucket=bucket)
     dlq_url = sqs.create_queue(QueueName=f"{prefix}-jobs-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
     queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs", Attributes={
         "VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive})["QueueUrl"]
     callback_url = sqs.create_queue(QueueName=f"{prefix}-callbacks")["QueueUrl"]
@@ -54,7 +55,8 @@ def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_tt
     # A job may run for at most job_timeout; the lock must outlive any job that holds it.
     job_timeout = max(1.0, min(30.0, visibility_timeout / 2, lock_ttl / 2))
     return base.replace(queue_url=queue_url, dlq_url=dlq_url, callback_queue_url=callback_url, vpc_id=vpc_id,
-                        job_timeout=job_timeout, lock_wait=min(30.0, visibility_timeout / 2))
+                        job_timeout=job_timeout, lock_wait=min(30.0, visibility_timeout / 2),
+                        max_receive_count=max_receive_count)
 
 
 class LocalStack:

@@ -15,8 +15,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.awserrors import error_code
 from shared.errors import LockError
-from shared.lock import CREATED_TAG, EXPIRES_TAG, error_code, lock_groups
+from shared.lock import CREATED_TAG, EXPIRES_TAG, lock_groups
 
 log = logging.getLogger("srdb.reaper")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.awserrors import error_code
 from shared.errors import LockError, LockTimeout
 from shared.keys import check_database
 
@@ -26,10 +27,6 @@ OWNER_TAG = "srdb:owner"
 CREATED_TAG = "srdb:created"
 EXPIRES_TAG = "srdb:expires"
 _RETRY_CODES = {"RequestLimitExceeded", "Throttling", "InternalError", "Unavailable", "ServiceUnavailable"}
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,11 @@ class JobResult:
     job_digest: str | None = None
 
     @property
+    def settled(self) -> bool:
+        """Final and not to be run again: a dead-lettered failure (retryable) may still be redriven."""
+        return self.state.final and not (self.error or {}).get("retryable", False)
+
+    @property
     def total_rows(self) -> int:
         return len(self.rows) + sum(p.rows for p in self.parts)
 

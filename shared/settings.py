@@ -41,6 +41,7 @@ class Settings:
     cache_dir: str = "/tmp/srdb-cache"
     inline_result_bytes: int = 256 * 1024
     max_result_bytes: int = 256 * 1024 * 1024
+    max_receive_count: int = 5
     read_concurrency: int = 8
     transfer_concurrency: int = 16
     version_retention: float = 7 * 24 * 3600.0

@@ -9,13 +9,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
 from shared.errors import StorageError
 from shared.keys import payload_key, status_key
-from shared.lock import error_code
 from shared.results import JobResult, JobState
-
-PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
-MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 class StatusStore:

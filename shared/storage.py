@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -27,9 +28,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.awserrors import MISSING_CODES, NOT_MODIFIED_CODES, PRECONDITION_CODES, error_code
 from shared.errors import CommitConflict, StorageError
 from shared.keys import check_database, chunk_key, manifest_key, version_key
-from shared.lock import error_code
 
 DB_FILE = "db.sqlite"
 STATE_FILE = "state.json"
@@ -47,6 +48,7 @@ class Manifest:
     chunks: list[str]
     created_at: float
     jobs: list[str] = field(default_factory=list)
+    writer: str = ""
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -55,7 +57,8 @@ class Manifest:
     def from_bytes(cls, data: bytes) -> Manifest:
         doc = json.loads(data)
         return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
-                   list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])))
+                   list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
+                   str(doc.get("writer", "")))
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,9 @@ class SnapshotStore:
         except ClientError as exc:
             self.stats.requests += 1
             code = error_code(exc)
-            if code in ("304", "NotModified") and local:
+            if code in NOT_MODIFIED_CODES and local:
                 return local
-            if code in ("NoSuchKey", "404"):
+            if code in MISSING_CODES:
                 self.discard(database)
                 return LocalSnapshot(database, path, None, None)
             raise StorageError(f"reading manifest of {database}: {exc}") from exc
@@ -167,29 +170,47 @@ class SnapshotStore:
             chunks=chunks,
             created_at=self.now(),
             jobs=jobs,
+            writer=uuid.uuid4().hex,
         )
         body = manifest.to_bytes()
-        condition = {"IfMatch": snapshot.etag} if snapshot.etag else {"IfNoneMatch": "*"}
-        try:
-            response = self.s3.put_object(Bucket=self.bucket, Key=manifest_key(database), Body=body,
-                                          ContentType="application/json", **condition)
-        except ClientError as exc:
-            self.discard(database)
-            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                raise CommitConflict(f"database {database} changed under this writer "
-                                     f"(snapshot {snapshot.version} is no longer current)") from exc
-            raise StorageError(f"committing {database}: {exc}") from exc
-        except BotoCoreError as exc:
-            self.discard(database)
-            raise StorageError(f"committing {database}: {exc}") from exc
-        finally:
-            self.stats.requests += 1
-        self.stats.bytes_up += len(body)
-        committed = LocalSnapshot(database, snapshot.path, manifest, str(response["ETag"]))
+        committed = LocalSnapshot(database, snapshot.path, manifest, self._put_manifest(snapshot, manifest, body))
         self._save_state(committed)
         # History for point-in-time reads; written after the commit so it never names a lost write.
         self._put(version_key(database, manifest.version), body)
         return committed
+
+    def _put_manifest(self, snapshot: LocalSnapshot, manifest: Manifest, body: bytes) -> str:
+        """The conditional write that commits; returns the new ETag.
+
+        A PUT whose response was lost may have been applied, and botocore's retry of it then
+        fails its own condition. So after any failure the current manifest is read back: if it
+        carries this commit's writer id, the commit happened.
+        """
+        database = snapshot.database
+        condition = {"IfMatch": snapshot.etag} if snapshot.etag else {"IfNoneMatch": "*"}
+        try:
+            response = self.s3.put_object(Bucket=self.bucket, Key=manifest_key(database), Body=body,
+                                          ContentType="application/json", **condition)
+            self.stats.requests += 1
+            self.stats.bytes_up += len(body)
+            return str(response["ETag"])
+        except (ClientError, BotoCoreError) as exc:
+            failure: Exception = exc
+        current = self._current_manifest(database)
+        if current is not None and current[0].writer == manifest.writer:
+            return current[1]
+        self.discard(database)
+        if isinstance(failure, ClientError) and error_code(failure) in PRECONDITION_CODES:
+            raise CommitConflict(f"database {database} changed under this writer "
+                                 f"(snapshot {snapshot.version} is no longer current)") from failure
+        raise StorageError(f"committing {database}: {failure}") from failure
+
+    def _current_manifest(self, database: str) -> tuple[Manifest, str] | None:
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=manifest_key(database))
+            return Manifest.from_bytes(response["Body"].read()), str(response["ETag"])
+        except (ClientError, BotoCoreError):
+            return None
 
     def discard(self, database: str) -> None:
         """Drop the local copy (after a failed commit, or when the database vanished)."""

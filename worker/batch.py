@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.errors import DatabaseNotFound, InfrastructureError, InvalidJob, SrdbError, StorageError
+from shared.errors import CommitConflict, DatabaseNotFound, InfrastructureError, InvalidJob, SrdbError, StorageError
 from shared.jobs import Job
 from shared.lock import SecurityGroupLock
 from shared.messages import guess_job_id, open_envelope
@@ -34,6 +34,7 @@ from worker.transaction import apply_writes
 log = logging.getLogger("srdb.worker")
 MAX_CALLBACK_BYTES = 240 * 1024
 CRASH_POINTS = ("after_lock", "before_commit", "after_commit", "after_status")
+COMMIT_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Task:
     outcome: Outcome | None = None
     version: int | None = None
     started: float = 0.0
+    deferred: SrdbError | None = None
 
 
 class Worker:
@@ -123,7 +125,7 @@ class Worker:
             return exc
         except UnicodeDecodeError as exc:
             return InvalidJob(f"claim-checked payload is not UTF-8: {exc}")
-        if current is not None and current.state.final:
+        if current is not None and current.settled:
             return None  # redelivered after its result was written; CANCELLED jobs stop here too
         return Task(record, job, read, etag)
 
@@ -132,7 +134,7 @@ class Worker:
         log.warning("message %s (job %s) is invalid: %s", record.message_id, job_id, error)
         try:
             current, _ = self.status.get(job_id)
-            if current is None or not current.state.final:
+            if current is None or not current.settled:
                 self.status.put(JobResult(job_id, JobState.FAILED, error=error.to_json(), finished_at=_iso(self.now())))
         except StorageError:
             retry.add(record.message_id)
@@ -166,40 +168,49 @@ class Worker:
         try:
             handle = self.lock.acquire(database, self.settings.lock_wait)
         except InfrastructureError as exc:
-            log.warning("database %s: %s; %d write job(s) will be retried", database, exc, len(tasks))
+            _defer(tasks, exc)
             return
         try:
             self.crash("after_lock")
-            snapshot = self.store.sync(database)
-            self.store.begin_write(snapshot)
-            for task in tasks:
-                task.started = self.now()
-            outcomes, changed = apply_writes(snapshot.path, [t.job for t in tasks], self._sink, self._budget,
-                                             self.now)
-            self.crash("before_commit")
-            if changed:
-                applied = [j for j, o in outcomes.items() if o.ok and not o.replayed]
-                snapshot = self.store.commit(snapshot, applied)
-            else:
-                self.store.end_write(snapshot)
-            self.crash("after_commit")
-            for task in tasks:
-                task.outcome, task.version = outcomes[task.job.job_id], snapshot.version
+            for attempt in range(1, COMMIT_ATTEMPTS + 1):
+                try:
+                    self._apply_and_commit(database, tasks)
+                    break
+                except CommitConflict as exc:
+                    # Our lock was broken while we stalled and someone committed: run again on their snapshot.
+                    if attempt == COMMIT_ATTEMPTS:
+                        raise
+                    log.warning("database %s: %s; applying again on the new snapshot", database, exc)
         except (InfrastructureError, sqlite3.Error, OSError) as exc:
-            log.warning("database %s: writes not committed: %s; %d job(s) will be retried",
-                        database, exc, len(tasks))
             self.store.discard(database)
+            _defer(tasks, exc if isinstance(exc, SrdbError) else StorageError(f"local copy: {exc}"))
         finally:
             try:
                 self.lock.release(handle)
             except InfrastructureError as exc:
                 log.warning("database %s: lock release failed (the reaper will free it): %s", database, exc)
 
+    def _apply_and_commit(self, database: str, tasks: list[Task]) -> None:
+        snapshot = self.store.sync(database)
+        self.store.begin_write(snapshot)
+        for task in tasks:
+            task.started = self.now()
+        outcomes, changed = apply_writes(snapshot.path, [t.job for t in tasks], self._sink, self._budget, self.now)
+        self.crash("before_commit")
+        if changed:
+            applied = [j for j, o in outcomes.items() if o.ok and not o.replayed]
+            snapshot = self.store.commit(snapshot, applied)
+        else:
+            self.store.end_write(snapshot)
+        self.crash("after_commit")
+        for task in tasks:
+            task.outcome, task.version = outcomes[task.job.job_id], snapshot.version
+
     def _run_reads(self, database: str, tasks: list[Task]) -> None:
         try:
             snapshot = self.store.sync(database)
         except InfrastructureError as exc:
-            log.warning("database %s: %s; %d read job(s) will be retried", database, exc, len(tasks))
+            _defer(tasks, exc)
             return
         if snapshot.manifest is None:
             for task in tasks:
@@ -217,7 +228,7 @@ class Worker:
                 task.outcome = run_job(conn, guard, task.job, self._sink(task.job), budget=self._budget(task.job))
                 task.version = snapshot.version
             except (InfrastructureError, sqlite3.Error) as exc:
-                log.warning("job %s: %s; it will be retried", task.job.job_id, exc)
+                _defer([task], exc if isinstance(exc, SrdbError) else StorageError(f"local copy: {exc}"))
             finally:
                 conn.close()
 
@@ -237,6 +248,8 @@ class Worker:
         """Write the final status document (and the callback). False: retry the message."""
         outcome = task.outcome
         if outcome is None:
+            if task.deferred is not None and task.record.receive_count >= self.settings.max_receive_count:
+                self._publish_dead_letter(task, task.deferred)
             return False
         finished = self.now()
         submitted = _epoch(task.job.submitted_at)
@@ -264,12 +277,33 @@ class Worker:
             log.warning("job %s: callback to %s failed: %s", task.job.job_id, task.job.reply_to, exc)
         return True
 
+    def _publish_dead_letter(self, task: Task, reason: SrdbError) -> None:
+        """The last delivery failed too: SQS moves the message to the dead-letter queue, and the
+        status document says why. ``retryable`` stays true: ``srdb dlq redrive`` runs it again."""
+        error = {"type": reason.type, "retryable": True, "message": (
+            f"gave up after {task.record.receive_count} deliveries: {reason}; the job is in the dead-letter "
+            "queue (srdb dlq redrive sends it back)")}
+        result = JobResult(task.job.job_id, JobState.FAILED, database=task.job.database, error=error,
+                           submitted_at=task.job.submitted_at, finished_at=_iso(self.now()),
+                           job_digest=task.job.digest())
+        try:
+            self.status.put(result, if_match=task.etag)
+        except StorageError as exc:
+            log.warning("job %s: dead-letter status not written: %s", task.job.job_id, exc)
+
     def _callback(self, queue_url: str, result: JobResult) -> None:
         body = result.to_bytes()
         if len(body) > MAX_CALLBACK_BYTES:
             body = json.dumps({"job_id": result.job_id, "state": result.state.value,
                                "status_key": f"results/{result.job_id}.json"}).encode()
         self.sqs.send_message(QueueUrl=queue_url, MessageBody=body.decode())
+
+
+def _defer(tasks: list[Task], reason: SrdbError) -> None:
+    """Leave these jobs to SQS redelivery, remembering why in case it was the last delivery."""
+    log.warning("%d job(s) of %s will be retried: %s", len(tasks), tasks[0].job.database, reason)
+    for task in tasks:
+        task.deferred = reason
 
 
 def _iso(epoch: float) -> str:
