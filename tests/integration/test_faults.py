@@ -1,0 +1,204 @@
+"""No write lost, none applied twice, whatever the infrastructure does (faults at the client boundary)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from producer.client import Client
+from producer.dlq import DeadLetters
+from shared.clients import client_kwargs
+from shared.jobs import Job
+from shared.lock import SecurityGroupLock, lock_groups
+from shared.results import JobState
+from shared.settings import Settings
+from worker.batch import Record, Worker
+
+from ..faults import FaultyClient, http_errors
+
+
+def counter(client: Client, drain: Callable[..., int], database: str = "c") -> None:
+    client.submit_statements(database, [("CREATE TABLE n (v INTEGER)", None), ("INSERT INTO n VALUES (0)", None)])
+    drain()
+
+
+def value(client: Client, drain: Callable[..., int], database: str = "c") -> int:
+    job_id = client.submit(database, "SELECT v FROM n")
+    drain()
+    return int(client.wait(job_id, 5).values()[0][0])
+
+
+def increment(database: str = "c", job_id: str | None = None) -> Job:
+    return Job.create(database, "UPDATE n SET v = v + 1", job_id=job_id)
+
+
+def test_a_stale_writer_is_fenced_and_its_jobs_run_on_the_new_snapshot(
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], tmp_path: Any) -> None:
+    counter(client, drain)
+    rival = Worker(settings.replace(cache_dir=str(tmp_path / "rival")), aws.s3, aws.sqs, aws.ec2)
+    stalled_s3 = FaultyClient(aws.s3)
+    stalled = Worker(settings, stalled_s3, aws.sqs, aws.ec2)
+    rival_job = increment(job_id="rival")
+
+    def lock_broken_meanwhile() -> None:
+        # While the stalled writer sits before its commit, the reaper frees its lock and a rival commits.
+        for group in lock_groups(aws.ec2, settings.vpc_id):
+            aws.ec2.delete_security_group(GroupId=group["group_id"])
+        assert rival.process([Record("r", rival_job.to_text())]) == []
+
+    fault = stalled_s3.fail("put_object", before=lock_broken_meanwhile,
+                            when=lambda kw: kw["Key"].endswith("/manifest.json"))
+    assert stalled.process([Record("s", increment(job_id="stalled").to_text())]) == []
+    assert fault.fired == 1
+    assert value(client, drain) == 2  # both increments, neither lost
+    assert client.status("stalled").state is JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize("code", ["PreconditionFailed", "ConditionalRequestConflict"])
+def test_a_commit_refused_twice_goes_back_to_the_queue(
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], code: str) -> None:
+    counter(client, drain)
+    s3 = FaultyClient(aws.s3)
+    s3.fail("put_object", code=code, times=2, when=lambda kw: kw["Key"].endswith("/manifest.json"))
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    job = increment(job_id="refused")
+    client.submit_job(job)
+    assert worker.process([Record("m", job.to_text())]) == ["m"]
+    assert client.status("refused").state is JobState.QUEUED
+    assert lock_groups(aws.ec2, settings.vpc_id) == []  # the lock was released
+    assert worker.process([Record("m", job.to_text())]) == []
+    assert value(client, drain) == 1
+
+
+def test_a_commit_whose_response_was_lost_is_not_applied_twice(
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int]) -> None:
+    counter(client, drain)
+    s3 = FaultyClient(aws.s3)
+    s3.fail("put_object", after_call=True, when=lambda kw: kw["Key"].endswith("/manifest.json"))
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    assert worker.process([Record("m", increment(job_id="lost-response").to_text())]) == []
+    assert client.status("lost-response").state is JobState.SUCCEEDED
+    assert value(client, drain) == 1
+
+
+def test_a_write_redelivered_after_an_ambiguous_failure_runs_once(
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int]) -> None:
+    counter(client, drain)
+    s3 = FaultyClient(aws.s3)
+    # The commit lands, then every status write fails: SQS will deliver the job again.
+    s3.fail("put_object", code="InternalError", times=1, when=lambda kw: kw["Key"] == "results/twice.json")
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    job = increment(job_id="twice")
+    assert worker.process([Record("m", job.to_text())]) == ["m"]
+    assert worker.process([Record("m", job.to_text())]) == []
+    assert client.status("twice").state is JobState.SUCCEEDED
+    assert value(client, drain) == 1
+
+
+@pytest.mark.parametrize(("status", "code"), [(500, "InternalError"), (503, "SlowDown"), (503, "ServiceUnavailable")])
+def test_s3_errors_are_retried_with_backoff(settings: Settings, client: Client, drain: Callable[..., int],
+                                            aws: Any, status: int, code: str) -> None:
+    counter(client, drain)
+    s3 = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 8}),
+                      **client_kwargs(settings))
+    chunk_fails = http_errors(s3, "GetObject", status, code, times=3)
+    put_fails = http_errors(s3, "PutObject", status, code, times=3)
+    worker = Worker(settings.replace(cache_dir=settings.cache_dir + "-cold"), s3, aws.sqs, aws.ec2)
+    assert worker.process([Record("m", increment(job_id="retried").to_text())]) == []
+    assert (chunk_fails[0], put_fails[0]) == (3, 3)
+    assert client.status("retried").state is JobState.SUCCEEDED
+    assert value(client, drain) == 1
+
+
+def test_s3_timeouts_become_retries_not_failures(settings: Settings, aws: Any, client: Client,
+                                                 drain: Callable[..., int]) -> None:
+    counter(client, drain)
+    s3 = FaultyClient(aws.s3)
+    s3.fail("get_object", times=1, when=lambda kw: kw["Key"].endswith("/manifest.json"))
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    job = increment(job_id="timeout")
+    client.submit_job(job)
+    assert worker.process([Record("m", job.to_text())]) == ["m"]
+    assert client.status("timeout").state is JobState.QUEUED
+    assert worker.process([Record("m", job.to_text())]) == []
+    assert value(client, drain) == 1
+
+
+def test_a_lock_group_not_yet_visible_is_released_anyway(settings: Settings, aws: Any) -> None:
+    ec2 = FaultyClient(aws.ec2)
+    ec2.fail("delete_security_group", code="InvalidGroup.NotFound", times=1)
+    naps: list[float] = []
+    lock = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, sleep=naps.append)
+    assert lock.release(lock.acquire("d", wait=1)) is True
+    assert lock_groups(aws.ec2, settings.vpc_id) == []
+    assert naps == [0.2]
+
+
+def test_a_lost_create_response_still_takes_the_lock(settings: Settings, aws: Any) -> None:
+    ec2 = FaultyClient(aws.ec2)
+    ec2.fail("create_security_group", after_call=True)
+    lock = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, sleep=lambda s: None)
+    handle = lock.acquire("d", wait=5)
+    assert [g["group_id"] for g in lock_groups(aws.ec2, settings.vpc_id)] == [handle.group_id]
+
+
+def test_poison_messages_end_in_the_dead_letter_queue_saying_why(moto_endpoint: str, tmp_path: Any) -> None:
+    settings = _resources(moto_endpoint, tmp_path, max_receive_count=2)
+    kwargs = client_kwargs(settings)
+    s3, sqs, ec2 = (boto3.client(n, **kwargs) for n in ("s3", "sqs", "ec2"))
+    client = Client(settings, s3=s3, sqs=sqs)
+    worker = Worker(settings.replace(lock_wait=0.1), s3, sqs, ec2)
+    holder = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix)
+    handle = holder.acquire("stuck", wait=1)
+    job_id = client.submit("stuck", "CREATE TABLE t (a)")
+    for count in (1, 2):
+        message = _receive_one(sqs, settings.queue_url)
+        record = Record(message["MessageId"], message["Body"], int(message["Attributes"]["ApproximateReceiveCount"]))
+        assert record.receive_count == count
+        assert worker.process([record]) == [record.message_id]
+    status = client.status(job_id)
+    assert status.state is JobState.FAILED
+    assert status.error and status.error["retryable"] is True and status.error["type"] == "LockTimeout"
+    assert "gave up after 2 deliveries" in status.error["message"]
+    letters = DeadLetters(sqs, client.store, settings.queue_url, settings.dlq_url)
+    [letter] = _dead_letters(sqs, settings.queue_url, letters)
+    assert (letter.job_id, letter.database) == (job_id, "stuck")
+    assert "LockTimeout" in letter.reason or "not acquired" in letter.reason
+    holder.release(handle)
+    assert letters.redrive() == [job_id]
+    assert client.status(job_id).state is JobState.QUEUED
+    message = _receive_one(sqs, settings.queue_url)
+    assert worker.process([Record(message["MessageId"], message["Body"])]) == []
+    assert client.status(job_id).state is JobState.SUCCEEDED
+    assert letters.peek() == []
+
+
+def _resources(endpoint: str, tmp_path: Any, **kwargs: Any) -> Settings:
+    from producer.local import create_resources
+
+    name = f"dlq{id(tmp_path) % 100000}"
+    return create_resources(endpoint, visibility_timeout=1, prefix=name, bucket=f"srdb-{name}",
+                            **kwargs).replace(cache_dir=str(tmp_path / "cache"))
+
+
+def _dead_letters(sqs: Any, url: str, letters: DeadLetters) -> list[Any]:
+    """SQS moves a message to the dead-letter queue when it is next received past maxReceiveCount."""
+    for _ in range(50):
+        assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages") is None
+        found = letters.peek()
+        if found:
+            return found
+    raise AssertionError("nothing reached the dead-letter queue")
+
+
+def _receive_one(sqs: Any, url: str) -> dict[str, Any]:
+    """Receive the next delivery, polling through the visibility timeout of the last one."""
+    for _ in range(50):
+        messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MessageSystemAttributeNames=["All"])
+        if messages.get("Messages"):
+            return dict(messages["Messages"][0])
+    raise AssertionError("no message arrived")
