@@ -26,7 +26,6 @@ from shared.clients import client_kwargs
 from shared.settings import LOCAL_ENV_FILE, Settings, write_env_file
 
 log = logging.getLogger("srdb.local")
-BUCKET = "srdb-local"
 MAX_RECEIVE_COUNT = 5
 
 
@@ -37,9 +36,14 @@ def free_port() -> int:
 
 
 def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_ttl: float = 60.0,
-                     prefix: str = "srdb", bucket: str = BUCKET,
+                     prefix: str = "srdb", bucket: str | None = None,
                      max_receive_count: int = MAX_RECEIVE_COUNT) -> Settings:
-    """Create the bucket, queues and VPC on an endpoint; return the settings that name them."""
+    """Create the bucket, queues and VPC on an endpoint; return the settings that name them.
+
+    Names derive from ``prefix`` (the bucket is ``<prefix>-local``), so several stacks can share
+    one moto server, as they do when they run in one process: moto keeps its state per process.
+    """
+    bucket = bucket or f"{prefix}-local"
     base = Settings(endpoint_url=endpoint_url, aws_access_key_id="testing", aws_secret_access_key="testing",
                     region="us-east-1", bucket=bucket, lock_prefix=prefix, lock_ttl=lock_ttl)
     kwargs = client_kwargs(base)
@@ -63,7 +67,8 @@ class LocalStack:
     """Start with :meth:`start`, stop with :meth:`stop`; ``settings`` then names everything."""
 
     def __init__(self, folder: Path, *, port: int = 0, workers: int = 2, visibility_timeout: int = 60,
-                 lock_ttl: float = 60.0, reaper_interval: float | None = None) -> None:
+                 lock_ttl: float = 60.0, reaper_interval: float | None = None, prefix: str = "srdb") -> None:
+        self.prefix = prefix
         self.folder, self.port, self.workers = folder, port or free_port(), workers
         self.visibility_timeout, self.lock_ttl = visibility_timeout, lock_ttl
         self.reaper_interval = reaper_interval or max(1.0, min(60.0, lock_ttl / 4))
@@ -82,7 +87,8 @@ class LocalStack:
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
         self.settings = create_resources(f"http://127.0.0.1:{self.port}",
-                                         visibility_timeout=self.visibility_timeout, lock_ttl=self.lock_ttl)
+                                         visibility_timeout=self.visibility_timeout, lock_ttl=self.lock_ttl,
+                                         prefix=self.prefix)
         write_env_file(self.env_file, self.settings.to_env())
         for index in range(self.workers):
             self.processes.append(self.spawn_worker(index))
