@@ -76,10 +76,12 @@ def _attempt(
             conn.execute("SAVEPOINT job")
             outcome = run_job(conn, guard, job, make_sink(job), budget=budget(job))
             if not conn.in_transaction:
-                outcome = Outcome.failed(job.job_id, SqlError(
-                    "the statement rolled back the whole transaction (ON CONFLICT ROLLBACK or "
-                    "RAISE(ROLLBACK)); the job's other writes were undone"))
-                raise _TransactionLost(outcome)
+                # SQLite ended the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), an interrupted
+                # write): this job fails with its own error, and the others run again without it.
+                error = outcome.error or SqlError("").to_json()
+                error["message"] = (f"{error['message']} (SQLite rolled back the whole transaction; "
+                                    "this job's writes were undone)").lstrip()
+                raise _TransactionLost(Outcome(job.job_id, False, error=error, run_ms=outcome.run_ms))
             if outcome.ok:
                 conn.execute(f"INSERT INTO {JOBS_TABLE} VALUES (?, ?, ?)",
                              (job.job_id, _record(outcome), now()))

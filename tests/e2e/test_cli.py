@@ -99,6 +99,12 @@ def test_load_a_csv(stack: Path, tmp_path: Path) -> None:
     assert doc["rows"] == [[12000, sum(range(12000)), "real"]]
 
 
+def test_the_dead_letter_queue_can_be_listed(stack: Path) -> None:
+    listed = srdb(stack, "dlq", "list")
+    assert (listed.returncode, listed.stdout.strip()) == (0, "the dead-letter queue is empty")
+    assert json.loads(srdb(stack, "dlq", "redrive", "--format", "json").stdout) == {"redriven": []}
+
+
 def test_no_settings_is_explained(tmp_path: Path) -> None:
     result = srdb(tmp_path, "query", "--db", "x", "SELECT 1")
     assert result.returncode == 5

@@ -72,6 +72,14 @@ def test_bad_input_fails_alone_and_is_never_retried(client: Client, settings: Se
         "vacuum": (job("vacuum", sql="VACUUM INTO '/tmp/stolen.db'"), "Forbidden"),
         "params": (job("params", sql="INSERT INTO t VALUES (?)", params=[1, 2]), "SqlError"),
         "multi": (job("multi", sql="SELECT 1; DROP TABLE t"), "InvalidJob"),
+        "schema": (job("schema", sql="PRAGMA writable_schema = ON"), "Forbidden"),
+        "types": (job("types", sql=["SELECT 1"]), "InvalidJob"),
+        "param-type": (job("param-type", params="abc"), "InvalidJob"),
+        "huge-id-db": (job("huge-id-db", database="d" * 5000), "InvalidJob"),
+        "huge-sql": (job("huge-sql", sql="SELECT '" + "x" * 200_000 + "'", read_only=True), None),
+        "nested": (job("nested", params=[{"$blob": "AAE=", "x": 1}]), "InvalidJob"),
+        "begin": (job("begin", sql="COMMIT"), "Forbidden"),
+        "temp-file": (job("temp-file", sql="PRAGMA temp_store_directory = '/tmp'"), "Forbidden"),
     }
     good_write = Job.create("db", "INSERT INTO t VALUES (?)", [7], job_id="good-write").to_text()
     good_read = Job.create("db", "SELECT count(*) FROM t", job_id="good-read").to_text()
@@ -80,7 +88,11 @@ def test_bad_input_fails_alone_and_is_never_retried(client: Client, settings: Se
     send_raw(aws, settings, good_write)
     send_raw(aws, settings, "{this is not json")
     drain()
+    send_raw(aws, settings, job("../../../etc/passwd"))
     for job_id, (_, kind) in cases.items():
+        if kind is None:
+            assert client.status(job_id).state is JobState.SUCCEEDED, job_id
+            continue
         result = client.status(job_id)
         assert result.state is JobState.FAILED, job_id
         assert result.error and result.error["type"] == kind, (job_id, result.error)
@@ -91,6 +103,28 @@ def test_bad_input_fails_alone_and_is_never_retried(client: Client, settings: Se
     assert client.wait("good-read", 5).values() == [[1]]
     assert queue_depth(aws, settings.queue_url) == 0
     assert queue_depth(aws, settings.dlq_url) == 0
+
+
+def test_runaway_and_oversized_jobs_fail_alone(settings: Settings, aws: Any, drain: Callable[..., int]) -> None:
+    tight = settings.replace(max_result_bytes=50_000, job_timeout=0.5)
+    worker = Worker(tight, aws.s3, aws.sqs, aws.ec2)
+    client = Client(tight, s3=aws.s3, sqs=aws.sqs)
+    client.submit("rw", "CREATE TABLE t (a)")
+    drain(worker)
+    runaway = client.submit("rw", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                                  "SELECT count(*) FROM c")
+    huge = client.submit("rw", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) "
+                               "SELECT x, 'padding padding' FROM c")
+    slow_write = client.submit("rw", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                                     "INSERT INTO t SELECT x FROM c")
+    fine = client.submit("rw", "SELECT 42")
+    fine_write = client.submit("rw", "INSERT INTO t VALUES (1)")
+    drain(worker)
+    assert client.wait(runaway, 5).error["type"] == "Timeout"
+    assert client.wait(huge, 5).error["type"] == "ResultTooLarge"
+    assert client.wait(slow_write, 5).error["type"] == "Timeout"
+    assert client.wait(fine, 5).values() == [[42]]
+    assert client.wait(fine_write, 5).state is JobState.SUCCEEDED
 
 
 def test_a_message_without_a_job_id_fails_under_its_message_id(worker: Worker, client: Client) -> None:
