@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visibility-timeout", type=int, default=60, help="job queue visibility timeout, seconds")
     p.add_argument("--lock-ttl", type=float, default=60.0, help="seconds before the reaper frees a lock")
 
-    sub.add_parser("worker", help="poll the job queue and run batches, as the Lambda does")
+    p = sub.add_parser("worker", help="poll the job queue and run batches, as the Lambda does")
+    p.add_argument("--batch-size", type=int, default=10, help="messages per batch (Lambda's BatchSize)")
+    p.add_argument("--batching-window", type=float, default=0.0,
+                   help="seconds to gather a batch (Lambda's MaximumBatchingWindowInSeconds)")
     p = sub.add_parser("reaper", help="free stale locks on a schedule")
     p.add_argument("--once", action="store_true", help="run once, print the report and exit")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between runs")
@@ -256,7 +259,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.load()
     settings.require("bucket", "queue_url", "vpc_id")
     stop = _stop_on_signals()
-    Poller(Clients.build(settings).sqs, settings.queue_url, handle, region=settings.region, stop=stop).run()
+    Poller(Clients.build(settings).sqs, settings.queue_url, handle, region=settings.region, stop=stop,
+           batch_size=args.batch_size, window=args.batching_window).run()
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ MAX_SQL_CHARS = 1_000_000
 MAX_STATEMENTS = 1_000
 MAX_PARAM_SETS = 1_000_000
 MAX_TIMEOUT_SECONDS = 900.0
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 JsonParams = list[Any] | dict[str, Any]
 Params = list[SqlValue] | dict[str, SqlValue]
@@ -173,8 +174,9 @@ def _sql(value: object, where: str) -> str:
 
 def _params(value: object, where: str) -> JsonParams:
     if isinstance(value, list):
-        for item in value:
-            decode_value(item)
+        if not _plain(value):
+            for item in value:
+                decode_value(item)
         return value
     if isinstance(value, dict):
         for name, item in value.items():
@@ -213,7 +215,22 @@ def _statements(doc: dict[str, Any]) -> tuple[JobKind, tuple[Statement, ...]]:
     return "sql", (Statement(sql, (_params(doc.get("params", []), "params"),)),)
 
 
+def _plain(values: list[Any]) -> bool:
+    """True when every value is text, a real, null or a 64-bit integer: nothing to check or decode.
+    This is the batch load's hot path, so it looks at types only."""
+    for v in values:
+        t = type(v)
+        if t is int:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                return False
+        elif t is not str and t is not float and v is not None:
+            return False
+    return True
+
+
 def _decode_params(params: JsonParams) -> Params:
     if isinstance(params, dict):
         return {k: decode_value(v) for k, v in params.items()}
+    if _plain(params):
+        return params
     return [decode_value(v) for v in params]

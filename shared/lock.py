@@ -9,6 +9,7 @@ wasted work; the conditional manifest write is what guarantees that no update is
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
@@ -22,6 +23,7 @@ from shared.awserrors import error_code
 from shared.errors import LockError, LockTimeout
 from shared.keys import check_database
 
+log = logging.getLogger("srdb.lock")
 LOCK_TAG = "srdb:lock"
 OWNER_TAG = "srdb:owner"
 CREATED_TAG = "srdb:created"
@@ -64,6 +66,7 @@ class SecurityGroupLock:
         owner = uuid.uuid4().hex
         delay = 0.05
         maybe_created = False
+        next_look = start
         while True:
             try:
                 group_id = self._create(database, owner)
@@ -72,13 +75,17 @@ class SecurityGroupLock:
                 maybe_created = True  # the request may have been applied before the connection failed
             except ClientError as exc:
                 code = error_code(exc)
-                if code == "InvalidGroup.Duplicate" and maybe_created:
-                    # A create whose response was lost still made the group: it is ours if it has our owner.
-                    mine = self._find_own(database, owner)
-                    if mine:
-                        return LockHandle(database, mine, owner, self.now(), self.now() - start)
-                elif code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
+                if code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
                     raise LockError(f"could not create lock group for {database}: {exc}") from exc
+                if code == "InvalidGroup.Duplicate" and (maybe_created or self.now() >= next_look):
+                    next_look = self.now() + 1.0
+                    holder = self.holder(database)
+                    # A create whose response was lost still made the group: it is ours if it has our owner.
+                    if holder is not None and holder["tags"].get(OWNER_TAG) == owner:
+                        return LockHandle(database, holder["group_id"], owner, self.now(), self.now() - start)
+                    if holder is not None and self.expired(holder["tags"]):
+                        self.free(holder)
+                        continue
             remaining = start + wait - self.now()
             if remaining <= 0:
                 raise LockTimeout(f"write lock of database {database} not acquired within {wait:g}s")
@@ -121,26 +128,51 @@ class SecurityGroupLock:
         )
         return str(response["GroupId"])
 
-    def _find_own(self, database: str, owner: str) -> str | None:
+    def holder(self, database: str) -> dict[str, Any] | None:
+        """The group that holds ``database``'s lock now, with its tags, or None."""
         try:
             groups = self.ec2.describe_security_groups(Filters=[
                 {"Name": "vpc-id", "Values": [self.vpc_id]},
                 {"Name": "group-name", "Values": [self.group_name(database)]},
-                {"Name": f"tag:{OWNER_TAG}", "Values": [owner]},
             ])["SecurityGroups"]
-        except ClientError:
+        except (ClientError, BotoCoreError):
             return None
-        return str(groups[0]["GroupId"]) if groups else None
+        return _group(groups[0]) if groups else None
+
+    def expired(self, tags: dict[str, str]) -> bool:
+        """Past its expiry tag (or, lacking one, older than the TTL): its holder is dead or stalled."""
+        try:
+            return self.now() >= float(tags[EXPIRES_TAG])
+        except (KeyError, ValueError):
+            try:
+                return self.now() >= float(tags[CREATED_TAG]) + self.ttl
+            except (KeyError, ValueError):
+                return True
+
+    def free(self, group: dict[str, Any]) -> bool:
+        """Delete a stale lock group by id; False if someone else already had. Safe even when its holder
+        is only stalled: that holder's commit is conditional, so it cannot overwrite a newer snapshot."""
+        try:
+            self.ec2.delete_security_group(GroupId=group["group_id"])
+        except ClientError as exc:
+            if error_code(exc) == "InvalidGroup.NotFound":
+                return False
+            raise LockError(f"could not free {group['name']}: {exc}") from exc
+        log.warning("freed stale lock %s (%s)", group["name"], group["group_id"])
+        return True
+
+
+def _group(group: dict[str, Any]) -> dict[str, Any]:
+    return {"group_id": group["GroupId"], "name": group["GroupName"],
+            "tags": {t["Key"]: t["Value"] for t in group.get("Tags", [])}}
 
 
 def lock_groups(ec2: Any, vpc_id: str) -> list[dict[str, Any]]:
     """Every srdb lock group in the VPC, with its tags as a dict."""
-    out = []
+    out: list[dict[str, Any]] = []
     paginator = ec2.get_paginator("describe_security_groups")
     pages = paginator.paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
                                         {"Name": "tag-key", "Values": [LOCK_TAG]}])
     for page in pages:
-        for group in page["SecurityGroups"]:
-            tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
-            out.append({"group_id": group["GroupId"], "name": group["GroupName"], "tags": tags})
+        out.extend(_group(group) for group in page["SecurityGroups"])
     return out

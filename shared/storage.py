@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.awserrors import MISSING_CODES, NOT_MODIFIED_CODES, PRECONDITION_CODES, error_code
 from shared.errors import CommitConflict, StorageError
 from shared.keys import check_database, chunk_key, manifest_key, version_key
+from shared.wal import dirty_chunks
 
 DB_FILE = "db.sqlite"
 STATE_FILE = "state.json"
@@ -156,15 +157,19 @@ class SnapshotStore:
         else:
             self._save_state(snapshot)
 
-    def commit(self, snapshot: LocalSnapshot, jobs: list[str]) -> LocalSnapshot:
-        """Publish the local file as the next snapshot. CommitConflict if another writer got there first."""
+    def commit(self, snapshot: LocalSnapshot, jobs: list[str], pages: set[int] | None = None) -> LocalSnapshot:
+        """Publish the local file as the next snapshot. CommitConflict if another writer got there first.
+
+        ``pages``: the pages the write changed (from the write-ahead log); only their chunks are
+        read and hashed. None: re-hash the whole file.
+        """
         database, old = snapshot.database, snapshot.manifest
-        known = set(old.chunks) if old and old.chunk_size == self.chunk_size else set()
-        chunks, new = self._chunk_file(snapshot.path, known)
+        size = snapshot.path.stat().st_size
+        chunks, new = self._chunk_file(snapshot.path, old, size, pages)
         self._store_chunks(database, new)
         manifest = Manifest(
             version=snapshot.version + 1,
-            file_size=snapshot.path.stat().st_size,
+            file_size=size,
             page_size=_page_size(snapshot.path),
             chunk_size=self.chunk_size,
             chunks=chunks,
@@ -218,11 +223,26 @@ class SnapshotStore:
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _chunk_file(self, path: Path, known: set[str]) -> tuple[list[str], dict[str, bytes]]:
+    def _chunk_file(self, path: Path, old: Manifest | None, size: int,
+                    pages: set[int] | None) -> tuple[list[str], dict[str, bytes]]:
+        """The file's chunk hashes, and the chunks S3 does not have yet."""
+        count = -(-size // self.chunk_size)
+        same_layout = old is not None and old.chunk_size == self.chunk_size
+        previous = old.chunks if old is not None and same_layout else []
+        if previous and old is not None and pages is not None:
+            dirty = dirty_chunks(pages, _page_size(path), self.chunk_size, old.file_size, size)
+        else:
+            dirty = set(range(count))
+        known = set(previous)
         chunks: list[str] = []
         new: dict[str, bytes] = {}
         with open(path, "rb") as f:
-            while data := f.read(self.chunk_size):
+            for index in range(count):
+                if index not in dirty:
+                    chunks.append(previous[index])
+                    continue
+                f.seek(index * self.chunk_size)
+                data = f.read(self.chunk_size)
                 digest = hashlib.sha256(data).hexdigest()
                 chunks.append(digest)
                 if digest not in known:

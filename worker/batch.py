@@ -195,16 +195,16 @@ class Worker:
         self.store.begin_write(snapshot)
         for task in tasks:
             task.started = self.now()
-        outcomes, changed = apply_writes(snapshot.path, [t.job for t in tasks], self._sink, self._budget, self.now)
+        applied = apply_writes(snapshot.path, [t.job for t in tasks], self._sink, self._budget, self.now)
         self.crash("before_commit")
-        if changed:
-            applied = [j for j, o in outcomes.items() if o.ok and not o.replayed]
-            snapshot = self.store.commit(snapshot, applied)
+        if applied.changed:
+            jobs = [j for j, o in applied.outcomes.items() if o.ok and not o.replayed]
+            snapshot = self.store.commit(snapshot, jobs, applied.pages)
         else:
             self.store.end_write(snapshot)
         self.crash("after_commit")
         for task in tasks:
-            task.outcome, task.version = outcomes[task.job.job_id], snapshot.version
+            task.outcome, task.version = applied.outcomes[task.job.job_id], snapshot.version
 
     def _run_reads(self, database: str, tasks: list[Task]) -> None:
         try:
@@ -220,7 +220,8 @@ class Worker:
 
         def read(task: Task) -> None:
             task.started = self.now()
-            conn = sqlite3.connect(f"file:{snapshot.path}?mode=ro", uri=True, isolation_level=None,
+            # immutable: nothing changes the local copy while this database's reads run (see _exclusive).
+            conn = sqlite3.connect(f"file:{snapshot.path}?mode=ro&immutable=1", uri=True, isolation_level=None,
                                    check_same_thread=False)
             try:
                 guard = Guard(read_only=True)

@@ -1,6 +1,8 @@
 """What the Lambda event source mapping does, for running the worker outside Lambda.
 
-Receive up to ten messages, hand them to ``worker.handler.handle`` as a real SQS event, then
+Receive a batch (up to ``batch_size`` messages, gathered for at most ``window`` seconds, as
+``BatchSize`` and ``MaximumBatchingWindowInSeconds`` do), hand it to
+``worker.handler.handle`` as a real SQS event, then
 delete exactly the messages the handler did not name in ``batchItemFailures``. The others stay
 invisible until their visibility timeout ends and come back, and after ``maxReceiveCount``
 receives SQS moves them to the dead-letter queue.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,9 +41,9 @@ class Poller:
     """Feeds one queue's batches to a handler until ``stop`` is set."""
 
     def __init__(self, sqs: Any, queue_url: str, handler: Handler, *, region: str, batch_size: int = 10,
-                 wait_seconds: int = 1, stop: threading.Event | None = None) -> None:
+                 window: float = 0.0, wait_seconds: int = 1, stop: threading.Event | None = None) -> None:
         self.sqs, self.queue_url, self.handler = sqs, queue_url, handler
-        self.region, self.batch_size, self.wait_seconds = region, batch_size, wait_seconds
+        self.region, self.batch_size, self.window, self.wait_seconds = region, batch_size, window, wait_seconds
         self.stop = stop or threading.Event()
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
@@ -55,12 +58,15 @@ class Poller:
 
     def poll_once(self) -> int:
         """Receive and run one batch; return how many messages it held."""
-        messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=self.wait_seconds,
-            MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        messages = self._receive(self.wait_seconds)
         if not messages:
             return 0
+        deadline = time.monotonic() + self.window
+        while len(messages) < self.batch_size and time.monotonic() < deadline:
+            more = self._receive(0)
+            if not more:
+                break
+            messages += more
         response = self.handler(to_lambda_event(messages, self.queue_arn, self.region), None)
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
@@ -69,3 +75,11 @@ class Poller:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         return len(messages)
+
+    def _receive(self, wait: int) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, self.batch_size), WaitTimeSeconds=wait,
+            MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages

@@ -11,12 +11,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import SqlError
 from shared.jobs import Job
 from shared.results import ResultPart
 from shared.sql import Guard
+from shared.wal import written_pages
 from worker.execute import Outcome, run_job
 from worker.results import ResultSink
 
@@ -33,24 +35,33 @@ class _TransactionLost(Exception):
         self.outcome = outcome
 
 
+@dataclass
+class Applied:
+    """What a group of write jobs did: each job's outcome, whether anything was committed, and the
+    pages the transaction wrote (None when unknown, and every chunk must be re-hashed)."""
+
+    outcomes: dict[str, Outcome]
+    changed: bool
+    pages: set[int] | None
+
+
 def apply_writes(
     path: Path,
     jobs: list[Job],
     make_sink: Callable[[Job], ResultSink],
     budget: Callable[[Job], float],
     now: Callable[[], float] = time.time,
-) -> tuple[dict[str, Outcome], bool]:
-    """Run ``jobs`` in one transaction. Returns each job's outcome and whether anything was committed."""
+) -> Applied:
+    """Run ``jobs`` in one transaction on the local copy at ``path``."""
     excluded: dict[str, Outcome] = {}
     while True:
         try:
-            outcomes, changed = _attempt(path, [j for j in jobs if j.job_id not in excluded],
-                                         make_sink, budget, now)
+            applied = _attempt(path, [j for j in jobs if j.job_id not in excluded], make_sink, budget, now)
         except _TransactionLost as lost:
             excluded[lost.outcome.job_id] = lost.outcome
             continue
-        outcomes.update(excluded)
-        return outcomes, changed
+        applied.outcomes.update(excluded)
+        return applied
 
 
 def _attempt(
@@ -59,8 +70,12 @@ def _attempt(
     make_sink: Callable[[Job], ResultSink],
     budget: Callable[[Job], float],
     now: Callable[[], float],
-) -> tuple[dict[str, Outcome], bool]:
+) -> Applied:
     conn = sqlite3.connect(path, isolation_level=None)
+    # The log tells the commit which pages changed; only an explicit checkpoint empties it.
+    was_wal = conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     guard = Guard(read_only=False)
     guard.install(conn)
     outcomes: dict[str, Outcome] = {}
@@ -91,7 +106,9 @@ def _attempt(
             conn.execute("RELEASE job")
             outcomes[job.job_id] = outcome
         conn.execute("COMMIT" if changed else "ROLLBACK")
-        return outcomes, changed
+        pages = written_pages(Path(f"{path}-wal")) if changed and was_wal else None
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return Applied(outcomes, changed, pages)
     finally:
         conn.close()
 

@@ -78,6 +78,16 @@ def test_release_after_the_reaper_freed_the_lock(settings: Settings, aws: Any) -
     assert [g["group_id"] for g in lock_groups(aws.ec2, settings.vpc_id)] == [new.group_id]
 
 
+def test_a_waiter_frees_a_lock_past_its_expiry(settings: Settings, aws: Any) -> None:
+    clock = Clock()
+    dead = make_lock(settings, aws, clock, ttl=5).acquire("d", wait=1)
+    waiter = make_lock(settings, aws, clock)
+    handle = waiter.acquire("d", wait=30)
+    assert handle.group_id != dead.group_id
+    assert 5 <= handle.waited < 7  # waited for the expiry, then freed the dead holder's group itself
+    assert [g["group_id"] for g in lock_groups(aws.ec2, settings.vpc_id)] == [handle.group_id]
+
+
 def test_the_reaper_leaves_live_locks_alone(settings: Settings, aws: Any) -> None:
     clock = Clock()
     make_lock(settings, aws, clock).acquire("d", wait=1)

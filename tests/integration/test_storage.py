@@ -147,3 +147,33 @@ def test_chunks_are_content_addressed(settings: Settings, aws: Any, tmp_path: Pa
     digest = committed.manifest.chunks[0]
     data = aws.s3.get_object(Bucket=settings.bucket, Key=chunk_key("cas", digest))["Body"].read()
     assert hashlib.sha256(data).hexdigest() == digest
+
+
+def test_a_commit_from_the_log_matches_a_full_rehash(settings: Settings, aws: Any, tmp_path: Path) -> None:
+    from shared.wal import written_pages
+
+    s = store(settings, aws, tmp_path / "a")
+    commit(s, "wal", "CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)",
+           *[f"INSERT INTO t VALUES ({i}, zeroblob(2000))" for i in range(300)])
+    snapshot = s.sync("wal")
+    s.begin_write(snapshot)
+    conn = sqlite3.connect(snapshot.path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    s.commit(snapshot, [], None)  # the switch to WAL rewrote the header: one full commit
+    conn.close()
+    snapshot = s.sync("wal")
+    s.begin_write(snapshot)
+    conn = sqlite3.connect(snapshot.path, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("UPDATE t SET b = randomblob(10) WHERE a IN (3, 150, 299)")
+    pages = written_pages(Path(f"{snapshot.path}-wal"))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    s.stats.bytes_up = 0
+    committed = s.commit(snapshot, ["j"], pages)
+    data = committed.path.read_bytes()
+    assert committed.manifest.chunks == [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
+                                         for i in range(0, len(data), CHUNK)]
+    assert s.stats.bytes_up < len(data) // 4
+    assert store(settings, aws, tmp_path / "cold").sync("wal").path.read_bytes() == data

@@ -17,7 +17,8 @@ def sink(job: Job) -> ResultSink:
 
 
 def apply(path: Path, *jobs: Job) -> tuple[dict, bool]:
-    return apply_writes(path, list(jobs), sink, lambda job: 5.0)
+    applied = apply_writes(path, list(jobs), sink, lambda job: 5.0)
+    return applied.outcomes, applied.changed
 
 
 def rows(path: Path, sql: str) -> list[tuple]:

@@ -1,0 +1,57 @@
+"""``make bench``: every scenario on the local stack, one JSON document per scenario.
+
+``python -m bench [--quick] [--only NAME ...]``. ``--quick`` shrinks every scenario (for a smoke
+run); figures for the README come from the full run. Figures depend on the machine: quote them
+as ratios to the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from collections import Counter
+from typing import Any
+
+from bench import scenarios
+from bench.harness import Bench, moto_server
+
+SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read")
+
+
+def machine() -> dict[str, Any]:
+    return {"scenario": "machine", "cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "note": "client, worker and a moto server (S3, SQS, EC2) share this machine"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--etl-rows", type=int, default=0, help="rows for the etl scenario")
+    args = parser.parse_args()
+    print(json.dumps(machine()), flush=True)
+    calls: dict[str, tuple[Counter[str], int]] = {}
+    with moto_server() as endpoint, scenarios.scratch() as tmp:
+        bench = Bench(endpoint)
+        runs = {
+            "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=100 if args.quick else 1000,
+                                                            initial_mib=mib) for mib in (0, 8)],
+            "etl": lambda: scenarios.etl(bench, tmp, rows=args.etl_rows or (20_000 if args.quick else 1_000_000)),
+            "write-cost": lambda: scenarios.write_cost(bench, tmp, sizes=(4, 16) if args.quick else (4, 256),
+                                                       repeats=2 if args.quick else 5),
+            "warm-read": lambda: scenarios.warm_read(bench, tmp, reads=20 if args.quick else 200),
+        }
+        for name in args.only:
+            result = runs[name]()
+            for figures in result if isinstance(result, list) else [result]:
+                calls.update(figures.pop("_calls", {}))
+                print(json.dumps(figures), flush=True)
+    print(json.dumps(scenarios.cost(calls)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""What every benchmark needs: a moto server on loopback, fresh resources, request counters,
+and a worker thread that drains the job queue as the event source mapping would."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from producer.client import Client
+from producer.local import create_resources, free_port
+from shared.clients import client_config, client_kwargs
+from shared.settings import Settings
+from worker.batch import Worker
+from worker.handler import run_batch
+from worker.poller import Poller
+
+_names = itertools.count(1)
+
+
+class RequestCounter:
+    """Counts API calls per ``service.Operation`` through botocore's own event hooks."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> Any:
+        client.meta.events.register("before-call", self._count)
+        return client
+
+    def _count(self, model: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def reset(self) -> Counter[str]:
+        with self._lock:
+            calls, self.calls = self.calls, Counter()
+        return calls
+
+
+@dataclass
+class Bench:
+    endpoint: str
+    settings: Settings = field(default_factory=Settings)
+    counter: RequestCounter = field(default_factory=RequestCounter)
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def fresh(self, tmp: str, **changes: Any) -> Bench:
+        """New bucket, queues and VPC, and counted clients for them."""
+        n = next(_names)
+        settings = create_resources(self.endpoint, visibility_timeout=120, lock_ttl=300, prefix=f"bench{n}",
+                                    bucket=f"srdb-bench-{n}").replace(cache_dir=f"{tmp}/cache-{n}", lock_wait=60,
+                                                                      job_timeout=120, **changes)
+        kwargs, config = client_kwargs(settings), client_config(settings)
+        clients = {name: self.counter.attach(boto3.client(name, config=config, **kwargs))
+                   for name in ("s3", "sqs", "ec2")}
+        return Bench(self.endpoint, settings, self.counter, clients)
+
+    def client(self) -> Client:
+        return Client(self.settings, s3=self.clients["s3"], sqs=self.clients["sqs"])
+
+    def worker(self, **changes: Any) -> Worker:
+        return Worker(self.settings.replace(**changes), self.clients["s3"], self.clients["sqs"], self.clients["ec2"])
+
+    @contextmanager
+    def draining(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]] | Worker, *, threads: int = 1,
+                 batch_size: int = 10, window: float = 0.0) -> Iterator[None]:
+        """Poll the job queue in background threads for the duration of the block."""
+        stop = threading.Event()
+        handle = handler if callable(handler) else None
+
+        def run() -> None:
+            target = handle or (lambda event, ctx: run_batch(handler, event))  # type: ignore[arg-type]
+            Poller(self.clients["sqs"], self.settings.queue_url, target, region=self.settings.region,
+                   batch_size=batch_size, window=window, wait_seconds=1, stop=stop).run()
+
+        pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for thread in pool:
+                thread.join()
+
+
+@contextmanager
+def worker_processes(settings: Settings, count: int, *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``srdb worker`` processes, as ``srdb local`` runs them: client and workers do not share a CPU."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
+    processes = []
+    for index in range(count):
+        worker_env = {**env, **settings.to_env(), "SRDB_CACHE_DIR": f"{settings.cache_dir}/proc-{index}"}
+        processes.append(subprocess.Popen([sys.executable, "-m", "producer.cli", "worker", *args], env=worker_env))
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server in a process of its own, so its CPU is not the benchmark's."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("moto server exited") from None
+                time.sleep(0.05)  # the server is starting; nothing to poll but its port
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -1,0 +1,217 @@
+"""The benchmark scenarios. Each returns one JSON-ready dict: figures beside a baseline measured in
+the same run, the request counts behind them, and nothing that passes or fails on time."""
+
+from __future__ import annotations
+
+import csv
+import random
+import resource
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Bench, peak_rss_mib, percentile, worker_processes
+from bench.seed import SeedWorker
+from producer.load import load_csv, typed
+from shared.results import JobState
+from shared.storage import SnapshotStore
+
+MIB = 1024 * 1024
+
+
+def _per_job(calls: Counter[str], jobs: int) -> dict[str, float]:
+    by_service: Counter[str] = Counter()
+    for name, count in calls.items():
+        by_service[name.split(".")[0]] += count
+    return {service: round(count / jobs, 2) for service, count in sorted(by_service.items())}
+
+
+def small_writes(bench: Bench, tmp: str, jobs: int = 1000, initial_mib: int = 0) -> dict[str, Any]:
+    """Single-row INSERT jobs into a database of ``initial_mib``: srdb (batched, one lock and one commit
+    per batch, only changed chunks uploaded) against the seed design (lock, whole file down and up, per job)."""
+    figures: dict[str, Any] = {"scenario": "small-writes", "jobs": jobs, "initial_db_mib": initial_mib}
+    for mode in ("srdb", "seed"):
+        run = bench.fresh(tmp)
+        client = run.client()
+        handler: Any = run.worker() if mode == "srdb" else SeedWorker(run.settings, run.clients["s3"],
+                                                                       run.clients["ec2"]).handle
+        _initial_database(run, tmp, mode, initial_mib)
+        with run.draining(handler, batch_size=100 if mode == "srdb" else 10, window=0.2):
+            run.counter.reset()
+            start = time.monotonic()
+            with ThreadPoolExecutor(8) as pool:
+                ids = list(pool.map(client.submit, ["w"] * jobs, ["INSERT INTO t (v) VALUES (?)"] * jobs,
+                                    [[f"row {i}"] for i in range(jobs)]))
+                states = {r.state for r in pool.map(client.wait, ids, [600] * jobs)}
+            elapsed = time.monotonic() - start
+        assert states == {JobState.SUCCEEDED}, states
+        calls = run.counter.reset()
+        figures[mode] = {"jobs_per_s": round(jobs / elapsed, 1), "seconds": round(elapsed, 2),
+                         "requests_per_job": _per_job(calls, jobs)}
+        figures.setdefault("_calls", {})[f"small-writes {initial_mib} MiB ({mode})"] = (calls, jobs)
+    figures["speedup"] = round(figures["srdb"]["jobs_per_s"] / figures["seed"]["jobs_per_s"], 1)
+    figures["target"] = ">= 10x the seed design"
+    return figures
+
+
+def _initial_database(run: Bench, tmp: str, mode: str, mib: int) -> None:
+    """The table ``t`` in database ``w``, with ``mib`` MiB of rows, stored the way each design stores it."""
+    path = Path(tmp) / f"initial-{mode}-{mib}.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with conn:
+        conn.executemany("INSERT INTO t (v) VALUES (?)", ([f"{i:08d}" * 50] for i in range(mib * 2400)))
+    conn.close()
+    if mode == "seed":
+        run.clients["s3"].put_object(Bucket=run.settings.bucket, Key="seed/w.sqlite", Body=path.read_bytes())
+        return
+    store = SnapshotStore(run.clients["s3"], run.settings.bucket, f"{tmp}/initial-{mib}",
+                          chunk_size=run.settings.chunk_size)
+    snapshot = store.sync("w")
+    snapshot.path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.path.write_bytes(path.read_bytes())
+    store.commit(snapshot, [])
+
+
+def etl(bench: Bench, tmp: str, rows: int = 1_000_000, workers: int = 2) -> dict[str, Any]:
+    """``srdb load`` of a generated CSV against plain sqlite3 executemany of the same rows."""
+    path = Path(tmp) / "etl.csv"
+    rng = random.Random(3)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "name", "amount", "day"])
+        for i in range(rows):
+            writer.writerow([i, f"name-{rng.randrange(10_000)}", round(rng.uniform(0, 1000), 2),
+                             f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}"])
+    plain_db = Path(tmp) / "plain.sqlite"
+    start = time.monotonic()
+    conn = sqlite3.connect(plain_db)
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        conn.execute(f"CREATE TABLE t ({', '.join(header)})")
+        with conn:
+            conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", ([typed(v) for v in row] for row in reader))
+    conn.close()
+    plain = time.monotonic() - start
+    run = bench.fresh(tmp)
+    client = run.client()
+    with worker_processes(run.settings, workers):
+        run.counter.reset()
+        report = load_csv(client, "etl", "t", path, progress=False, timeout=1200)
+        client_rss = peak_rss_mib()
+        check = client.query("etl", "SELECT count(*), sum(id) FROM t", timeout=120).values()
+    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert check == [[rows, rows * (rows - 1) // 2]], check
+    srdb_rate = report.rows / report.seconds
+    plain_rate = rows / plain
+    calls = run.counter.reset()
+    return {"scenario": "etl", "_calls": {"etl (per job)": (calls, report.jobs)}, "rows": rows,
+            "csv_mib": round(path.stat().st_size / MIB, 1),
+            "srdb": {"rows_per_s": round(srdb_rate), "seconds": round(report.seconds, 2), "jobs": report.jobs,
+                     "worker_processes": workers, "client_peak_rss_mib": round(client_rss, 1),
+                     "worker_peak_rss_mib": round(worker_rss, 1), "requests_per_job": _per_job(calls, report.jobs)},
+            "plain_sqlite_executemany": {"rows_per_s": round(plain_rate), "seconds": round(plain, 2)},
+            "ratio_to_plain": round(srdb_rate / plain_rate, 3),
+            "target": ">= 100,000 rows/s and >= 0.2 of plain",
+            "note": "worker_peak_rss is the largest child process of the run (workers and the moto server)"}
+
+
+def _database_of(path: Path, mib: int) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+    with conn:
+        conn.executemany("INSERT INTO t (b) VALUES (randomblob(4000))", ([] for _ in range(mib * 250)))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def write_cost(bench: Bench, tmp: str, sizes: tuple[int, ...] = (4, 256), repeats: int = 5) -> dict[str, Any]:
+    """One single-row INSERT into a warm worker's database of each size: bytes, requests, time."""
+    figures: dict[str, Any] = {"scenario": "write-cost", "repeats": repeats}
+    for mib in sizes:
+        run = bench.fresh(tmp)
+        seed_store = SnapshotStore(run.clients["s3"], run.settings.bucket, f"{tmp}/seeding-{mib}",
+                                   chunk_size=run.settings.chunk_size)
+        snapshot = seed_store.sync(f"db{mib}")
+        snapshot.path.parent.mkdir(parents=True, exist_ok=True)
+        _database_of(snapshot.path, mib)
+        seed_store.commit(snapshot, [])
+        worker = run.worker()
+        client = run.client()
+        with run.draining(worker):
+            client.wait(client.submit(f"db{mib}", "INSERT INTO t (b) VALUES (x'00')"), 600)  # warm the worker
+            times, ups, downs, calls = [], [], [], Counter[str]()
+            for _ in range(repeats):
+                worker.store.stats.bytes_up = worker.store.stats.bytes_down = 0
+                run.counter.reset()
+                result = client.wait(client.submit(f"db{mib}", "INSERT INTO t (b) VALUES (x'01')"), 600)
+                times.append(result.timings["total_ms"])
+                ups.append(worker.store.stats.bytes_up)
+                downs.append(worker.store.stats.bytes_down)
+                calls += run.counter.reset()
+        figures.setdefault("_calls", {})[f"write-cost ({mib} MiB)"] = (calls, repeats)
+        figures[f"{mib}MiB"] = {
+            "file_mib": round(snapshot.path.stat().st_size / MIB, 1),
+            "bytes_uploaded": int(statistics.median(ups)), "bytes_downloaded": int(statistics.median(downs)),
+            "s3_requests_per_write": round(sum(v for k, v in calls.items() if k.startswith("s3.")) / repeats, 1),
+            "submit_to_result_ms_median": round(statistics.median(times), 1)}
+    small, large = figures[f"{sizes[0]}MiB"], figures[f"{sizes[-1]}MiB"]
+    figures["time_ratio_large_to_small"] = round(large["submit_to_result_ms_median"]
+                                                 / small["submit_to_result_ms_median"], 2)
+    figures["target"] = "<= 2 MiB uploaded on the large database, <= 2x the small database's time"
+    return figures
+
+
+def warm_read(bench: Bench, tmp: str, reads: int = 200) -> dict[str, Any]:
+    """A point SELECT on an unchanged database: bytes downloaded and submit-to-result latency."""
+    run = bench.fresh(tmp)
+    client = run.client()
+    worker = run.worker()
+    with run.draining(worker):
+        client.query("r", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", timeout=60)
+        client.submit_many("r", "INSERT INTO t (v) VALUES (?)", [[f"v{i}"] for i in range(10_000)])
+        client.query("r", "SELECT count(*) FROM t", timeout=60)  # the worker now holds the snapshot
+        worker.store.stats.bytes_down = 0
+        run.counter.reset()
+        latencies = []
+        for i in range(reads):
+            start = time.monotonic()
+            client.query("r", "SELECT v FROM t WHERE id = ?", [1 + i % 10_000], timeout=60)
+            latencies.append((time.monotonic() - start) * 1000)
+    calls = run.counter.reset()
+    return {"scenario": "warm-read", "_calls": {"warm-read": (calls, reads)}, "reads": reads,
+            "bytes_downloaded": worker.store.stats.bytes_down,
+            "latency_ms": {"p50": round(percentile(latencies, 0.5), 1), "p95": round(percentile(latencies, 0.95), 1)},
+            "requests_per_job": _per_job(calls, reads),
+            "target": "0 bytes downloaded, p50 < 100 ms"}
+
+
+# AWS list prices (us-east-1, 2026): S3 Standard PUT/COPY/POST/LIST $0.005 per 1,000 and GET $0.0004
+# per 1,000; SQS standard $0.40 per million requests (each 64 KiB of a message is one request);
+# EC2 security-group calls are free. Lambda is billed per batch, not per job, and is left out.
+PRICES = {"s3_put_per_1000": 0.005, "s3_get_per_1000": 0.0004, "sqs_per_million": 0.40}
+_GETS = {"GetObject", "HeadObject"}
+
+
+def cost(calls_by_scenario: dict[str, tuple[Counter[str], int]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"scenario": "cost", "prices_usd": PRICES}
+    for name, (calls, jobs) in calls_by_scenario.items():
+        s3_get = sum(v for k, v in calls.items() if k.startswith("s3.") and k.split(".")[1] in _GETS)
+        s3_put = sum(v for k, v in calls.items() if k.startswith("s3.") and k.split(".")[1] not in _GETS)
+        sqs = sum(v for k, v in calls.items() if k.startswith("sqs."))
+        per_million = 1e6 / jobs * (s3_put / 1000 * PRICES["s3_put_per_1000"] + s3_get / 1000 *
+                                    PRICES["s3_get_per_1000"] + sqs / 1e6 * PRICES["sqs_per_million"])
+        out[name] = {"s3_put_per_job": round(s3_put / jobs, 2), "s3_get_per_job": round(s3_get / jobs, 2),
+                     "sqs_per_job": round(sqs / jobs, 2), "usd_per_million_jobs": round(per_million, 2)}
+    return out
+
+
+def scratch() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="srdb-bench-")
