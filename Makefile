@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit bench soak clean
+.PHONY: install demo test unit bench soak package clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -18,13 +18,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/srdb demo
 
-test: $(STAMP)
+# checkov pins an old boto3, so it lives in a venv of its own.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed:
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+	touch $(CHECKOV_VENV)/.installed
+
+test: $(STAMP) package $(CHECKOV_VENV)/.installed
 	$(BIN)/ruff check producer worker reaper shared tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m "not e2e and not deploy"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -33,5 +40,25 @@ SOAK_SECONDS ?= 120
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
+# The Lambda runtime: Python 3.12 on arm64 (serverless.yml); wheels only, no compiler, no AWS credentials.
+LAMBDA_PLATFORM ?= manylinux2014_aarch64
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch node_modules/.installed
+
+build/srdb-lambda.zip: lambda-requirements.txt $(STAMP) $(shell find shared worker reaper -name '*.py')
+	rm -rf build/lambda build/srdb-lambda.zip
+	$(BIN)/python -m pip install --quiet --target build/lambda --platform $(LAMBDA_PLATFORM) \
+		--implementation cp --python-version 3.12 --only-binary=:all: -r lambda-requirements.txt
+	cp -r shared worker reaper build/lambda/
+	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
+	$(BIN)/python -c "import shutil; shutil.make_archive('build/srdb-lambda', 'zip', 'build/lambda')"
+
+package: node_modules/.installed build/srdb-lambda.zip
+	AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-none} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-none} \
+		SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off npx serverless package --stage $${STAGE:-dev} \
+		--region $${REGION:-us-east-1}
+
 clean:
-	rm -rf $(VENV) .srdb .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) .srdb .pytest_cache .mypy_cache .ruff_cache *.egg-info build .serverless \
+		node_modules

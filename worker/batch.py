@@ -47,11 +47,25 @@ class Record:
 
 
 @dataclass
+class BatchStats:
+    """What one batch did, for metrics: counts, time waited for locks, bytes committed, duration."""
+
+    messages: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    lock_wait_ms: float = 0.0
+    commit_bytes: int = 0
+    duration_ms: float = 0.0
+
+
+@dataclass
 class Task:
     record: Record
     job: Job
     read: bool
     etag: str | None = None
+    digest: str | None = None
     outcome: Outcome | None = None
     version: int | None = None
     started: float = 0.0
@@ -80,9 +94,12 @@ class Worker:
         self.status = StatusStore(s3, settings.bucket)
         self.allowed_reply_to = settings.allowed_reply_to()
         self._local = defaultdict(threading.Lock)  # type: defaultdict[str, threading.Lock]
+        self.last_stats = BatchStats()
 
     def process(self, records: list[Record]) -> list[str]:
         """Run a batch; return the message ids that must be retried (``batchItemFailures``)."""
+        started, uploaded = time.monotonic(), self.store.stats.bytes_up
+        self.last_stats = stats = BatchStats(messages=len(records))
         retry: set[str] = set()
         tasks: list[Task] = []
         finished: list[Task] = []
@@ -94,6 +111,7 @@ class Worker:
                 elif isinstance(parsed, Task):
                     (finished if parsed.outcome else tasks).append(parsed)
                 elif parsed is not None:
+                    stats.failed += 1
                     self._publish_invalid(record, parsed, retry)
             by_database: dict[str, list[Task]] = defaultdict(list)
             for task in tasks:
@@ -103,7 +121,13 @@ class Worker:
             for task, ok in zip(finished, pool.map(self._publish, finished), strict=True):
                 if not ok:
                     retry.add(task.record.message_id)
+                elif task.outcome is not None:
+                    stats.succeeded += task.outcome.ok
+                    stats.failed += not task.outcome.ok
         self.crash("after_status")
+        stats.retried = len(retry)
+        stats.commit_bytes = self.store.stats.bytes_up - uploaded
+        stats.duration_ms = (time.monotonic() - started) * 1000
         return sorted(retry)
 
     # -- parse -----------------------------------------------------------------------------
@@ -127,11 +151,12 @@ class Worker:
             return InvalidJob(f"claim-checked payload is not UTF-8: {exc}")
         if current is not None and current.settled:
             return None  # redelivered after its result was written; CANCELLED jobs stop here too
-        return Task(record, job, read, etag)
+        return Task(record, job, read, etag, current.job_digest if current else None)
 
     def _publish_invalid(self, record: Record, error: SrdbError, retry: set[str]) -> None:
         job_id = guess_job_id(record.body) or record.message_id
-        log.warning("message %s (job %s) is invalid: %s", record.message_id, job_id, error)
+        log.warning("message %s (job %s) is invalid: %s", record.message_id, job_id, error,
+                    extra={"job_id": job_id, "message_id": record.message_id})
         try:
             current, _ = self.status.get(job_id)
             if current is None or not current.settled:
@@ -170,6 +195,7 @@ class Worker:
         except InfrastructureError as exc:
             _defer(tasks, exc)
             return
+        self.last_stats.lock_wait_ms += handle.waited * 1000
         try:
             self.crash("after_lock")
             for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -263,7 +289,7 @@ class Worker:
             database=task.job.database, columns=outcome.columns, rows=outcome.rows, rowcount=outcome.rowcount,
             lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts, version=task.version,
             submitted_at=task.job.submitted_at, finished_at=_iso(finished), timings=timings,
-            job_digest=task.job.digest(),
+            job_digest=task.digest or task.job.digest(),
         )
         try:
             # A read is only published over the document it saw, so a cancel that won the race stands.
@@ -272,10 +298,12 @@ class Worker:
             if written and task.job.reply_to:
                 self._callback(task.job.reply_to, result)
         except (StorageError, OSError) as exc:
-            log.warning("job %s: result not published: %s; it will be retried", task.job.job_id, exc)
+            log.warning("job %s: result not published: %s; it will be retried", task.job.job_id, exc,
+                        extra={"job_id": task.job.job_id})
             return False
         except Exception as exc:  # a callback queue that refuses is reported, not retried forever
-            log.warning("job %s: callback to %s failed: %s", task.job.job_id, task.job.reply_to, exc)
+            log.warning("job %s: callback to %s failed: %s", task.job.job_id, task.job.reply_to, exc,
+                        extra={"job_id": task.job.job_id})
         return True
 
     def _publish_dead_letter(self, task: Task, reason: SrdbError) -> None:
@@ -302,7 +330,8 @@ class Worker:
 
 def _defer(tasks: list[Task], reason: SrdbError) -> None:
     """Leave these jobs to SQS redelivery, remembering why in case it was the last delivery."""
-    log.warning("%d job(s) of %s will be retried: %s", len(tasks), tasks[0].job.database, reason)
+    log.warning("%d job(s) of %s will be retried: %s", len(tasks), tasks[0].job.database, reason,
+                extra={"job_ids": [t.job.job_id for t in tasks], "database": tasks[0].job.database})
     for task in tasks:
         task.deferred = reason
 

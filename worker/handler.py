@@ -1,24 +1,35 @@
-"""The worker Lambda's entry point: an SQS event in, ``batchItemFailures`` out."""
+"""The worker Lambda's entry point: an SQS event in, ``batchItemFailures`` out.
+
+Logs are Powertools JSON (srdb's own loggers share its format; job ids travel in each
+line's fields), and each batch emits CloudWatch metrics in the embedded metric format.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from shared.clients import Clients
 from shared.settings import Settings
-from worker.batch import CRASH_POINTS, Record, Worker
+from worker.batch import CRASH_POINTS, BatchStats, Record, Worker
 
 logger = Logger(service="srdb-worker")
+copy_config_to_registered_loggers(source_logger=logger, include={"srdb"})
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "srdb"), service="worker")
 _worker: Worker | None = None
 
 
 def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda handler: run the batch on this container's warm worker."""
-    return run_batch(_warm_worker(), event)
+    worker = _warm_worker()
+    response = run_batch(worker, event)
+    emit(worker.last_stats)
+    return response
 
 
 def run_batch(worker: Worker, event: dict[str, Any]) -> dict[str, Any]:
@@ -31,6 +42,20 @@ def run_batch(worker: Worker, event: dict[str, Any]) -> dict[str, Any]:
     if failed:
         logger.warning("batch finished with retries", extra={"retry": failed, "size": len(records)})
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+def emit(stats: BatchStats) -> None:
+    """Jobs run, failed and retried, lock wait, commit bytes and batch duration, as EMF metrics."""
+    for name, unit, value in (
+        ("JobsSucceeded", MetricUnit.Count, stats.succeeded),
+        ("JobsFailed", MetricUnit.Count, stats.failed),
+        ("JobsRetried", MetricUnit.Count, stats.retried),
+        ("LockWait", MetricUnit.Milliseconds, stats.lock_wait_ms),
+        ("CommitBytes", MetricUnit.Bytes, stats.commit_bytes),
+        ("BatchDuration", MetricUnit.Milliseconds, stats.duration_ms),
+    ):
+        metrics.add_metric(name=name, unit=unit, value=value)
+    metrics.flush_metrics()
 
 
 def _warm_worker() -> Worker:

@@ -247,3 +247,17 @@ def test_any_chunk_size_round_trips(settings: Settings, aws: Any, drain: Callabl
     assert client.wait(read, 5).values() == [[300000]]
     path = worker.store.local_path("cs")
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_each_batch_emits_its_metrics(client: Client, worker: Worker, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.handler import emit
+
+    good = Job.create("m", "CREATE TABLE t (a)").to_text()
+    assert run_batch(worker, sqs_event(good, "{bad json")) == {"batchItemFailures": []}
+    capsys.readouterr()
+    emit(worker.last_stats)
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"JobsSucceeded", "JobsFailed", "JobsRetried", "LockWait", "CommitBytes", "BatchDuration"}
+    assert (doc["JobsSucceeded"], doc["JobsFailed"], doc["JobsRetried"]) == ([1.0], [1.0], [0.0])
+    assert doc["CommitBytes"][0] > 0

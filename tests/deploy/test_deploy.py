@@ -1,0 +1,145 @@
+"""The deployment as packaged by ``make package``: linted, checked, created in moto's CloudFormation,
+and then used: a job runs through the resources the stack created, named from its outputs, by the
+handlers imported from the packaged zip alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from producer.client import Client
+from shared.lock import SecurityGroupLock, lock_groups
+from shared.results import JobState
+from shared.settings import Settings
+from worker.poller import to_lambda_event
+
+pytestmark = pytest.mark.deploy
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / ".serverless"
+CREATE = TEMPLATES / "cloudformation-template-create-stack.json"
+UPDATE = TEMPLATES / "cloudformation-template-update-stack.json"
+ARTIFACT = ROOT / "build" / "srdb-lambda.zip"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def packaged() -> None:
+    missing = [str(p.relative_to(ROOT)) for p in (CREATE, UPDATE, ARTIFACT) if not p.exists()]
+    assert not missing, f"{missing} missing: `make test` runs `make package` first"
+
+
+@pytest.mark.parametrize("template", [CREATE, UPDATE], ids=["create", "update"])
+def test_the_templates_pass_cfn_lint(template: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "cfnlint", "--format", "json", str(template)],
+                         capture_output=True, text=True, timeout=300)
+    findings = json.loads(run.stdout or "[]")
+    errors = [f for f in findings if f["Level"] == "Error"]
+    assert errors == [], errors
+
+
+def test_the_stack_template_passes_checkov_and_every_skip_says_why() -> None:
+    # The update template is the whole stack. The create template only bootstraps the deployment
+    # bucket, which the update template holds too, with its skip and the reason for it.
+    template = UPDATE
+    assert CHECKOV.exists(), "checkov runs from its own venv (it pins an old boto3): `make test` builds it"
+    run = subprocess.run([str(CHECKOV), "-f", str(template), "--framework", "cloudformation", "--output", "json",
+                          "--skip-download", "--quiet"], capture_output=True, text=True, timeout=600)
+    report = json.loads(run.stdout)
+    results = report["results"] if isinstance(report, dict) else {}
+    assert results.get("failed_checks", []) == [], [c["check_id"] for c in results.get("failed_checks", [])]
+    for check in results.get("skipped_checks", []):
+        assert len(check.get("check_result", {}).get("suppress_comment", "")) > 20, check["check_id"]
+
+
+def test_the_artifact_holds_the_handlers_and_their_dependencies_only() -> None:
+    names = zipfile.ZipFile(ARTIFACT).namelist()
+    for needed in ("worker/handler.py", "reaper/handler.py", "shared/storage.py", "boto3/__init__.py",
+                   "sqlparse/__init__.py", "aws_lambda_powertools/__init__.py"):
+        assert needed in names, needed
+    assert not [n for n in names if n.startswith(("producer/", "tests/", "bench/", "moto/"))]
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The packaged templates deployed into moto's CloudFormation as the framework deploys them:
+    the create template (the deployment bucket), the artifact, then the update template."""
+    kwargs: dict[str, Any] = {"endpoint_url": moto_endpoint, "region_name": "us-east-1",
+                              "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    cfn, s3 = boto3.client("cloudformation", **kwargs), boto3.client("s3", **kwargs)
+    name = f"srdb-test-{tmp_path.name[-12:].replace('_', '-')}"
+    cfn.create_stack(StackName=name, TemplateBody=CREATE.read_text())
+    created = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    assert created["StackStatus"] == "CREATE_COMPLETE"
+    bucket = {o["OutputKey"]: o["OutputValue"] for o in created["Outputs"]}["ServerlessDeploymentBucketName"]
+    template = json.loads(UPDATE.read_text())
+    key = template["Resources"]["WorkerLambdaFunction"]["Properties"]["Code"]["S3Key"]
+    s3.put_object(Bucket=bucket, Key=key, Body=ARTIFACT.read_bytes())
+    cfn.update_stack(StackName=name, TemplateBody=UPDATE.read_text(), Capabilities=["CAPABILITY_IAM"])
+    updated = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    assert updated["StackStatus"] == "UPDATE_COMPLETE", updated.get("StackStatusReason")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in updated["Outputs"]}
+    yield {"SRDB_BUCKET": outputs["Bucket"], "SRDB_QUEUE_URL": outputs["QueueUrl"],
+           "SRDB_DLQ_URL": outputs["DeadLetterQueueUrl"], "SRDB_CALLBACK_QUEUE_URL": outputs["CallbackQueueUrl"],
+           "SRDB_VPC_ID": outputs["VpcId"], "SRDB_LOCK_PREFIX": outputs["LockPrefix"],
+           "SRDB_REGION": outputs["Region"], "SRDB_ENDPOINT_URL": moto_endpoint,
+           "SRDB_AWS_ACCESS_KEY_ID": "testing", "SRDB_AWS_SECRET_ACCESS_KEY": "testing",
+           "SRDB_CACHE_DIR": str(tmp_path / "lambda-tmp"), "SRDB_LOCK_WAIT": "5"}
+
+
+def lambda_invoke(handler: str, event: dict[str, Any], env: dict[str, str], tmp_path: Path) -> Any:
+    """Call a handler as Lambda would: a fresh interpreter, the packaged zip as its only library."""
+    lambda_root = tmp_path / "task"
+    if not lambda_root.exists():
+        zipfile.ZipFile(ARTIFACT).extractall(lambda_root)
+    module, function = handler.rsplit(".", 1)
+    code = (f"import json, sys; from {module} import {function}; "
+            f"print(json.dumps({function}(json.load(sys.stdin), None)))")
+    run = subprocess.run([sys.executable, "-S", "-c", code], input=json.dumps(event), capture_output=True,
+                         text=True, timeout=120, cwd=lambda_root,
+                         env={"PATH": os.environ["PATH"], "PYTHONPATH": str(lambda_root), **env})
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_job_runs_through_the_deployed_resources(stack: dict[str, str], tmp_path: Path) -> None:
+    settings = Settings.load(stack)
+    client = Client(settings)
+    create = client.submit("deployed", "CREATE TABLE t (a INTEGER)")
+    insert = client.submit("deployed", "INSERT INTO t VALUES (?)", [41])
+    sqs = boto3.client("sqs", endpoint_url=settings.endpoint_url, region_name=settings.region,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    arn = sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def deliver() -> None:
+        messages = sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10,
+                                       MessageSystemAttributeNames=["All"]).get("Messages", [])
+        response = lambda_invoke("worker.handler.handle", to_lambda_event(messages, arn, settings.region), stack,
+                                 tmp_path)
+        assert response == {"batchItemFailures": []}
+        for m in messages:
+            sqs.delete_message(QueueUrl=settings.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    deliver()
+    assert client.status(create).state is JobState.SUCCEEDED
+    assert client.status(insert).state is JobState.SUCCEEDED
+    read = client.submit("deployed", "SELECT a + 1 FROM t", reply_to=settings.callback_queue_url)
+    deliver()
+    assert client.status(read).values() == [[42]]
+    callback = sqs.receive_message(QueueUrl=settings.callback_queue_url)["Messages"][0]
+    assert json.loads(callback["Body"])["job_id"] == read
+
+    ec2 = boto3.client("ec2", endpoint_url=settings.endpoint_url, region_name=settings.region,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=-1).acquire("deployed", wait=1)
+    report = lambda_invoke("reaper.handler.handle", {}, stack, tmp_path)
+    assert report["freed"] == [f"{settings.lock_prefix}-lock-deployed"]
+    assert lock_groups(ec2, settings.vpc_id) == []
