@@ -15,13 +15,14 @@ from collections import Counter
 from typing import Any
 
 from bench import scenarios
-from bench.harness import Bench, moto_server
+from bench.harness import AWS_LATENCY, Bench, moto_server
 
 SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read")
 
 
-def machine() -> dict[str, Any]:
-    return {"scenario": "machine", "cpus": os.cpu_count(), "python": platform.python_version(),
+def machine(latency: bool) -> dict[str, Any]:
+    return {"scenario": "machine", "aws_latency_model": AWS_LATENCY if latency else None,
+            "cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "note": "client, worker and a moto server (S3, SQS, EC2) share this machine"}
 
@@ -31,13 +32,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--etl-rows", type=int, default=0, help="rows for the etl scenario")
+    parser.add_argument("--jobs", type=int, default=0, help="jobs for the small-writes scenario")
+    parser.add_argument("--aws-latency", action="store_true",
+                        help="add a model of AWS round-trip times to every request (bench/harness.py)")
     args = parser.parse_args()
-    print(json.dumps(machine()), flush=True)
+    print(json.dumps(machine(args.aws_latency)), flush=True)
     calls: dict[str, tuple[Counter[str], int]] = {}
     with moto_server() as endpoint, scenarios.scratch() as tmp:
-        bench = Bench(endpoint)
+        bench = Bench(endpoint, latency=AWS_LATENCY if args.aws_latency else {})
         runs = {
-            "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=100 if args.quick else 1000,
+            "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=args.jobs or (100 if args.quick else 1000),
                                                             initial_mib=mib) for mib in (0, 8)],
             "etl": lambda: scenarios.etl(bench, tmp, rows=args.etl_rows or (20_000 if args.quick else 1_000_000)),
             "write-cost": lambda: scenarios.write_cost(bench, tmp, sizes=(4, 16) if args.quick else (4, 256),

@@ -51,12 +51,30 @@ class RequestCounter:
         return calls
 
 
+# A model of in-region AWS round trips (seconds), for runs that ask for it (--aws-latency): moto answers
+# in about a millisecond, AWS does not, and the seed design pays its round trips once per job.
+AWS_LATENCY = {"s3.GetObject": 0.015, "s3.PutObject": 0.030, "s3.HeadObject": 0.012, "sqs": 0.010,
+               "ec2.CreateSecurityGroup": 0.150, "ec2.DeleteSecurityGroup": 0.120, "ec2": 0.080}
+
+
+def add_latency(client: Any, model: dict[str, float]) -> None:
+    """Sleep before each request as long as the model says (the sleep releases the GIL, as I/O does)."""
+    service = client.meta.service_model.service_name
+
+    def delay(model_op: Any = None, **kwargs: Any) -> None:
+        name = f"{service}.{kwargs['event_name'].rsplit('.', 1)[-1]}"
+        time.sleep(model.get(name, model.get(service, 0.0)))
+
+    client.meta.events.register("before-send", delay)
+
+
 @dataclass
 class Bench:
     endpoint: str
     settings: Settings = field(default_factory=Settings)
     counter: RequestCounter = field(default_factory=RequestCounter)
     clients: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
 
     def fresh(self, tmp: str, **changes: Any) -> Bench:
         """New bucket, queues and VPC, and counted clients for them."""
@@ -67,7 +85,9 @@ class Bench:
         kwargs, config = client_kwargs(settings), client_config(settings)
         clients = {name: self.counter.attach(boto3.client(name, config=config, **kwargs))
                    for name in ("s3", "sqs", "ec2")}
-        return Bench(self.endpoint, settings, self.counter, clients)
+        for client in clients.values():
+            add_latency(client, self.latency)
+        return Bench(self.endpoint, settings, self.counter, clients, self.latency)
 
     def client(self) -> Client:
         return Client(self.settings, s3=self.clients["s3"], sqs=self.clients["sqs"])

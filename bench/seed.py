@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import tempfile
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,4 +49,4 @@ class SeedWorker:
             self.lock.release(handle)
             path.unlink(missing_ok=True)
         self.status.put(JobResult(job.job_id, JobState.SUCCEEDED, database=job.database,
-                                  finished_at=str(time.time())))
+                                  finished_at=datetime.now(UTC).isoformat(timespec="milliseconds")))

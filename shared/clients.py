@@ -24,7 +24,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
 def client_config(settings: Settings) -> Config:
     # "standard" retries throttling, 5xx and connection errors with jittered backoff.
-    pool = max(10, settings.transfer_concurrency + settings.read_concurrency)
+    pool = max(10, settings.transfer_concurrency + settings.io_concurrency)
     return Config(retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=pool,
                   connect_timeout=5, read_timeout=30)
 

@@ -44,6 +44,7 @@ class Settings:
     max_receive_count: int = 5
     read_concurrency: int = 8
     transfer_concurrency: int = 16
+    io_concurrency: int = 32
     version_retention: float = 7 * 24 * 3600.0
     result_retention: float = 7 * 24 * 3600.0
 

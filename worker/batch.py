@@ -103,7 +103,8 @@ class Worker:
         retry: set[str] = set()
         tasks: list[Task] = []
         finished: list[Task] = []
-        with ThreadPoolExecutor(max(1, self.settings.read_concurrency)) as pool:
+        # Status reads and writes are I/O: one thread each, up to io_concurrency at once.
+        with ThreadPoolExecutor(max(1, min(self.settings.io_concurrency, len(records)))) as pool:
             for record, parsed in zip(records, pool.map(self._parse, records), strict=True):
                 if isinstance(parsed, InfrastructureError):
                     log.warning("message %s: %s", record.message_id, parsed)
