@@ -45,8 +45,6 @@ class Settings:
     read_concurrency: int = 8
     transfer_concurrency: int = 16
     io_concurrency: int = 32
-    version_retention: float = 7 * 24 * 3600.0
-    result_retention: float = 7 * 24 * 3600.0
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None, **overrides: Any) -> Settings:

@@ -110,7 +110,7 @@ class Worker:
                     log.warning("message %s: %s", record.message_id, parsed)
                     retry.add(record.message_id)
                 elif isinstance(parsed, Task):
-                    (finished if parsed.outcome else tasks).append(parsed)
+                    tasks.append(parsed)
                 elif parsed is not None:
                     stats.failed += 1
                     self._publish_invalid(record, parsed, retry)
