@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from reaper.reaper import Reaper
 from shared.errors import LockTimeout
 from shared.lock import EXPIRES_TAG, OWNER_TAG, SecurityGroupLock, lock_groups
 from shared.settings import Settings
+
+from ..faults import FaultyClient
 
 
 class Clock:
@@ -118,24 +119,9 @@ def test_the_reaper_survives_a_group_that_disappears_under_it(settings: Settings
     assert (report.freed, report.vanished) == ([], 1)
 
 
-class ThrottledEC2:
-    """Fault at the client boundary: the first ``n`` creates are throttled."""
-
-    def __init__(self, ec2: Any, n: int) -> None:
-        self.ec2, self.n = ec2, n
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.ec2, name)
-
-    def create_security_group(self, **kwargs: Any) -> Any:
-        if self.n > 0:
-            self.n -= 1
-            raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "slow down"}},
-                              "CreateSecurityGroup")
-        return self.ec2.create_security_group(**kwargs)
-
-
 def test_throttling_is_retried(settings: Settings, aws: Any) -> None:
     clock = Clock()
-    handle = make_lock(settings, aws, clock, ec2=ThrottledEC2(aws.ec2, 3)).acquire("d", wait=10)
+    ec2 = FaultyClient(aws.ec2)
+    ec2.fail("create_security_group", code="RequestLimitExceeded", times=3)
+    handle = make_lock(settings, aws, clock, ec2=ec2).acquire("d", wait=10)
     assert handle.group_id and len(clock.sleeps) == 3
