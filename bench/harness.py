@@ -125,7 +125,8 @@ def worker_processes(settings: Settings, count: int, *args: str) -> Iterator[lis
     processes = []
     for index in range(count):
         worker_env = {**env, **settings.to_env(), "SRDB_CACHE_DIR": f"{settings.cache_dir}/proc-{index}"}
-        processes.append(subprocess.Popen([sys.executable, "-m", "producer.cli", "worker", *args], env=worker_env))
+        processes.append(subprocess.Popen([sys.executable, "-m", "producer.cli", "worker", *args], env=worker_env,
+                                          stdout=subprocess.DEVNULL))  # their metrics are not the bench's
     try:
         yield processes
     finally:
