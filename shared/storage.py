@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -33,6 +33,8 @@ from shared.errors import CommitConflict, StorageError
 from shared.keys import check_database, chunk_key, manifest_key, version_key
 from shared.wal import dirty_chunks
 
+T = TypeVar("T")
+R = TypeVar("R")
 DB_FILE = "db.sqlite"
 STATE_FILE = "state.json"
 _SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -136,8 +138,8 @@ class SnapshotStore:
                   if old is None or i >= len(old.chunks) or old.chunks[i] != digest]
         mode = "r+b" if path.exists() else "w+b"
         with open(path, mode) as out:
-            for index, data in zip(wanted, self._fetch_chunks(database, [manifest.chunks[i] for i in wanted]),
-                                   strict=True):
+            chunks = self._concurrently(lambda i: self._fetch_chunk(database, manifest.chunks[i]), wanted)
+            for index, data in zip(wanted, chunks, strict=True):
                 out.seek(index * manifest.chunk_size)
                 out.write(data)
             out.truncate(manifest.file_size)
@@ -166,7 +168,7 @@ class SnapshotStore:
         database, old = snapshot.database, snapshot.manifest
         size = snapshot.path.stat().st_size
         chunks, new = self._chunk_file(snapshot.path, old, size, pages)
-        self._store_chunks(database, new)
+        self._concurrently(lambda item: self._put(chunk_key(database, item[0]), item[1]), list(new.items()))
         manifest = Manifest(
             version=snapshot.version + 1,
             file_size=size,
@@ -249,14 +251,12 @@ class SnapshotStore:
                     new[digest] = data
         return chunks, new
 
-    def _store_chunks(self, database: str, chunks: dict[str, bytes]) -> None:
-        items = list(chunks.items())
+    def _concurrently(self, work: Callable[[T], R], items: list[T]) -> list[R]:
+        """Chunk transfers run ``concurrency`` at a time; a single one needs no pool."""
         if len(items) <= 1:
-            for digest, data in items:
-                self._put(chunk_key(database, digest), data)
-            return
+            return [work(item) for item in items]
         with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
-            list(pool.map(lambda item: self._put(chunk_key(database, item[0]), item[1]), items))
+            return list(pool.map(work, items))
 
     def _put(self, key: str, body: bytes) -> None:
         try:
@@ -265,12 +265,6 @@ class SnapshotStore:
             raise StorageError(f"writing s3://{self.bucket}/{key}: {exc}") from exc
         self.stats.requests += 1
         self.stats.bytes_up += len(body)
-
-    def _fetch_chunks(self, database: str, digests: list[str]) -> list[bytes]:
-        if len(digests) <= 1:
-            return [self._fetch_chunk(database, d) for d in digests]
-        with ThreadPoolExecutor(min(self.concurrency, len(digests))) as pool:
-            return list(pool.map(lambda d: self._fetch_chunk(database, d), digests))
 
     def _fetch_chunk(self, database: str, digest: str) -> bytes:
         key = chunk_key(database, digest)
