@@ -27,10 +27,10 @@ class ReapReport:
 
 
 class Reaper:
-    def __init__(self, ec2: Any, vpc_id: str, *, ttl: float, prefix: str = "srdb",
-                 now: Callable[[], float] = time.time) -> None:
+    def __init__(self, ec2: Any, vpc_id: str, *, ttl: float, now: Callable[[], float] = time.time) -> None:
         self.ec2, self.vpc_id = ec2, vpc_id
-        self.lock = SecurityGroupLock(ec2, vpc_id, prefix=prefix, ttl=ttl, now=now)
+        # Lock groups are found by their tag, whatever their prefix: the lock is used for its rules only.
+        self.lock = SecurityGroupLock(ec2, vpc_id, ttl=ttl, now=now)
 
     def reap_locks(self) -> ReapReport:
         """Delete every lock group past its expiry (or, lacking tags, older than the TTL)."""

@@ -210,7 +210,7 @@ class Worker:
                     log.warning("database %s: %s; applying again on the new snapshot", database, exc)
         except (InfrastructureError, sqlite3.Error, OSError) as exc:
             self.store.discard(database)
-            _defer(tasks, exc if isinstance(exc, SrdbError) else StorageError(f"local copy: {exc}"))
+            _defer(tasks, exc)
         finally:
             try:
                 self.lock.release(handle)
@@ -256,7 +256,7 @@ class Worker:
                 task.outcome = run_job(conn, guard, task.job, self._sink(task.job), budget=self._budget(task.job))
                 task.version = snapshot.version
             except (InfrastructureError, sqlite3.Error) as exc:
-                _defer([task], exc if isinstance(exc, SrdbError) else StorageError(f"local copy: {exc}"))
+                _defer([task], exc)
             finally:
                 conn.close()
 
@@ -329,8 +329,10 @@ class Worker:
         self.sqs.send_message(QueueUrl=queue_url, MessageBody=body.decode())
 
 
-def _defer(tasks: list[Task], reason: SrdbError) -> None:
-    """Leave these jobs to SQS redelivery, remembering why in case it was the last delivery."""
+def _defer(tasks: list[Task], error: Exception) -> None:
+    """Leave these jobs to SQS redelivery, remembering why in case it was the last delivery.
+    A SQLite or OS error here is the local copy's, an infrastructure fault like any other."""
+    reason = error if isinstance(error, SrdbError) else StorageError(f"local copy: {error}")
     log.warning("%d job(s) of %s will be retried: %s", len(tasks), tasks[0].job.database, reason,
                 extra={"job_ids": [t.job.job_id for t in tasks], "database": tasks[0].job.database})
     for task in tasks:
