@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
@@ -13,11 +14,13 @@ from botocore.exceptions import ClientError as BotoClientError
 from producer.protocol import Submission, poll_delays, prepare, resend_needed
 from shared.clients import Clients
 from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
-from shared.jobs import Job, JsonParams
+from shared.jobs import AsOf, Job, JsonParams
 from shared.results import JobResult, JobState
 from shared.settings import Settings
 from shared.status import StatusStore
+from shared.storage import Manifest
 from shared.values import SqlValue, decode_row
+from shared.versions import History
 
 
 class Client:
@@ -43,14 +46,17 @@ class Client:
             s3, sqs = s3 or clients.s3, sqs or clients.sqs
         self.s3, self.sqs, self.sleep, self.clock = s3, sqs, sleep, clock
         self.store = StatusStore(s3, self.settings.bucket)
+        self.versions = History(s3, self.settings.bucket)
 
     # -- submit ----------------------------------------------------------------------------
 
     def submit(self, database: str, sql: str, params: JsonParams | None = None, *, job_id: str | None = None,
-               reply_to: str | None = None, read_only: bool = False, timeout: float | None = None) -> str:
-        """Queue one statement; return the job id. A given ``job_id`` is an idempotency token."""
+               reply_to: str | None = None, read_only: bool = False, timeout: float | None = None,
+               as_of: AsOf | datetime | None = None) -> str:
+        """Queue one statement; return the job id. A given ``job_id`` is an idempotency token.
+        ``as_of`` (a version number or a time) reads an old snapshot; such a job may only read."""
         return self.submit_job(Job.create(database, sql, params, job_id=job_id, reply_to=reply_to,
-                                          read_only=read_only, timeout=timeout))
+                                          read_only=read_only, timeout=timeout, as_of=as_of))
 
     def submit_statements(self, database: str, statements: list[tuple[str, JsonParams | None]], *,
                           job_id: str | None = None, reply_to: str | None = None,
@@ -109,9 +115,9 @@ class Client:
         raise AssertionError("unreachable")
 
     def query(self, database: str, sql: str, params: JsonParams | None = None, *,
-              timeout: float | None = 60.0) -> JobResult:
+              timeout: float | None = 60.0, as_of: AsOf | datetime | None = None) -> JobResult:
         """Submit, wait, and raise JobFailed if the job failed."""
-        result = self.wait(self.submit(database, sql, params), timeout)
+        result = self.wait(self.submit(database, sql, params, as_of=as_of), timeout)
         if result.state is JobState.FAILED:
             raise JobFailed(result.job_id, result.error or {})
         return result
@@ -123,6 +129,16 @@ class Client:
             raise JobFailed(job_id, result.error or {"type": result.state.value, "message": "job did not succeed"})
         for row in self.store.iter_rows(result):
             yield decode_row(row)
+
+    # -- time travel -----------------------------------------------------------------------
+
+    def history(self, database: str, limit: int = 20) -> list[Manifest]:
+        """The newest ``limit`` retained snapshots of ``database``, newest first."""
+        return self.versions.list(database, limit)
+
+    def restore(self, database: str, version: int) -> Manifest:
+        """Make an old version current again as a new version (nothing is overwritten)."""
+        return self.versions.restore(database, version)
 
     def cancel(self, job_id: str) -> JobState:
         """Cancel a job that no worker has finished; returns the state it is in afterwards."""

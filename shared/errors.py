@@ -46,6 +46,10 @@ class DatabaseNotFound(UserError):
     """A read named a database that no write has created yet."""
 
 
+class VersionNotFound(UserError):
+    """A read as of a version or time that no retained snapshot matches."""
+
+
 class Timeout(UserError):
     """The job ran past its time budget and was interrupted."""
 

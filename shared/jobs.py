@@ -23,7 +23,8 @@ JsonParams = list[Any] | dict[str, Any]
 Params = list[SqlValue] | dict[str, SqlValue]
 JobKind = Literal["sql", "statements", "many"]
 _FIELDS = {"v", "job_id", "database", "sql", "params", "statements", "param_sets",
-           "reply_to", "submitted_at", "read_only", "timeout"}
+           "reply_to", "submitted_at", "read_only", "timeout", "as_of"}
+AsOf = int | str
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Job:
     reply_to: str | None = None
     read_only: bool = False
     timeout: float | None = None
+    # A read of an old snapshot: its version number, or an ISO 8601 time (the snapshot current then).
+    as_of: AsOf | None = None
     v: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -79,6 +82,7 @@ class Job:
         reply_to: str | None = None,
         read_only: bool = False,
         timeout: float | None = None,
+        as_of: AsOf | datetime | None = None,
         now: datetime | None = None,
     ) -> Job:
         """Build a job from client arguments, with the same checks a worker applies."""
@@ -96,7 +100,9 @@ class Job:
                 doc["param_sets"] = param_sets
             elif params is not None:
                 doc["params"] = params
-        for name, value in (("reply_to", reply_to), ("timeout", timeout)):
+        if isinstance(as_of, datetime):
+            as_of = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).isoformat()
+        for name, value in (("reply_to", reply_to), ("timeout", timeout), ("as_of", as_of)):
             if value is not None:
                 doc[name] = value
         if read_only:
@@ -131,7 +137,7 @@ class Job:
         ):
             raise InvalidJob(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]")
         return cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
-                   float(timeout) if timeout is not None else None)
+                   float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")))
 
     @classmethod
     def from_text(cls, text: str) -> Job:
@@ -159,6 +165,8 @@ class Job:
             doc["read_only"] = True
         if self.timeout is not None:
             doc["timeout"] = self.timeout
+        if self.as_of is not None:
+            doc["as_of"] = self.as_of
         return doc
 
     def digest(self) -> str:
@@ -175,6 +183,27 @@ def _required(doc: dict[str, Any], name: str) -> Any:
     if name not in doc:
         raise InvalidJob(f"missing field: {name}")
     return doc[name]
+
+
+def _as_of(value: object) -> AsOf | None:
+    """A snapshot version (an integer from 1) or a time: ISO 8601, UTC when it names no zone."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63:
+        return value
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            as_of_time(value)
+            return value
+        except ValueError:
+            pass
+    raise InvalidJob(f"as_of {value!r:.80} must be a snapshot version (an integer from 1) or an ISO 8601 time")
+
+
+def as_of_time(value: str) -> float:
+    """An ``as_of`` time as epoch seconds; a time without a zone is UTC."""
+    moment = datetime.fromisoformat(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _sql(value: object, where: str) -> str:

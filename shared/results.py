@@ -41,6 +41,9 @@ class JobResult:
     state: JobState
     database: str | None = None
     columns: list[str] = field(default_factory=list)
+    # Per column: the declared type when the column comes straight from a table, else the storage
+    # class of its first non-null value (INTEGER, REAL, TEXT, BLOB), else "".
+    types: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     rowcount: int = 0
     lastrowid: int | None = None
@@ -72,7 +75,8 @@ class JobResult:
             if value is not None:
                 doc[name] = value
         if self.state.final:
-            doc.update(columns=self.columns, rows=self.rows, rowcount=self.rowcount, timings=self.timings)
+            doc.update(columns=self.columns, types=self.types, rows=self.rows, rowcount=self.rowcount,
+                       timings=self.timings)
             if self.parts:
                 doc["parts"] = [p.to_json() for p in self.parts]
         return doc
@@ -87,6 +91,7 @@ class JobResult:
             state=JobState(doc["state"]),
             database=doc.get("database"),
             columns=list(doc.get("columns", [])),
+            types=list(doc.get("types", [])),
             rows=list(doc.get("rows", [])),
             rowcount=int(doc.get("rowcount", 0)),
             lastrowid=doc.get("lastrowid"),

@@ -59,8 +59,11 @@ class Settings:
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw, f.type)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - {f.name for f in fields(cls)}
+        kinds = {f.name: f.type for f in fields(cls)}
+        # Overrides may be text too (a URL's query string): numbers are converted as the environment's are.
+        values.update({k: _convert(k, v, kinds[k]) if isinstance(v, str) and k in kinds else v
+                       for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(kinds)
         if unknown:
             raise ClientError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return cls(**values)

@@ -52,6 +52,7 @@ class Manifest:
     created_at: float
     jobs: list[str] = field(default_factory=list)
     writer: str = ""
+    restored_from: int | None = None
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -61,7 +62,7 @@ class Manifest:
         doc = json.loads(data)
         return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
                    list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
-                   str(doc.get("writer", "")))
+                   str(doc.get("writer", "")), doc.get("restored_from"))
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,35 @@ class SnapshotStore:
         self._save_state(snapshot)
         return snapshot
 
+    def materialize(self, database: str, manifest: Manifest) -> Path:
+        """A local file of an old snapshot, for reads ``as_of`` it: chunks the local copy shares with it
+        are copied, only the others are fetched. One old snapshot is kept per database."""
+        folder = self.cache_dir / check_database(database) / "versions"
+        path = folder / f"{manifest.version}.sqlite"
+        if path.exists():
+            return path
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        local = self._load_state(database)
+        have: dict[str, int] = {}
+        if local is not None and local.manifest is not None and local.manifest.chunk_size == manifest.chunk_size:
+            have = {digest: index for index, digest in enumerate(local.manifest.chunks)}
+        missing = sorted({d for d in manifest.chunks if d not in have})
+        fetched = dict(zip(missing, self._concurrently(lambda d: self._fetch_chunk(database, d), missing),
+                           strict=True))
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as out, open(local.path if have and local else os.devnull, "rb") as source:
+            for digest in manifest.chunks:
+                if digest in fetched:
+                    out.write(fetched[digest])
+                else:
+                    source.seek(have[digest] * manifest.chunk_size)
+                    out.write(source.read(manifest.chunk_size))
+            out.truncate(manifest.file_size)
+        os.replace(tmp, path)
+        return path
+
     def begin_write(self, snapshot: LocalSnapshot) -> None:
         """Mark the local copy as being changed: until commit, it no longer matches a manifest."""
         snapshot.path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,37 +217,14 @@ class SnapshotStore:
         return committed
 
     def _put_manifest(self, snapshot: LocalSnapshot, manifest: Manifest, body: bytes) -> str:
-        """The conditional write that commits; returns the new ETag.
-
-        A PUT whose response was lost may have been applied, and botocore's retry of it then
-        fails its own condition. So after any failure the current manifest is read back: if it
-        carries this commit's writer id, the commit happened.
-        """
-        database = snapshot.database
-        condition = {"IfMatch": snapshot.etag} if snapshot.etag else {"IfNoneMatch": "*"}
         try:
-            response = self.s3.put_object(Bucket=self.bucket, Key=manifest_key(database), Body=body,
-                                          ContentType="application/json", **condition)
-            self.stats.requests += 1
-            self.stats.bytes_up += len(body)
-            return str(response["ETag"])
-        except (ClientError, BotoCoreError) as exc:
-            failure: Exception = exc
-        current = self._current_manifest(database)
-        if current is not None and current[0].writer == manifest.writer:
-            return current[1]
-        self.discard(database)
-        if isinstance(failure, ClientError) and error_code(failure) in PRECONDITION_CODES:
-            raise CommitConflict(f"database {database} changed under this writer "
-                                 f"(snapshot {snapshot.version} is no longer current)") from failure
-        raise StorageError(f"committing {database}: {failure}") from failure
-
-    def _current_manifest(self, database: str) -> tuple[Manifest, str] | None:
-        try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=manifest_key(database))
-            return Manifest.from_bytes(response["Body"].read()), str(response["ETag"])
-        except (ClientError, BotoCoreError):
-            return None
+            etag = put_manifest(self.s3, self.bucket, snapshot.database, manifest, body, snapshot.etag)
+        except (CommitConflict, StorageError):
+            self.discard(snapshot.database)
+            raise
+        self.stats.requests += 1
+        self.stats.bytes_up += len(body)
+        return etag
 
     def discard(self, database: str) -> None:
         """Drop the local copy (after a failed commit, or when the database vanished)."""
@@ -300,6 +307,39 @@ class SnapshotStore:
         (folder / STATE_FILE).unlink(missing_ok=True)
         for suffix in _SIDE_FILES:
             (folder / (DB_FILE + suffix)).unlink(missing_ok=True)
+
+
+def put_manifest(s3: Any, bucket: str, database: str, manifest: Manifest, body: bytes, etag: str | None) -> str:
+    """The conditional write that commits: over ``etag`` (the manifest the writer read), or over
+    nothing for a new database. Returns the new ETag; CommitConflict if another write got there first.
+
+    A PUT whose response was lost may have been applied, and botocore's retry of it then fails
+    its own condition. So after any failure the current manifest is read back: if it carries this
+    commit's writer id, the commit happened.
+    """
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    try:
+        response = s3.put_object(Bucket=bucket, Key=manifest_key(database), Body=body,
+                                 ContentType="application/json", **condition)
+        return str(response["ETag"])
+    except (ClientError, BotoCoreError) as exc:
+        failure: Exception = exc
+    current = current_manifest(s3, bucket, database)
+    if current is not None and current[0].writer == manifest.writer:
+        return current[1]
+    if isinstance(failure, ClientError) and error_code(failure) in PRECONDITION_CODES:
+        raise CommitConflict(f"database {database} changed under this writer "
+                             f"(version {manifest.version - 1} is no longer current)") from failure
+    raise StorageError(f"committing {database}: {failure}") from failure
+
+
+def current_manifest(s3: Any, bucket: str, database: str) -> tuple[Manifest, str] | None:
+    """The current manifest and its ETag; None when the database does not exist or S3 failed."""
+    try:
+        response = s3.get_object(Bucket=bucket, Key=manifest_key(database))
+        return Manifest.from_bytes(response["Body"].read()), str(response["ETag"])
+    except (ClientError, BotoCoreError):
+        return None
 
 
 def _page_size(path: Path) -> int:

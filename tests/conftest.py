@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,19 @@ def drain(settings: Settings, aws: Any, worker: Worker) -> Callable[..., int]:
         return batches
 
     return run
+
+
+@pytest.fixture
+def serving(settings: Settings, aws: Any, worker: Worker) -> Iterator[Worker]:
+    """A worker polling the job queue in the background for the whole test, as the Lambda would."""
+    stop = threading.Event()
+    poller = Poller(aws.sqs, settings.queue_url, lambda event, ctx: run_batch(worker, event),
+                    region=settings.region, wait_seconds=1, stop=stop)
+    thread = threading.Thread(target=poller.run, name="serving-worker", daemon=True)
+    thread.start()
+    yield worker
+    stop.set()
+    thread.join(timeout=10)
 
 
 def sqs_event(*bodies: str) -> dict[str, Any]:

@@ -18,8 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.errors import CommitConflict, DatabaseNotFound, InfrastructureError, InvalidJob, SrdbError, StorageError
-from shared.jobs import Job
+from shared.errors import (
+    CommitConflict,
+    DatabaseNotFound,
+    InfrastructureError,
+    InvalidJob,
+    SrdbError,
+    StorageError,
+    UserError,
+)
+from shared.jobs import AsOf, Job
 from shared.lock import SecurityGroupLock
 from shared.messages import guess_job_id, open_envelope
 from shared.results import JobResult, JobState
@@ -27,6 +35,7 @@ from shared.settings import Settings
 from shared.sql import Guard, is_read_job
 from shared.status import StatusStore
 from shared.storage import SnapshotStore
+from shared.versions import History
 from worker.execute import Outcome, run_job
 from worker.results import ResultSink
 from worker.transaction import apply_writes
@@ -92,6 +101,7 @@ class Worker:
         self.lock = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=settings.lock_ttl,
                                       now=now, sleep=sleep)
         self.status = StatusStore(s3, settings.bucket)
+        self.history = History(s3, settings.bucket, now=now)
         self.allowed_reply_to = settings.allowed_reply_to()
         self._local = defaultdict(threading.Lock)  # type: defaultdict[str, threading.Lock]
         self.last_stats = BatchStats()
@@ -144,7 +154,7 @@ class Worker:
             if job.reply_to and job.reply_to not in self.allowed_reply_to:
                 raise InvalidJob(f"reply_to queue {job.reply_to} is not allowed; allowed queues are set by "
                                  "SRDB_CALLBACK_QUEUE_URL and SRDB_REPLY_TO_ALLOWED")
-            read = job.read_only or is_read_job(job)
+            read = job.read_only or job.as_of is not None or is_read_job(job)
             current, etag = self.status.get(job.job_id)
         except SrdbError as exc:
             return exc
@@ -244,17 +254,38 @@ class Worker:
                 task.outcome = Outcome.failed(task.job.job_id, DatabaseNotFound(
                     f"database {database} does not exist: no write has created it yet"))
             return
+        by_as_of: dict[AsOf | None, list[Task]] = defaultdict(list)
+        for task in tasks:
+            by_as_of[task.job.as_of].append(task)
+        for as_of, group in by_as_of.items():
+            if as_of is None:
+                self._read_file(snapshot.path, snapshot.version, group)
+                continue
+            try:
+                old = self.history.resolve(database, as_of, snapshot.manifest)
+                path = snapshot.path if old.version == snapshot.version else self.store.materialize(database, old)
+            except UserError as exc:
+                for task in group:
+                    task.outcome = Outcome.failed(task.job.job_id, exc)
+                continue
+            except (InfrastructureError, OSError) as exc:
+                _defer(group, exc)
+                continue
+            self._read_file(path, old.version, group)
+
+    def _read_file(self, path: Path, version: int, tasks: list[Task]) -> None:
+        """Run reads concurrently, each on its own read-only connection to ``path``."""
 
         def read(task: Task) -> None:
             task.started = self.now()
             # immutable: nothing changes the local copy while this database's reads run (see _exclusive).
-            conn = sqlite3.connect(f"file:{snapshot.path}?mode=ro&immutable=1", uri=True, isolation_level=None,
+            conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None,
                                    check_same_thread=False)
             try:
                 guard = Guard(read_only=True)
                 guard.install(conn)
                 task.outcome = run_job(conn, guard, task.job, self._sink(task.job), budget=self._budget(task.job))
-                task.version = snapshot.version
+                task.version = version
             except (InfrastructureError, sqlite3.Error) as exc:
                 _defer([task], exc)
             finally:
@@ -287,7 +318,8 @@ class Worker:
             timings["total_ms"] = round(max(0.0, finished - submitted) * 1000, 3)
         result = JobResult(
             task.job.job_id, JobState.SUCCEEDED if outcome.ok else JobState.FAILED,
-            database=task.job.database, columns=outcome.columns, rows=outcome.rows, rowcount=outcome.rowcount,
+            database=task.job.database, columns=outcome.columns, types=outcome.types, rows=outcome.rows,
+            rowcount=outcome.rowcount,
             lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts, version=task.version,
             submitted_at=task.job.submitted_at, finished_at=_iso(finished), timings=timings,
             job_digest=task.digest or task.job.digest(),

@@ -13,6 +13,7 @@ from shared.jobs import Job
 from shared.results import ResultPart
 from shared.sql import Guard
 from shared.values import encode_row
+from worker.coltypes import ValueTypes, declared_types, merge
 from worker.results import ResultSink
 
 FETCH_ROWS = 1000
@@ -25,6 +26,7 @@ class Outcome:
     job_id: str
     ok: bool
     columns: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     parts: list[ResultPart] = field(default_factory=list)
     rowcount: int = 0
@@ -54,6 +56,7 @@ def run_job(
     cursor = conn.cursor()
     rowcount = 0
     columns: list[str] = []
+    types: list[str] = []
     try:
         for index, statement in enumerate(job.statements):
             guard.refusal = None
@@ -67,9 +70,11 @@ def run_job(
                 last = index == len(job.statements) - 1
                 if cursor.description is not None:
                     columns = [d[0] for d in cursor.description]
-                    fetched = _drain(cursor, sink if last else None)
+                    seen = ValueTypes(len(columns))
+                    fetched = _drain(cursor, sink if last else None, seen)
                     if last:
                         rowcount = fetched if guard.read_only else max(rowcount, fetched)
+                        types = merge(_declared(conn, guard, statement.sql, len(columns)), seen.found)
             except sqlite3.Error as exc:
                 raise _job_error(exc, guard, index if len(job.statements) > 1 else None,
                                  budget) from None
@@ -79,7 +84,7 @@ def run_job(
         if lastrowid is None and not guard.read_only and job.kind == "many":
             # sqlite3 leaves lastrowid unset after executemany; SQLite itself knows it.
             lastrowid = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        return Outcome(job.job_id, True, columns, rows, parts, rowcount, lastrowid,
+        return Outcome(job.job_id, True, columns, types if columns else [], rows, parts, rowcount, lastrowid,
                        run_ms=(clock() - start) * 1000)
     except UserError as exc:
         return Outcome(job.job_id, False, error=exc.to_json(), run_ms=(clock() - start) * 1000)
@@ -89,10 +94,22 @@ def run_job(
         cursor.close()
 
 
-def _drain(cursor: sqlite3.Cursor, sink: ResultSink | None) -> int:
+def _declared(conn: sqlite3.Connection, guard: Guard, sql: str, width: int) -> list[str]:
+    """Declared column types on the read path; a write's rows (RETURNING) are typed by their values."""
+    if not guard.read_only:
+        return [""] * width
+    guard.enabled = False
+    try:
+        return declared_types(conn, sql, width)
+    finally:
+        guard.enabled = True
+
+
+def _drain(cursor: sqlite3.Cursor, sink: ResultSink | None, seen: ValueTypes) -> int:
     count = 0
     while batch := cursor.fetchmany(FETCH_ROWS):
         count += len(batch)
+        seen.feed(batch)
         if sink is not None:
             sink.add(encode_row(row) for row in batch)
     return count

@@ -114,13 +114,14 @@ def _attempt(
 
 
 def _record(outcome: Outcome) -> str:
-    return json.dumps({"columns": outcome.columns, "rows": outcome.rows, "rowcount": outcome.rowcount,
+    return json.dumps({"columns": outcome.columns, "types": outcome.types, "rows": outcome.rows,
+                       "rowcount": outcome.rowcount,
                        "lastrowid": outcome.lastrowid, "parts": [p.to_json() for p in outcome.parts]},
                       separators=(",", ":"))
 
 
 def _replay(job_id: str, text: str) -> Outcome:
     doc = json.loads(text)
-    return Outcome(job_id, True, doc["columns"], doc["rows"],
+    return Outcome(job_id, True, doc["columns"], doc.get("types", []), doc["rows"],
                    [ResultPart(p["key"], p["rows"]) for p in doc["parts"]],
                    doc["rowcount"], doc["lastrowid"], replayed=True)

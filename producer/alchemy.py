@@ -1,0 +1,70 @@
+"""The SQLAlchemy 2 dialect: SQLAlchemy's SQLite dialect speaking through ``producer.dbapi``.
+
+Registered under the URL scheme ``srdb://`` (an entry point), so after ``pip install srdb``:
+
+    engine = create_engine("srdb:///shop")                            # settings from the environment
+    engine = create_engine("srdb:///shop?bucket=b&queue_url=https://...&region=eu-west-1")
+
+The query string takes any ``Settings`` field, plus ``as_of`` (a read-only engine on an old
+snapshot), ``timeout`` (seconds to wait for each job) and ``job_timeout``. SQL is SQLite's; every
+statement SQLAlchemy executes is one srdb job, committed when it returns (see producer.dbapi).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.engine import URL
+from sqlalchemy.engine.interfaces import IsolationLevel
+
+_FLOATS = ("timeout", "job_timeout")
+
+
+class SrdbDialect(SQLiteDialect):
+    driver = "srdb"
+    supports_statement_cache = True
+    # executemany is srdb's batch path: one job with every parameter set.
+    use_insertmanyvalues_wo_returning = False
+
+    @classmethod
+    def import_dbapi(cls) -> ModuleType:
+        from producer import dbapi
+
+        return dbapi
+
+    def create_connect_args(self, url: URL) -> tuple[list[Any], dict[str, Any]]:
+        if not url.database:
+            raise ValueError("an srdb URL names its database: srdb:///NAME")
+        options: dict[str, Any] = dict(url.query)
+        for name in _FLOATS:
+            if name in options:
+                options[name] = float(options[name])
+        as_of = options.get("as_of")
+        if isinstance(as_of, str) and as_of.isdigit():
+            options["as_of"] = int(as_of)
+        return [], {"database": url.database, **options}
+
+    def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
+        return tuple(self.dbapi.sqlite_version_info)  # type: ignore[union-attr]
+
+    def get_isolation_level(self, dbapi_connection: Any) -> IsolationLevel:
+        # Each statement is its own serializable job; there is no session level to read or set.
+        return "SERIALIZABLE"
+
+    def get_isolation_level_values(self, dbapi_connection: Any) -> list[IsolationLevel]:
+        return ["SERIALIZABLE"]
+
+    def set_isolation_level(self, dbapi_connection: Any, level: Any) -> None:
+        if level != "SERIALIZABLE":
+            raise ValueError(f"srdb runs every job SERIALIZABLE; isolation level {level!r} is not available")
+
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        return not dbapi_connection.closed
+
+    def is_disconnect(self, e: Exception, connection: Any, cursor: Any) -> bool:
+        return False
+
+
+dialect = SrdbDialect

@@ -1,0 +1,500 @@
+"""A PEP 249 (DB-API 2.0) driver: srdb's job path behind ``connect``, ``cursor`` and ``execute``.
+
+Every ``execute`` is one job: submitted, awaited, and committed when it returns, so a read
+sees every write executed before it (the connection is in autocommit mode). ``commit()`` has
+nothing left to do; ``rollback()`` has nothing to undo outside a transaction block.
+``executemany`` sends one job with every parameter set: the batch path, one atomic job.
+
+A block of statements runs as one atomic job inside ``with connection.transaction():`` (or
+``cursor.executescript``): the statements are collected and sent when the block ends; if it
+raises, or ``rollback()`` is called inside it, nothing is sent.
+
+    >>> import producer.dbapi as srdb
+    >>> conn = srdb.connect(database="shop")            # settings from SRDB_* or .srdb/local.env
+    >>> cur = conn.cursor()
+    >>> cur.execute("SELECT name FROM users WHERE id = ?", (1,))
+    >>> cur.fetchone()
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlparse
+
+from producer.client import Client
+from shared.errors import ClientError, InfrastructureError, NotConfigured, SrdbError, WaitTimeout
+from shared.jobs import AsOf, Job, JsonParams
+from shared.results import JobResult, JobState
+from shared.settings import Settings
+from shared.sql import Guard, is_read_job
+from shared.values import SqlValue, decode_row, encode_value
+
+apilevel = "2.0"
+threadsafety = 1  # threads may share the module, not connections
+paramstyle = "qmark"  # :name parameters (a mapping) are accepted too
+
+Date = datetime.date
+Time = datetime.time
+Timestamp = datetime.datetime
+Binary = bytes
+
+
+def DateFromTicks(ticks: float) -> datetime.date:
+    return Date(*time.localtime(ticks)[:3])
+
+
+def TimeFromTicks(ticks: float) -> datetime.time:
+    return Time(*time.localtime(ticks)[3:6])
+
+
+def TimestampFromTicks(ticks: float) -> datetime.datetime:
+    return Timestamp(*time.localtime(ticks)[:6])
+
+
+# -- exceptions ------------------------------------------------------------------------------
+
+
+class Warning(Exception):  # PEP 249 names it so
+    pass
+
+
+class Error(Exception):
+    """Every driver error. ``error`` is the worker's error document when a job failed."""
+
+    def __init__(self, message: str, *, job_id: str | None = None, error: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.job_id, self.error = job_id, error or {}
+
+
+class InterfaceError(Error):
+    pass
+
+
+class DatabaseError(Error):
+    pass
+
+
+class DataError(DatabaseError):
+    pass
+
+
+class OperationalError(DatabaseError):
+    pass
+
+
+class IntegrityError(DatabaseError):
+    pass
+
+
+class InternalError(DatabaseError):
+    pass
+
+
+class ProgrammingError(DatabaseError):
+    pass
+
+
+class NotSupportedError(DatabaseError):
+    pass
+
+
+# The class each srdb error type maps to; SqlError looks at the message first (see _error_class).
+_ERROR_CLASSES: dict[str, type[Error]] = {
+    "InvalidJob": ProgrammingError,
+    "SqlError": ProgrammingError,
+    "ConstraintViolation": IntegrityError,
+    "ReadOnlyViolation": OperationalError,
+    "Forbidden": NotSupportedError,
+    "DatabaseNotFound": OperationalError,
+    "VersionNotFound": ProgrammingError,
+    "Timeout": OperationalError,
+    "ResultTooLarge": DataError,
+}
+_DATA_MESSAGES = ("datatype mismatch", "too big", "integer overflow")
+
+
+def _error_class(error: dict[str, Any]) -> type[Error]:
+    kind, message = str(error.get("type", "")), str(error.get("message", ""))
+    if kind == "SqlError" and any(m in message for m in _DATA_MESSAGES):
+        return DataError
+    # Anything else a job can fail with (a dead-lettered job's LockTimeout, StorageError...) is operational.
+    return _ERROR_CLASSES.get(kind, OperationalError)
+
+
+def _job_error(result: JobResult) -> Error:
+    if result.state is JobState.CANCELLED:
+        return OperationalError(f"job {result.job_id} was cancelled", job_id=result.job_id)
+    error = result.error or {}
+    return _error_class(error)(f"{error.get('type')}: {error.get('message')}", job_id=result.job_id, error=error)
+
+
+# -- types -----------------------------------------------------------------------------------
+
+
+class DBAPITypeObject:
+    """Compares equal to every declared type with one of these SQLite affinities."""
+
+    def __init__(self, *affinities: str) -> None:
+        self.affinities = frozenset(affinities)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and affinity(other) in self.affinities
+
+    def __hash__(self) -> int:
+        return hash(self.affinities)
+
+    def __repr__(self) -> str:
+        return f"DBAPITypeObject{tuple(sorted(self.affinities))}"
+
+
+def affinity(declared: str) -> str:
+    """SQLite's column affinity rules (https://sqlite.org/datatype3.html#affinity_name_examples);
+    a type that names a date or time is DATETIME here, as PEP 249 asks."""
+    name = declared.upper()
+    if "INT" in name:
+        return "INTEGER"
+    if any(word in name for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in name or not name:
+        return "BLOB"
+    if any(word in name for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    if "DATE" in name or "TIME" in name:
+        return "DATETIME"
+    return "NUMERIC"
+
+
+STRING = DBAPITypeObject("TEXT")
+BINARY = DBAPITypeObject("BLOB")
+NUMBER = DBAPITypeObject("INTEGER", "REAL", "NUMERIC")
+DATETIME = DBAPITypeObject("DATETIME")
+ROWID = DBAPITypeObject("INTEGER")
+
+
+def adapt(value: Any) -> Any:
+    """A Python value as a job parameter, adapted as sqlite3 adapts it."""
+    if value is None or isinstance(value, (str, int, float)):
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return encode_value(bytes(value))
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    raise ProgrammingError(f"parameter of type {type(value).__name__} is not supported "
+                           "(integers, reals, text, bytes, None, dates and times are)")
+
+
+def _params(params: Sequence[Any] | Mapping[str, Any] | None) -> JsonParams:
+    if params is None:
+        return []
+    if isinstance(params, Mapping):
+        return {str(k).lstrip(":@$"): adapt(v) for k, v in params.items()}
+    if isinstance(params, (str, bytes)):
+        raise ProgrammingError("parameters must be a sequence or a mapping, not a single string")
+    return [adapt(v) for v in params]
+
+
+# -- connection ------------------------------------------------------------------------------
+
+
+@dataclass
+class Transaction:
+    """The statements of a ``transaction()`` block; ``result`` is the job's result once it ran."""
+
+    statements: list[tuple[str, JsonParams]] = field(default_factory=list)
+    result: JobResult | None = None
+
+
+def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, timeout: float | None = 60.0,
+            job_timeout: float | None = None, client: Client | None = None, settings: Settings | None = None,
+            **overrides: Any) -> Connection:
+    """Open a connection to ``database``. Settings come from ``settings``, ``overrides`` (the
+    Settings field names: bucket, queue_url, endpoint_url, region...), ``SRDB_*`` variables or
+    ``.srdb/local.env``. ``as_of`` (a version or a time) makes a read-only connection to an old
+    snapshot. ``timeout``: seconds to wait for each job; ``job_timeout``: each job's run budget."""
+    try:
+        client = client or Client(settings, **overrides)
+    except NotConfigured as exc:
+        raise InterfaceError(str(exc)) from exc
+    except (TypeError, SrdbError) as exc:
+        raise InterfaceError(f"cannot connect: {exc}") from exc
+    try:
+        Job.create(database, "SELECT 1", as_of=as_of)  # the same checks a job gets, now rather than later
+    except SrdbError as exc:
+        raise ProgrammingError(str(exc)) from exc
+    return Connection(client, database, as_of=as_of, timeout=timeout, job_timeout=job_timeout)
+
+
+class Connection:
+    Warning, Error, InterfaceError, DatabaseError = Warning, Error, InterfaceError, DatabaseError
+    DataError, OperationalError, IntegrityError, InternalError = DataError, OperationalError, IntegrityError, \
+        InternalError
+    ProgrammingError, NotSupportedError = ProgrammingError, NotSupportedError
+
+    def __init__(self, client: Client, database: str, *, as_of: AsOf | datetime.datetime | None = None,
+                 timeout: float | None = 60.0, job_timeout: float | None = None) -> None:
+        self.client, self.database, self.as_of = client, database, as_of
+        self.timeout, self.job_timeout = timeout, job_timeout
+        self.closed = False
+        self._transaction: Transaction | None = None
+
+    def cursor(self) -> Cursor:
+        self._check_open()
+        return Cursor(self)
+
+    def commit(self) -> None:
+        """Every execute was committed when it returned: nothing is pending outside a transaction block."""
+        self._check_open()
+
+    def rollback(self) -> None:
+        """Inside a transaction block, drop the statements collected so far (nothing was sent).
+        Outside one, there is nothing to undo: each execute was committed when it returned."""
+        self._check_open()
+        if self._transaction is not None:
+            self._transaction.statements.clear()
+
+    def close(self) -> None:
+        self._check_open()
+        self.closed = True
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.closed:
+            self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Collect the statements executed in the block and run them as one atomic job at its end."""
+        self._check_open()
+        if self._transaction is not None:
+            raise ProgrammingError("transaction blocks do not nest")
+        block = self._transaction = Transaction()
+        try:
+            yield block
+        finally:
+            self._transaction = None
+        if block.statements:
+            block.result = self.run_statements(block.statements)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._transaction is not None
+
+    def run_statements(self, statements: list[tuple[str, JsonParams]]) -> JobResult:
+        return self._run(lambda: self.client.submit_statements(
+            self.database, [(sql, params) for sql, params in statements], timeout=self.job_timeout))
+
+    def run(self, sql: str, params: JsonParams, many: list[JsonParams] | None = None) -> JobResult:
+        """Run one statement as one job and wait for it; a failed job raises its DB-API error."""
+        if self._transaction is not None:
+            if many is not None:
+                raise NotSupportedError("executemany inside a transaction block: use one execute per set, "
+                                        "or executemany outside the block (it is one atomic job already)")
+            self._transaction.statements.append((sql, params))
+            return JobResult("", JobState.QUEUED)
+        if many is not None:
+            return self._run(lambda: self.client.submit_many(self.database, sql, many, timeout=self.job_timeout))
+        return self._run(lambda: self.client.submit(self.database, sql, params, timeout=self.job_timeout,
+                                                    as_of=self.as_of, read_only=self.as_of is not None),
+                         fallback=(sql, params))
+
+    def _run(self, submit: Any, fallback: tuple[str, JsonParams] | None = None) -> JobResult:
+        self._check_open()
+        try:
+            job_id = submit()
+            result = self.client.wait(job_id, self.timeout)
+        except KeyboardInterrupt:
+            raise
+        except WaitTimeout as exc:
+            raise OperationalError(str(exc)) from exc
+        except ClientError as exc:
+            raise InterfaceError(str(exc)) from exc
+        except InfrastructureError as exc:
+            raise OperationalError(str(exc)) from exc
+        except SrdbError as exc:  # refused before it was sent (InvalidJob)
+            raise ProgrammingError(f"{exc.type}: {exc}") from exc
+        if result.state is JobState.SUCCEEDED:
+            return result
+        if fallback is not None and (result.error or {}).get("type") == "DatabaseNotFound" and self.as_of is None:
+            return _read_empty(result.job_id, self.database, *fallback)
+        raise _job_error(result)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ProgrammingError("the connection is closed")
+
+
+def _read_empty(job_id: str, database: str, sql: str, params: JsonParams) -> JobResult:
+    """A database no write has created yet is empty, as a new SQLite file is: run the read on an
+    empty database here, under the same read-only guard the worker uses."""
+    job = Job.create(database, sql, params, job_id=job_id, read_only=True)
+    if not is_read_job(job):
+        raise OperationalError(f"database {database} does not exist yet")
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    guard = Guard(read_only=True, enabled=True)
+    guard.install(conn)
+    try:
+        cursor = conn.execute(sql, job.statements[0].decoded()[0])
+        rows = [[encode_value(v) for v in row] for row in cursor.fetchall()]
+        columns = [d[0] for d in cursor.description or ()]
+    except sqlite3.Error as exc:
+        reason = guard.refusal or exc
+        raise ProgrammingError(f"{type(reason).__name__}: {reason} (database {database} is empty: "
+                               "no write has created it yet)", job_id=job_id) from None
+    finally:
+        conn.close()
+    return JobResult(job_id, JobState.SUCCEEDED, database=database, columns=columns, types=[""] * len(columns),
+                     rows=rows, rowcount=len(rows))
+
+
+# -- cursor ----------------------------------------------------------------------------------
+
+
+class Cursor:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.arraysize = 1
+        self.closed = False
+        self._result: JobResult | None = None
+        self._rows: Iterator[list[Any]] = iter(())
+
+    # -- PEP 249 attributes --------------------------------------------------------------------
+
+    @property
+    def description(self) -> tuple[tuple[str, str | None, None, None, None, None, None], ...] | None:
+        result = self._result
+        if result is None or not result.columns:
+            return None
+        types = result.types or [""] * len(result.columns)
+        return tuple((name, kind.upper() or None, None, None, None, None, None)
+                     for name, kind in zip(result.columns, types, strict=True))
+
+    @property
+    def rowcount(self) -> int:
+        return -1 if self._result is None or not self._result.state.final else self._result.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return None if self._result is None else self._result.lastrowid
+
+    @property
+    def job_id(self) -> str | None:
+        """The id of the job the last execute ran (srdb extension)."""
+        return self._result.job_id if self._result is not None else None
+
+    @property
+    def version(self) -> int | None:
+        """The snapshot version the last execute read or committed (srdb extension)."""
+        return self._result.version if self._result is not None else None
+
+    # -- execute -------------------------------------------------------------------------------
+
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> Cursor:
+        self._check_open()
+        self._set(self.connection.run(sql, _params(parameters)))
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Iterator[Any] | Sequence[Any]) -> Cursor:
+        self._check_open()
+        sets = [_params(p) for p in seq_of_parameters]
+        if not sets:
+            self._set(JobResult("", JobState.SUCCEEDED))
+            return self
+        self._set(self.connection.run(sql, [], many=sets))
+        return self
+
+    def executescript(self, script: str) -> Cursor:
+        """Run every statement of ``script`` as one atomic job (srdb's ``statements``)."""
+        self._check_open()
+        statements = [s for s in sqlparse.split(script) if s.strip().rstrip(";").strip()]
+        if not statements:
+            return self
+        if self.connection.in_transaction:
+            for sql in statements:
+                self.connection.run(sql, [])
+            self._set(JobResult("", JobState.QUEUED))
+        else:
+            self._set(self.connection.run_statements([(sql, []) for sql in statements]))
+        return self
+
+    def _set(self, result: JobResult) -> None:
+        self._result = result
+        store = self.connection.client.store
+        self._rows = store.iter_rows(result) if result.state is JobState.SUCCEEDED else iter(())
+
+    # -- fetch ---------------------------------------------------------------------------------
+
+    def fetchone(self) -> tuple[SqlValue, ...] | None:
+        self._check_result()
+        row = next(self._rows, None)
+        return None if row is None else tuple(decode_row(row))
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[SqlValue, ...]]:
+        self._check_result()
+        out = []
+        for _ in range(self.arraysize if size is None else size):
+            row = next(self._rows, None)
+            if row is None:
+                break
+            out.append(tuple(decode_row(row)))
+        return out
+
+    def fetchall(self) -> list[tuple[SqlValue, ...]]:
+        self._check_result()
+        return [tuple(decode_row(row)) for row in self._rows]
+
+    def __iter__(self) -> Iterator[tuple[SqlValue, ...]]:
+        return self
+
+    def __next__(self) -> tuple[SqlValue, ...]:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
+
+    def setinputsizes(self, sizes: Any) -> None:
+        self._check_open()
+
+    def setoutputsize(self, size: int, column: int | None = None) -> None:
+        self._check_open()
+
+    def close(self) -> None:
+        self._check_open()
+        self.closed = True
+        self._rows = iter(())
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.closed:
+            self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ProgrammingError("the cursor is closed")
+        self.connection._check_open()
+
+    def _check_result(self) -> None:
+        self._check_open()
+        if self._result is None:
+            raise ProgrammingError("no statement has been executed")
+        if not self._result.state.final:
+            raise ProgrammingError("statements in a transaction block have no results until the block ends")
+        if not self._result.columns:
+            raise ProgrammingError("the last statement returned no rows to fetch")
+
+
+# The SQLite that runs the SQL is the worker's; workers and clients on the same Python share it.
+sqlite_version = sqlite3.sqlite_version
+sqlite_version_info = sqlite3.sqlite_version_info

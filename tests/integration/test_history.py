@@ -1,0 +1,95 @@
+"""Time travel: retained snapshots, reads as of a version or a time, and restore as a new version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from producer.client import Client
+from shared.errors import JobFailed, VersionNotFound
+from shared.results import JobState
+from shared.settings import Settings
+from tests.faults import FaultyClient
+from worker.batch import Worker
+
+
+def write(client: Client, drain: Callable[..., int], sql: str) -> int:
+    job_id = client.submit("h", sql)
+    drain()
+    result = client.wait(job_id, 5)
+    assert result.state is JobState.SUCCEEDED, result.error
+    assert result.version is not None
+    return result.version
+
+
+def read(client: Client, drain: Callable[..., int], sql: str, **kw: Any) -> list[list[Any]]:
+    job_id = client.submit("h", sql, **kw)
+    drain()
+    return list(client.results(job_id, 5))
+
+
+@pytest.fixture
+def versions(client: Client, drain: Callable[..., int]) -> list[int]:
+    made = [write(client, drain, "CREATE TABLE t (n INTEGER)")]
+    for n in (1, 2, 3):
+        made.append(write(client, drain, f"INSERT INTO t VALUES ({n})"))
+    return made
+
+
+def test_history_lists_the_retained_snapshots_newest_first(client: Client, versions: list[int]) -> None:
+    history = client.history("h")
+    assert [m.version for m in history] == versions[::-1]
+    assert all(len(m.jobs) == 1 for m in history)
+    assert history[0].file_size > 0 and history[0].created_at >= history[-1].created_at
+    assert [m.version for m in client.history("h", limit=2)] == versions[:-3:-1]
+
+
+def test_reads_as_of_a_version_or_a_time(client: Client, drain: Callable[..., int], versions: list[int]) -> None:
+    assert read(client, drain, "SELECT n FROM t", as_of=versions[2]) == [[1], [2]]
+    assert read(client, drain, "SELECT n FROM t", as_of=versions[0]) == []
+    assert read(client, drain, "SELECT n FROM t") == [[1], [2], [3]]
+    history = {m.version: m.created_at for m in client.history("h")}
+    between = datetime.fromtimestamp((history[versions[1]] + history[versions[2]]) / 2, UTC)
+    assert read(client, drain, "SELECT n FROM t", as_of=between) == [[1]]
+    naive_utc = between.replace(tzinfo=None).isoformat()  # a time without a zone is UTC
+    assert read(client, drain, "SELECT n FROM t", as_of=naive_utc) == [[1]]
+
+
+def test_reads_as_of_what_never_existed_fail_clearly(client: Client, drain: Callable[..., int],
+                                                     versions: list[int]) -> None:
+    with pytest.raises(JobFailed, match=r"VersionNotFound: .*no version 99 yet"):
+        read(client, drain, "SELECT n FROM t", as_of=99)
+    with pytest.raises(JobFailed, match=r"VersionNotFound: .*did not exist yet at 2000-01-01"):
+        read(client, drain, "SELECT n FROM t", as_of="2000-01-01T00:00:00+00:00")
+    with pytest.raises(JobFailed, match="ReadOnlyViolation"):
+        read(client, drain, "INSERT INTO t VALUES (9)", as_of=versions[1])
+
+
+def test_restore_makes_an_old_version_current_as_a_new_one(client: Client, drain: Callable[..., int],
+                                                          versions: list[int]) -> None:
+    restored = client.restore("h", versions[1])
+    assert restored.version == versions[-1] + 1 and restored.restored_from == versions[1]
+    assert read(client, drain, "SELECT n FROM t") == [[1]]
+    assert write(client, drain, "INSERT INTO t VALUES (4)") == restored.version + 1
+    assert read(client, drain, "SELECT n FROM t") == [[1], [4]]
+    # Nothing was overwritten: the versions after the restored one are still readable.
+    assert read(client, drain, "SELECT n FROM t", as_of=versions[-1]) == [[1], [2], [3]]
+    assert [m.restored_from for m in client.history("h", limit=2)] == [None, versions[1]]
+    with pytest.raises(VersionNotFound):
+        client.restore("h", 1000)
+
+
+def test_a_writer_working_on_the_version_before_a_restore_applies_its_jobs_again(
+        client: Client, settings: Settings, aws: Any, drain: Callable[..., int], versions: list[int]) -> None:
+    s3 = FaultyClient(aws.s3)
+    # The restore lands between the writer's sync and its commit: the writer's conditional PUT gets 412.
+    s3.fail("put_object", when=lambda kw: kw["Key"].endswith("/manifest.json"),
+            before=lambda: client.restore("h", versions[0]))
+    writer = Worker(settings, s3, aws.sqs, aws.ec2)
+    job_id = client.submit("h", "INSERT INTO t VALUES (5)")
+    drain(writer)
+    assert client.wait(job_id, 5).state is JobState.SUCCEEDED
+    assert read(client, drain, "SELECT n FROM t") == [[5]]

@@ -1,0 +1,73 @@
+"""The type of each result column, for ``cursor.description``.
+
+Python's sqlite3 reports column names only. A column that comes straight from a table has a
+declared type, and SQLite gives it to a view made of the same SELECT: ``PRAGMA table_info`` on a
+temporary view reads it without running the query. A column with no declared type (an
+expression) takes the storage class of its first non-null value.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import sqlparse
+from sqlparse.tokens import Name
+
+VIEW = "_srdb_columns"
+_PLACEHOLDER_CHARS = frozenset("?:@$")
+
+
+def declared_types(conn: sqlite3.Connection, sql: str, width: int) -> list[str]:
+    """The declared type of each column of ``sql`` ("" where there is none or SQLite cannot tell).
+
+    Runs with the guard off on a connection of its own (a view is never made inside a job)."""
+    text = sql.strip().rstrip(";")
+    if _PLACEHOLDER_CHARS & set(text):
+        # A view may not hold parameters; NULL in their place keeps every column's origin.
+        text = "".join("NULL" if token.ttype in Name.Placeholder else token.value
+                       for token in sqlparse.parse(text)[0].flatten())
+    try:
+        conn.execute(f"CREATE TEMP VIEW {VIEW} AS {text}")
+    except sqlite3.Error:
+        return [""] * width  # not a SELECT a view can hold (PRAGMA, EXPLAIN, a write with RETURNING)
+    try:
+        found = [str(row[2]) for row in conn.execute(f"PRAGMA temp.table_info({VIEW})")]
+    finally:
+        conn.execute(f"DROP VIEW temp.{VIEW}")
+    return found if len(found) == width else [""] * width
+
+
+class ValueTypes:
+    """The storage class of each column's first non-null value, fed batch by batch."""
+
+    def __init__(self, width: int) -> None:
+        self.found: list[str] = [""] * width
+        self._missing = width
+
+    def feed(self, rows: list[Any]) -> None:
+        if not self._missing:
+            return
+        for index, kind in enumerate(self.found):
+            if kind:
+                continue
+            for row in rows:
+                value = row[index]
+                if value is not None:
+                    self.found[index] = storage_class(value)
+                    self._missing -= 1
+                    break
+
+
+def storage_class(value: Any) -> str:
+    if isinstance(value, int):
+        return "INTEGER"
+    if isinstance(value, float):
+        return "REAL"
+    if isinstance(value, str):
+        return "TEXT"
+    return "BLOB"
+
+
+def merge(declared: list[str], seen: list[str]) -> list[str]:
+    return [d or s for d, s in zip(declared, seen, strict=True)]
