@@ -45,6 +45,10 @@ def parse_param(text: str) -> Any:
     return value if isinstance(value, (int, float, str)) or value is None else text
 
 
+def parse_as_of(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srdb", description="srdb: SQLite in S3, SQL jobs over SQS.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -71,15 +75,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--read-only", action="store_true", help="fail if the statement would write")
 
     def output_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+        p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                       help="table for people, json or csv for scripts")
 
     p = sub.add_parser("submit", help="queue a job and print its id")
     job_args(p)
     p.add_argument("--job-id", help="your own id (an idempotency token)")
+    output_args(p)
     p = sub.add_parser("query", help="submit, wait, print the result")
     job_args(p)
     output_args(p)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
+                   help="read the snapshot of that version, or the one current at that ISO 8601 time")
+    p = sub.add_parser("wait", help="wait for many jobs, with a progress bar; print each one's state")
+    p.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="job ids, or - to read them from stdin")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for all of them")
+    p.add_argument("--no-progress", action="store_true")
+    output_args(p)
+    p = sub.add_parser("shell", help="an interactive SQL shell on one database")
+    p.add_argument("--db", required=True)
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait for each statement")
+    p.add_argument("--history-file", type=Path, default=Path("~/.srdb_history"))
+    p = sub.add_parser("history", help="list a database's retained snapshots, newest first")
+    p.add_argument("--db", required=True)
+    p.add_argument("--limit", type=int, default=20)
+    output_args(p)
+    p = sub.add_parser("restore", help="make an old snapshot current again, as a new version")
+    p.add_argument("--db", required=True)
+    p.add_argument("--to", type=int, required=True, metavar="VERSION")
+    output_args(p)
     p = sub.add_parser("status", help="print a job's state")
     p.add_argument("job_id")
     output_args(p)
@@ -90,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     output_args(p)
     p = sub.add_parser("cancel", help="cancel a job that is still QUEUED")
     p.add_argument("job_id")
+    output_args(p)
     p = sub.add_parser("load", help="load a CSV file (header row = column names) into a table")
     p.add_argument("--db", required=True)
     p.add_argument("--table", required=True)
@@ -97,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-job", type=int, default=None, help="default: as many as fit one message")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--no-progress", action="store_true")
+    output_args(p)
     p = sub.add_parser("dlq", help="the dead-letter queue: list what is there, or send it back")
     p.add_argument("action", choices=("list", "redrive"))
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    output_args(p)
     sub.add_parser("demo", help="start a local stack, load, query, print, stop")
     return parser
 
@@ -151,15 +178,89 @@ def _print_result(client: Any, result: JobResult, fmt: str) -> int:
     return EXIT_OK
 
 
+def _print_record(record: dict[str, Any], fmt: str, text: str) -> None:
+    """One small record: JSON or CSV for scripts, ``text`` for people."""
+    from producer.output import csv_text
+
+    if fmt == "json":
+        print(json.dumps(record, ensure_ascii=False))
+    elif fmt == "csv":
+        print(csv_text(list(record), [list(record.values())]))
+    else:
+        print(text)
+
+
+def _print_records(records: list[dict[str, Any]], columns: list[str], fmt: str, empty: str) -> None:
+    from producer.output import csv_text, table
+
+    rows = [[r.get(c) for c in columns] for r in records]
+    if fmt == "json":
+        print(json.dumps(records, ensure_ascii=False))
+    elif fmt == "csv":
+        print(csv_text(columns, rows))
+    else:
+        print(table(columns, rows) if records else empty)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
-    print(_client().submit(args.db, args.sql, args.param, job_id=args.job_id, read_only=args.read_only))
+    job_id = _client().submit(args.db, args.sql, args.param, job_id=args.job_id, read_only=args.read_only)
+    _print_record({"job_id": job_id}, args.format, job_id)
     return EXIT_OK
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     client = _client()
-    job_id = client.submit(args.db, args.sql, args.param, read_only=args.read_only)
+    job_id = client.submit(args.db, args.sql, args.param, read_only=args.read_only or args.as_of is not None,
+                           as_of=args.as_of)
     return _print_result(client, client.wait(job_id, args.timeout), args.format)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from producer.waiting import wait_all
+
+    ids = [line.strip() for line in sys.stdin if line.strip()] if args.job_ids == ["-"] else args.job_ids
+    if not ids:
+        raise UsageError("no job ids to wait for")
+    results = wait_all(_client(), ids, timeout=args.timeout, progress=not args.no_progress)
+    records = [{"job_id": r.job_id, "state": r.state.value, "rowcount": r.rowcount,
+                "error": f"{r.error.get('type')}: {r.error.get('message')}" if r.error else None} for r in results]
+    _print_records(records, ["job_id", "state", "rowcount", "error"], args.format, "")
+    states = {r.state for r in results}
+    if JobState.NOT_FOUND in states:
+        return EXIT_NOT_FOUND
+    if not all(s.final for s in states):
+        return EXIT_TIMEOUT
+    return EXIT_OK if states <= {JobState.SUCCEEDED} else EXIT_FAILED
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from producer.shell import Shell
+    from shared.keys import check_database
+
+    check_database(args.db)
+    return Shell(_client(), args.db, history_file=args.history_file, timeout=args.timeout).run()
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    records = []
+    for m in _client().history(args.db, args.limit):
+        shown = m.jobs if args.format == "json" else " ".join(m.jobs[:2]) + (" …" if len(m.jobs) > 2 else "")
+        records.append({"version": m.version, "size": m.file_size, "restored_from": m.restored_from,
+                        "time": datetime.fromtimestamp(m.created_at, UTC).isoformat(timespec="milliseconds"),
+                        "jobs": len(m.jobs), "job_ids": shown})
+    _print_records(records, ["version", "time", "size", "jobs", "restored_from", "job_ids"], args.format,
+                   f"database {args.db} has no snapshots")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    restored = _client().restore(args.db, args.to)
+    _print_record({"database": args.db, "version": restored.version, "restored_from": restored.restored_from},
+                  args.format, f"database {args.db} is now version {restored.version}, "
+                               f"a copy of version {restored.restored_from}")
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -182,7 +283,7 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     state = _client().cancel(args.job_id)
-    print(state.value)
+    _print_record({"job_id": args.job_id, "state": state.value}, args.format, state.value)
     if state is JobState.NOT_FOUND:
         return EXIT_NOT_FOUND
     return EXIT_OK if state is JobState.CANCELLED else EXIT_FAILED
@@ -195,30 +296,28 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {args.file}")
     report = load_csv(_client(), args.db, args.table, args.file, rows_per_job=args.rows_per_job,
                       concurrency=args.concurrency, progress=not args.no_progress)
-    print(f"loaded {report.rows} rows into {args.db}.{args.table} in {report.jobs} jobs, "
-          f"{report.seconds:.1f}s, {report.rows_per_second:,.0f} rows/s")
+    _print_record({"database": args.db, "table": args.table, "rows": report.rows, "jobs": report.jobs,
+                   "seconds": round(report.seconds, 3), "rows_per_second": round(report.rows_per_second)},
+                  args.format, f"loaded {report.rows} rows into {args.db}.{args.table} in {report.jobs} jobs, "
+                               f"{report.seconds:.1f}s, {report.rows_per_second:,.0f} rows/s")
     return EXIT_OK
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     from producer.dlq import DeadLetters
-    from producer.output import table
 
     client = _client()
     client.settings.require("dlq_url")
     letters = DeadLetters(client.sqs, client.store, client.settings.queue_url, client.settings.dlq_url)
     if args.action == "redrive":
         sent = letters.redrive()
-        print(json.dumps({"redriven": sent}) if args.format == "json" else f"sent {len(sent)} job(s) back")
+        if args.format == "csv":
+            _print_records([{"job_id": j} for j in sent], ["job_id"], "csv", "")
+        else:
+            _print_record({"redriven": sent}, args.format, f"sent {len(sent)} job(s) back")
         return EXIT_OK
-    found = [d.to_json() for d in letters.peek()]
-    if args.format == "json":
-        print(json.dumps(found))
-    elif found:
-        columns = ["job_id", "database", "receive_count", "reason"]
-        print(table(columns, [[d[c] for c in columns] for d in found]))
-    else:
-        print("the dead-letter queue is empty")
+    _print_records([d.to_json() for d in letters.peek()], ["job_id", "database", "receive_count", "reason"],
+                   args.format, "the dead-letter queue is empty")
     return EXIT_OK
 
 
@@ -286,7 +385,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "submit": cmd_submit, "query": cmd_query, "status": cmd_status, "result": cmd_result, "cancel": cmd_cancel,
+    "submit": cmd_submit, "query": cmd_query, "wait": cmd_wait, "shell": cmd_shell, "history": cmd_history,
+    "restore": cmd_restore, "status": cmd_status, "result": cmd_result, "cancel": cmd_cancel,
     "load": cmd_load, "dlq": cmd_dlq, "local": cmd_local, "worker": cmd_worker, "reaper": cmd_reaper, "demo": cmd_demo,
 }
 

@@ -100,9 +100,12 @@ class Client:
         result, _ = self.store.get(job_id)
         return result or JobResult.not_found(job_id)
 
-    def wait(self, job_id: str, timeout: float | None = 60.0) -> JobResult:
-        """Poll until the job ends. JobNotFound for an unknown id, WaitTimeout after ``timeout`` seconds."""
-        deadline = None if timeout is None else self.clock() + timeout
+    def wait(self, job_id: str, timeout: float | None = 60.0, *,
+             on_slow: Callable[[JobResult], None] | None = None, slow_after: float = 1.0) -> JobResult:
+        """Poll until the job ends. JobNotFound for an unknown id, WaitTimeout after ``timeout`` seconds.
+        ``on_slow`` is called once with the job's status when the wait passes ``slow_after`` seconds."""
+        started = self.clock()
+        deadline = None if timeout is None else started + timeout
         for delay in poll_delays():
             result = self.status(job_id)
             if result.state is JobState.NOT_FOUND:
@@ -111,6 +114,9 @@ class Client:
                 return result
             if deadline is not None and self.clock() + delay > deadline:
                 raise WaitTimeout(f"job {job_id} still {result.state.value} after {timeout:g}s")
+            if on_slow is not None and self.clock() - started > slow_after:
+                on_slow(result)
+                on_slow = None
             self.sleep(delay)
         raise AssertionError("unreachable")
 

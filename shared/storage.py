@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -205,7 +206,7 @@ class SnapshotStore:
             page_size=_page_size(snapshot.path),
             chunk_size=self.chunk_size,
             chunks=chunks,
-            created_at=self.now(),
+            created_at=to_millis(self.now()),
             jobs=jobs,
             writer=uuid.uuid4().hex,
         )
@@ -307,6 +308,11 @@ class SnapshotStore:
         (folder / STATE_FILE).unlink(missing_ok=True)
         for suffix in _SIDE_FILES:
             (folder / (DB_FILE + suffix)).unlink(missing_ok=True)
+
+
+def to_millis(epoch: float) -> float:
+    """Snapshot times are whole milliseconds, so a time printed to the millisecond names its snapshot exactly."""
+    return math.floor(epoch * 1000) / 1000
 
 
 def put_manifest(s3: Any, bucket: str, database: str, manifest: Manifest, body: bytes, etag: str | None) -> str:

@@ -23,7 +23,7 @@ from shared.awserrors import MISSING_CODES, error_code
 from shared.errors import DatabaseNotFound, StorageError, VersionNotFound
 from shared.jobs import AsOf, as_of_time
 from shared.keys import check_database, version_key
-from shared.storage import Manifest, current_manifest, put_manifest
+from shared.storage import Manifest, current_manifest, put_manifest, to_millis
 
 
 class History:
@@ -104,7 +104,7 @@ class History:
         """Make ``version`` current again as a new version; return the new manifest."""
         current, etag = self.current(database)
         old = self.resolve(database, version, current)
-        restored = replace(old, version=current.version + 1, created_at=self.now(), jobs=[],
+        restored = replace(old, version=current.version + 1, created_at=to_millis(self.now()), jobs=[],
                            writer=uuid.uuid4().hex, restored_from=old.version)
         body = restored.to_bytes()
         put_manifest(self.s3, self.bucket, database, restored, body, etag)

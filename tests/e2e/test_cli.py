@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import SRDB, srdb, srdb_env
+
 pytestmark = pytest.mark.e2e
-SRDB = [sys.executable, "-m", "producer.cli"]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("local")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
-    process = subprocess.Popen([*SRDB, "local", "--workers", "2", "--visibility-timeout", "20"], cwd=folder,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    ready = process.stdout.readline()
-    assert "srdb local ready at http://127.0.0.1:" in ready, ready
-    assert (folder / ".srdb" / "local.env").is_file()
-    yield folder
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
-    assert "srdb local stopped" in process.stdout.read()
-    assert not (folder / ".srdb" / "local.env").exists()
-
-
-def srdb(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
-    return subprocess.run([*SRDB, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_query_prints_a_table_and_json_keeps_types(stack: Path) -> None:
@@ -109,3 +84,40 @@ def test_no_settings_is_explained(tmp_path: Path) -> None:
     result = srdb(tmp_path, "query", "--db", "x", "SELECT 1")
     assert result.returncode == 5
     assert "srdb local" in result.stderr
+
+
+def test_history_as_of_and_restore(stack: Path) -> None:
+    for sql in ("CREATE TABLE t (n INTEGER)", "INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"):
+        assert srdb(stack, "query", "--db", "tt", sql).returncode == 0
+    history = json.loads(srdb(stack, "history", "--db", "tt", "--format", "json").stdout)
+    assert [h["version"] for h in history] == [3, 2, 1]
+    assert all(len(h["job_ids"]) == 1 and h["size"] > 0 for h in history)
+    table = srdb(stack, "history", "--db", "tt").stdout
+    assert "│ version │ time" in table.splitlines()[1]
+    old = srdb(stack, "query", "--db", "tt", "SELECT n FROM t", "--as-of", "2", "--format", "csv")
+    assert old.stdout.splitlines() == ["n", "1"]
+    at_time = srdb(stack, "query", "--db", "tt", "SELECT count(*) AS c FROM t", "--as-of", history[0]["time"],
+                   "--format", "csv")
+    assert at_time.stdout.splitlines() == ["c", "2"]
+    refused = srdb(stack, "query", "--db", "tt", "DELETE FROM t", "--as-of", "2")
+    assert refused.returncode == 1 and "ReadOnlyViolation" in refused.stderr
+    restored = srdb(stack, "restore", "--db", "tt", "--to", "2", "--format", "json")
+    assert json.loads(restored.stdout) == {"database": "tt", "version": 4, "restored_from": 2}
+    now = srdb(stack, "query", "--db", "tt", "SELECT n FROM t", "--format", "csv")
+    assert now.stdout.splitlines() == ["n", "1"]
+    missing = srdb(stack, "restore", "--db", "tt", "--to", "99")
+    assert missing.returncode == 2 and "VersionNotFound" in missing.stderr
+
+
+def test_wait_on_many_jobs_and_formats_for_scripts(stack: Path) -> None:
+    assert srdb(stack, "query", "--db", "many", "CREATE TABLE t (n INTEGER UNIQUE)").returncode == 0
+    ids = [json.loads(srdb(stack, "submit", "--db", "many", "INSERT INTO t VALUES (?)", "--param", str(n % 3),
+                           "--format", "json").stdout)["job_id"] for n in range(4)]
+    waited = subprocess.run([*SRDB, "wait", "-", "--format", "csv"], input="\n".join(ids), cwd=stack,
+                            env=srdb_env(), capture_output=True, text=True, timeout=120)
+    assert waited.returncode == 1  # one of them broke the UNIQUE constraint
+    lines = waited.stdout.splitlines()
+    assert lines[0] == "job_id,state,rowcount,error" and len(lines) == 5
+    assert sorted(line.split(",")[1] for line in lines[1:]) == ["FAILED", "SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
+    cancelled = json.loads(srdb(stack, "cancel", ids[0], "--format", "json").stdout)
+    assert cancelled["state"] in ("SUCCEEDED", "FAILED")

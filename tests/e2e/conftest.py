@@ -1,0 +1,40 @@
+"""A real ``srdb local`` for each e2e module, and the srdb command run against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRDB = [sys.executable, "-m", "producer.cli"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("local")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
+    process = subprocess.Popen([*SRDB, "local", "--workers", "2", "--visibility-timeout", "20"], cwd=folder,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    ready = process.stdout.readline()
+    assert "srdb local ready at http://127.0.0.1:" in ready, ready
+    assert (folder / ".srdb" / "local.env").is_file()
+    yield folder
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert "srdb local stopped" in process.stdout.read()
+    assert not (folder / ".srdb" / "local.env").exists()
+
+
+def srdb_env() -> dict[str, str]:
+    """This environment without SRDB_* variables: the command finds .srdb/local.env, as a user's would."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
+
+
+def srdb(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SRDB, *args], cwd=folder, env=srdb_env(), capture_output=True, text=True, timeout=120)

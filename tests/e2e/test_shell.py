@@ -1,0 +1,85 @@
+"""``srdb shell`` driven as a person drives it: through a pseudo-terminal, typing and reading the screen."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.e2e
+PROMPT = "srdb:sh> "
+
+
+@pytest.fixture
+def shell(stack: Path, tmp_path: Path) -> Iterator[pexpect.spawn]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
+    env["HOME"] = str(tmp_path)
+    child = pexpect.spawn(sys.executable, ["-m", "producer.cli", "shell", "--db", "sh"], cwd=str(stack), env=env,
+                          encoding="utf-8", timeout=30, dimensions=(40, 100))
+    child.expect_exact("Statements end with ';'")
+    child.expect_exact(PROMPT)
+    yield child
+    child.close(force=True)
+
+
+def run(child: pexpect.spawn, line: str) -> str:
+    """Type a line, wait for the next prompt, return what the screen showed in between."""
+    child.sendline(line)
+    child.expect_exact(PROMPT)
+    return str(child.before)
+
+
+def test_a_session_at_the_shell(shell: pexpect.spawn, tmp_path: Path) -> None:
+    shell.sendline("CREATE TABLE birds (id INTEGER PRIMARY KEY,")
+    shell.expect_exact("...> ")
+    run(shell, "  name TEXT NOT NULL);")
+    assert "birds" in run(shell, ".tables")
+    assert "3 rows changed" in run(shell, "INSERT INTO birds (name) VALUES ('wren'), ('kite'), ('Ωmega');")
+    screen = run(shell, "SELECT id, name FROM birds ORDER BY id;")
+    assert "│  1 │ wren  │" in screen and "│  3 │ Ωmega │" in screen
+    run(shell, ".mode csv")
+    assert "id,name\r\n1,wren\r\n2,kite" in run(shell, "SELECT id, name FROM birds ORDER BY id LIMIT 2;")
+    run(shell, ".mode json")
+    assert '"rows": [[3, "Ωmega"]]' in run(shell, "SELECT id, name FROM birds WHERE id = 3;")
+    run(shell, ".timer on")
+    assert "Run Time: total" in run(shell, "SELECT count(*) FROM birds;")
+    run(shell, ".timer off")
+    assert "Error: SqlError: no such table: fish" in run(shell, "SELECT * FROM fish;")
+    assert "Error: ConstraintViolation: NOT NULL constraint failed: birds.name" in run(
+        shell, "INSERT INTO birds (name) VALUES (NULL);")
+    assert "CREATE TABLE birds (id INTEGER PRIMARY KEY,\r\n  name TEXT NOT NULL);" in run(shell, ".schema birds")
+    script = tmp_path / "more.sql"
+    script.write_text("INSERT INTO birds (name) VALUES ('owl');\nSELECT name FROM birds WHERE id = 4;\n")
+    assert '"owl"' in run(shell, f".read {script}")
+    assert "unknown command .frobnicate" in run(shell, ".frobnicate")
+    shell.sendline(".quit")
+    shell.expect(pexpect.EOF)
+    assert "SELECT count(*) FROM birds;" in (tmp_path / ".srdb_history").read_text()
+
+
+def test_history_recalls_earlier_lines(shell: pexpect.spawn) -> None:
+    assert "│ 41 │" in run(shell, "SELECT 41;")
+    shell.send("\x1b[A")  # the up arrow brings the last line back; edit it and run it
+    shell.send("\b\b2;\r")  # "SELECT 41;" becomes "SELECT 42;"
+    shell.expect_exact(PROMPT)
+    assert "│ 42 │" in shell.before
+
+
+def test_ctrl_c_cancels_the_wait_and_keeps_the_shell(shell: pexpect.spawn) -> None:
+    shell.sendline("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c;")
+    shell.expect_exact("Ctrl-C cancels it")  # said once a wait passes a second
+    shell.sendintr()
+    shell.expect_exact(PROMPT)
+    assert "Error: cancelled job" in shell.before
+    assert "│ 7 │" in run(shell, "SELECT 7;")
+    shell.sendline("SELECT 'half typed")
+    shell.expect_exact("...> ")
+    shell.sendintr()  # at the prompt, Ctrl-C drops the statement being typed
+    shell.expect_exact(PROMPT)
+    assert "│ 8 │" in run(shell, "SELECT 8;")
+    shell.sendeof()
+    shell.expect(pexpect.EOF)
