@@ -265,10 +265,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     result = _client().status(args.job_id)
-    if args.format == "json":
-        print(json.dumps({"job_id": result.job_id, "state": result.state.value, "error": result.error}))
-    else:
-        print(result.state.value)
+    error: Any = result.error
+    if error and args.format == "csv":
+        error = f"{error.get('type')}: {error.get('message')}"
+    _print_record({"job_id": result.job_id, "state": result.state.value, "error": error}, args.format,
+                  result.state.value)
     return EXIT_NOT_FOUND if result.state is JobState.NOT_FOUND else EXIT_OK
 
 
