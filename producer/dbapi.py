@@ -234,10 +234,17 @@ def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, tim
 
 
 class Connection:
-    Warning, Error, InterfaceError, DatabaseError = Warning, Error, InterfaceError, DatabaseError
-    DataError, OperationalError, IntegrityError, InternalError = DataError, OperationalError, IntegrityError, \
-        InternalError
-    ProgrammingError, NotSupportedError = ProgrammingError, NotSupportedError
+    # PEP 249's optional extension: the exception classes as attributes of the connection.
+    Warning = Warning
+    Error = Error
+    InterfaceError = InterfaceError
+    DatabaseError = DatabaseError
+    DataError = DataError
+    OperationalError = OperationalError
+    IntegrityError = IntegrityError
+    InternalError = InternalError
+    ProgrammingError = ProgrammingError
+    NotSupportedError = NotSupportedError
 
     def __init__(self, client: Client, database: str, *, as_of: AsOf | datetime.datetime | None = None,
                  timeout: float | None = 60.0, job_timeout: float | None = None) -> None:
@@ -291,6 +298,7 @@ class Connection:
         return self._transaction is not None
 
     def run_statements(self, statements: list[tuple[str, JsonParams]]) -> JobResult:
+        self._check_writable("a transaction block or script")
         return self._run(lambda: self.client.submit_statements(
             self.database, [(sql, params) for sql, params in statements], timeout=self.job_timeout))
 
@@ -303,6 +311,7 @@ class Connection:
             self._transaction.statements.append((sql, params))
             return JobResult("", JobState.QUEUED)
         if many is not None:
+            self._check_writable("executemany")
             return self._run(lambda: self.client.submit_many(self.database, sql, many, timeout=self.job_timeout))
         return self._run(lambda: self.client.submit(self.database, sql, params, timeout=self.job_timeout,
                                                     as_of=self.as_of, read_only=self.as_of is not None),
@@ -313,8 +322,6 @@ class Connection:
         try:
             job_id = submit()
             result = self.client.wait(job_id, self.timeout)
-        except KeyboardInterrupt:
-            raise
         except WaitTimeout as exc:
             raise OperationalError(str(exc)) from exc
         except ClientError as exc:
@@ -333,12 +340,21 @@ class Connection:
         if self.closed:
             raise ProgrammingError("the connection is closed")
 
+    def _check_writable(self, what: str) -> None:
+        if self.as_of is not None:
+            raise OperationalError(f"{what} on a connection as_of {self.as_of}: such a connection only reads, "
+                                   "one execute at a time")
+
 
 def _read_empty(job_id: str, database: str, sql: str, params: JsonParams) -> JobResult:
     """A database no write has created yet is empty, as a new SQLite file is: run the read on an
     empty database here, under the same read-only guard the worker uses."""
-    job = Job.create(database, sql, params, job_id=job_id, read_only=True)
-    if not is_read_job(job):
+    try:
+        job = Job.create(database, sql, params, job_id=job_id, read_only=True)
+        reads = is_read_job(job)
+    except SrdbError as exc:
+        raise ProgrammingError(f"{exc.type}: {exc}", job_id=job_id) from None
+    if not reads:
         raise OperationalError(f"database {database} does not exist yet")
     conn = sqlite3.connect(":memory:", isolation_level=None)
     guard = Guard(read_only=True, enabled=True)

@@ -119,3 +119,8 @@ def test_an_as_of_connection_reads_an_old_snapshot(conn: srdb.Connection, settin
     assert old.cursor().execute("SELECT n FROM v").fetchall() == [(1,)]
     with pytest.raises(srdb.OperationalError, match="read-only"):
         old.cursor().execute("INSERT INTO v VALUES (3)")
+    with pytest.raises(srdb.OperationalError, match="only reads"):
+        old.cursor().executemany("INSERT INTO v VALUES (?)", [(3,)])
+    with pytest.raises(srdb.OperationalError, match="only reads"):
+        old.cursor().executescript("INSERT INTO v VALUES (3); INSERT INTO v VALUES (4);")
+    assert cur.execute("SELECT count(*) FROM v").fetchone() == (2,)
