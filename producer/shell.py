@@ -24,6 +24,7 @@ from shared.errors import JobFailed, SrdbError
 from shared.jobs import AsOf
 from shared.keys import new_job_id
 from shared.results import JobResult, JobState
+from shared.sql import is_read_statement
 
 HISTORY_FILE = Path("~/.srdb_history")
 HELP = """\
@@ -94,10 +95,7 @@ class Shell:
                                read_only=self.as_of is not None)
             result = self.client.wait(job_id, self.timeout, on_slow=self._waiting)
         except KeyboardInterrupt:
-            state = self.client.cancel(job_id)
-            if state in (JobState.CANCELLED, JobState.NOT_FOUND):
-                return self.error(f"cancelled job {job_id}")
-            return self.error(f"interrupted: job {job_id} is {state.value}; `srdb result {job_id}` shows it")
+            return self._cancel(job_id, sql)
         except SrdbError as exc:
             return self.error(f"{exc.type}: {exc}")
         ok = self.show(result)
@@ -106,6 +104,21 @@ class Shell:
             worker = result.timings.get("run_ms", 0.0) / 1000
             self.say(f"Run Time: total {total:.3f}s, in the worker {worker:.3f}s, snapshot v{result.version}")
         return ok
+
+    def _cancel(self, job_id: str, sql: str) -> bool:
+        try:
+            state = self.client.cancel(job_id)
+        except SrdbError as exc:
+            return self.error(f"interrupted; job {job_id} may still run (cancelling it failed: {exc})")
+        if state is JobState.CANCELLED and self.as_of is None and not _reads(sql):
+            # A write a worker has already begun still commits (see README, Limits).
+            return self.error(f"cancel requested for job {job_id}; if a worker had already begun this write, "
+                              f"it still commits: `srdb result {job_id}` shows what happened")
+        if state is JobState.CANCELLED:
+            return self.error(f"cancelled job {job_id}")
+        if state is JobState.NOT_FOUND:
+            return self.error(f"cancelled: job {job_id} was never sent")
+        return self.error(f"interrupted: job {job_id} is {state.value}; `srdb result {job_id}` shows it")
 
     def _waiting(self, result: JobResult) -> None:
         print(f"waiting for job {result.job_id} ({result.state.value}); Ctrl-C cancels it", file=self.err, flush=True)
@@ -239,6 +252,13 @@ class Shell:
                 readline.write_history_file(self.history_file)
             except OSError as exc:
                 self.error(f"history not saved to {self.history_file}: {exc.strerror}")
+
+
+def _reads(sql: str) -> bool:
+    try:
+        return is_read_statement(sql)
+    except SrdbError:
+        return False
 
 
 def _statements(text: str) -> Iterator[str]:
