@@ -32,7 +32,10 @@ def declared_types(conn: sqlite3.Connection, sql: str, width: int) -> list[str]:
     except sqlite3.Error:
         return [""] * width  # not a SELECT a view can hold (PRAGMA, EXPLAIN, a write with RETURNING)
     try:
+        # A view is only checked when it is used: a name it cannot resolve fails here.
         found = [str(row[2]) for row in conn.execute(f"PRAGMA temp.table_info({VIEW})")]
+    except sqlite3.Error:
+        found = []
     finally:
         conn.execute(f"DROP VIEW temp.{VIEW}")
     return found if len(found) == width else [""] * width
