@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--etl-rows", type=int, default=0, help="rows for the etl scenario")
+    parser.add_argument("--etl-workers", type=int, default=2, help="worker processes for the etl scenario")
+    parser.add_argument("--etl-worker-args", default="", help="arguments for those srdb worker processes")
     parser.add_argument("--jobs", type=int, default=0, help="jobs for the small-writes scenario")
     parser.add_argument("--aws-latency", action="store_true",
                         help="add a model of AWS round-trip times to every request (bench/harness.py)")
@@ -43,7 +45,8 @@ def main() -> int:
         runs = {
             "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=args.jobs or (100 if args.quick else 1000),
                                                             initial_mib=mib) for mib in (0, 8)],
-            "etl": lambda: scenarios.etl(bench, tmp, rows=args.etl_rows or (20_000 if args.quick else 1_000_000)),
+            "etl": lambda: scenarios.etl(bench, tmp, rows=args.etl_rows or (20_000 if args.quick else 1_000_000),
+                                         workers=args.etl_workers, worker_args=tuple(args.etl_worker_args.split())),
             "write-cost": lambda: scenarios.write_cost(bench, tmp, sizes=(4, 16) if args.quick else (4, 256),
                                                        repeats=2 if args.quick else 5),
             "warm-read": lambda: scenarios.warm_read(bench, tmp, reads=20 if args.quick else 200),

@@ -89,7 +89,8 @@ def _initial_database(run: Bench, tmp: str, mode: str, mib: int) -> None:
     store.commit(snapshot, [])
 
 
-def etl(bench: Bench, tmp: str, rows: int = 1_000_000, workers: int = 2) -> dict[str, Any]:
+def etl(bench: Bench, tmp: str, rows: int = 1_000_000, workers: int = 2,
+        worker_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """``srdb load`` of a generated CSV against plain sqlite3 executemany of the same rows."""
     path = Path(tmp) / "etl.csv"
     rng = random.Random(3)
@@ -112,7 +113,7 @@ def etl(bench: Bench, tmp: str, rows: int = 1_000_000, workers: int = 2) -> dict
     plain = time.monotonic() - start
     run = bench.fresh(tmp)
     client = run.client()
-    with worker_processes(run.settings, workers):
+    with worker_processes(run.settings, workers, *worker_args):
         run.counter.reset()
         report = load_csv(client, "etl", "t", path, progress=False, timeout=1200)
         client_rss = peak_rss_mib()

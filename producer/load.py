@@ -19,8 +19,9 @@ from shared.jobs import Job
 from shared.messages import MAX_INLINE_MESSAGE
 from shared.results import JobState
 
-_INT = re.compile(r"[-+]?\d{1,18}")
-_REAL = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
+# One match tells an integer (group 1) from a real. ASCII digits only.
+_NUMBER = re.compile(r"([-+]?\d{1,19})|[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NUMBER_START = frozenset("0123456789+-.")
 _NUMBER_END = frozenset("0123456789.")
 TARGET_JOB_BYTES = MAX_INLINE_MESSAGE - 16 * 1024
@@ -47,13 +48,16 @@ def typed(value: str) -> Any:
     """CSV text to a SQLite value: integers and reals keep their type, an empty field is NULL."""
     if value == "":
         return None
-    if value[0] not in _NUMBER_START or "_" in value or value[-1] not in _NUMBER_END:
+    if value[0] not in _NUMBER_START or value[-1] not in _NUMBER_END:
         return value  # the cheap test first: most text is not a number
-    if _INT.fullmatch(value):
-        return int(value)
-    if _REAL.fullmatch(value):
-        return float(value)
-    return value
+    number = _NUMBER.fullmatch(value)
+    if number is None:
+        return value
+    if number.group(1):
+        integer = int(value)
+        if _INT64_MIN <= integer <= _INT64_MAX:
+            return integer
+    return float(value)  # a real, or an integer too large for SQLite's 64 bits
 
 
 def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None) -> Iterator[list[list[Any]]]:
@@ -68,7 +72,7 @@ def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None) -> 
         if len(row) != width:
             raise ClientError(f"line {line}: {len(row)} fields where the header has {width}")
         values = [typed(v) for v in row]
-        cost = sum(len(v) for v in row) + 4 * width + 2
+        cost = sum(map(len, row)) + 4 * width + 2
         if batch and (size + cost > TARGET_JOB_BYTES or (rows_per_job and len(batch) >= rows_per_job)):
             yield batch
             batch, size = [], 0

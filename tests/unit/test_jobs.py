@@ -100,3 +100,16 @@ def test_values_keep_their_sqlite_type_through_json(value: Any) -> None:
 
 def test_booleans_become_integers() -> None:
     assert decode_value(True) == 1
+
+
+def test_the_digest_names_what_a_job_does_not_when_it_was_sent() -> None:
+    from datetime import UTC, datetime
+
+    one = Job.create("d", "INSERT INTO t VALUES (:a, :b)", {"a": 1, "b": "x"}, job_id="j",
+                     now=datetime(2026, 1, 1, tzinfo=UTC))
+    again = Job.create("d", "INSERT INTO t VALUES (:a, :b)", {"b": "x", "a": 1}, job_id="j",
+                       now=datetime(2026, 6, 1, tzinfo=UTC))
+    other = Job.create("d", "INSERT INTO t VALUES (:a, :b)", {"a": 2, "b": "x"}, job_id="j")
+    assert one.digest() == again.digest() != other.digest()
+    assert Job.from_text(one.to_text()) == one
+    assert Job.from_text(one.to_text()).submitted_at == "2026-01-01T00:00:00.000+00:00"
