@@ -1,8 +1,8 @@
 """``srdb demo`` (what ``make demo`` runs): the main job of srdb on the local stack, start to finish.
 
 It starts ``srdb local`` in a scratch folder, loads a generated CSV through the batch path,
-runs a few writes and several concurrent reads, prints each result with its timings, and
-stops everything it started.
+runs a few writes and several concurrent reads, reads an older snapshot, prints each result
+with its timings, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -76,6 +76,17 @@ def show(title: str, result: JobResult) -> None:
     print(summary(result))
 
 
+def time_travel(client: Client, refunds: int) -> list[str]:
+    """Read the snapshot from before the refunds (version ``refunds``), beside the current one."""
+    history = client.history("shop", limit=3)
+    print(f"\n== time travel: newest snapshots {', '.join(f'v{m.version}' for m in history)}")
+    sql = "SELECT count(*) AS refunded FROM orders WHERE amount = 0"
+    before = client.wait(client.submit("shop", sql, as_of=refunds - 1), 60)
+    show(f"read as of v{refunds - 1}, before the refunds", before)
+    show("read now", client.wait(client.submit("shop", sql), 60))
+    return [] if before.state is JobState.SUCCEEDED else ["time travel"]
+
+
 def run_demo(rows: int = ROWS) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="srdb-demo-") as scratch:
@@ -89,8 +100,11 @@ def run_demo(rows: int = ROWS) -> int:
             report = load_csv(client, "shop", "orders", csv_path)
             print(f"loaded {report.rows:,} rows in {report.jobs} jobs, {report.seconds:.1f}s, "
                   f"{report.rows_per_second:,.0f} rows/s")
+            versions = {}
             for title, sql, params in WRITES:
-                show(f"write: {title}", client.wait(client.submit("shop", sql, params), 60))
+                result = client.wait(client.submit("shop", sql, params), 60)
+                show(f"write: {title}", result)
+                versions[title] = result.version or 0
             print(f"\n== {len(READS)} reads submitted at once")
             ids = {title: client.submit("shop", sql) for title, sql in READS.items()}
             with ThreadPoolExecutor(len(ids)) as pool:
@@ -98,6 +112,7 @@ def run_demo(rows: int = ROWS) -> int:
             for title, result in results.items():
                 show(f"read: {title}", result)
             failed = [t for t, r in results.items() if r.state is not JobState.SUCCEEDED]
+            failed += time_travel(client, versions["refund cancelled"])
         finally:
             local.terminate()
             local.wait(timeout=30)
