@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 
 import aioboto3
@@ -20,7 +21,7 @@ from producer.protocol import Submission, poll_delays, prepare, resend_needed
 from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
 from shared.clients import client_config, client_kwargs
 from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
-from shared.jobs import Job, JsonParams
+from shared.jobs import AsOf, Job, JsonParams
 from shared.keys import payload_key, status_key
 from shared.results import JobResult, JobState
 from shared.settings import Settings
@@ -51,9 +52,9 @@ class AsyncClient:
 
     async def submit(self, database: str, sql: str, params: JsonParams | None = None, *,
                      job_id: str | None = None, reply_to: str | None = None, read_only: bool = False,
-                     timeout: float | None = None) -> str:
+                     timeout: float | None = None, as_of: AsOf | datetime | None = None) -> str:
         return await self.submit_job(Job.create(database, sql, params, job_id=job_id, reply_to=reply_to,
-                                                read_only=read_only, timeout=timeout))
+                                                read_only=read_only, timeout=timeout, as_of=as_of))
 
     async def submit_statements(self, database: str, statements: list[tuple[str, JsonParams | None]], *,
                                 job_id: str | None = None, reply_to: str | None = None) -> str:
@@ -92,8 +93,8 @@ class AsyncClient:
         raise AssertionError("unreachable")
 
     async def query(self, database: str, sql: str, params: JsonParams | None = None, *,
-                    timeout: float | None = 60.0) -> JobResult:
-        result = await self.wait(await self.submit(database, sql, params), timeout)
+                    timeout: float | None = 60.0, as_of: AsOf | datetime | None = None) -> JobResult:
+        result = await self.wait(await self.submit(database, sql, params, as_of=as_of), timeout)
         if result.state is JobState.FAILED:
             raise JobFailed(result.job_id, result.error or {})
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -93,3 +94,13 @@ def test_a_writer_working_on_the_version_before_a_restore_applies_its_jobs_again
     drain(writer)
     assert client.wait(job_id, 5).state is JobState.SUCCEEDED
     assert read(client, drain, "SELECT n FROM t") == [[5]]
+
+
+async def test_the_async_client_reads_as_of_a_version(settings: Settings, drain: Callable[..., int],
+                                                      versions: list[int]) -> None:
+    from producer.aio import AsyncClient
+
+    async with AsyncClient(settings) as aclient:
+        job_id = await aclient.submit("h", "SELECT count(*) FROM t", as_of=versions[1])
+        await asyncio.to_thread(drain)
+        assert [row async for row in aclient.results(job_id, 5)] == [[1]]
