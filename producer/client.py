@@ -72,7 +72,12 @@ class Client:
                                           reply_to=reply_to, timeout=timeout))
 
     def submit_job(self, job: Job) -> str:
-        submission = prepare(job)
+        return self.submit_prepared(prepare(job))
+
+    def submit_prepared(self, submission: Submission) -> str:
+        """Submit a job already encoded by ``producer.protocol.prepare`` (the batch load sizes its
+        next job from how well the last one compressed)."""
+        job = submission.job
         if not self.store.put(submission.queued, if_none_match=True):
             existing, _ = self.store.get(job.job_id)
             if not resend_needed(submission, existing):

@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from producer.client import Client
+from producer.protocol import Submission, prepare
 from shared.errors import ClientError, JobFailed
 from shared.jobs import Job
 from shared.messages import MAX_INLINE_MESSAGE
@@ -25,6 +26,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NUMBER_START = frozenset("0123456789+-.")
 _NUMBER_END = frozenset("0123456789.")
 TARGET_JOB_BYTES = MAX_INLINE_MESSAGE - 16 * 1024
+# A job's JSON at most, however well it compresses: what one worker decodes and runs in one go.
+MAX_JOB_JSON = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,32 @@ def typed(value: str) -> Any:
     return float(value)  # a real, or an integer too large for SQLite's 64 bits
 
 
-def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None) -> Iterator[list[list[Any]]]:
-    """Pack rows into parameter sets whose JSON stays near the inline message size.
+class Sizer:
+    """How much JSON to pack into one job so that, compressed, it fills a message.
+
+    Starts from the plain message size and learns the compression ratio from each job sent,
+    keeping a margin; a job that still comes out too large travels by claim check, so the
+    estimate only decides efficiency, never correctness."""
+
+    def __init__(self, margin: float = 0.8, most: int = MAX_JOB_JSON) -> None:
+        self.target = TARGET_JOB_BYTES
+        self.margin, self.most = margin, most
+
+    def learn(self, submission: Submission) -> None:
+        if submission.compressed:
+            ratio = submission.text_bytes / max(1, len(submission.body))
+            self.target = int(min(self.most, max(TARGET_JOB_BYTES, TARGET_JOB_BYTES * ratio * self.margin)))
+        elif not submission.inline:
+            self.target = max(TARGET_JOB_BYTES, int(self.target * self.margin))  # overshot: back off
+
+
+def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None,
+            sizer: Sizer | None = None) -> Iterator[list[list[Any]]]:
+    """Pack rows into parameter sets whose JSON stays near ``sizer.target`` bytes.
 
     The size is estimated from the CSV text (a value's JSON is its text, plus quotes for
-    strings); a job that still comes out too large travels by claim check, so the estimate
-    only decides efficiency, never correctness."""
+    strings)."""
+    sizer = sizer or Sizer()
     batch: list[list[Any]] = []
     size = 0
     for line, row in enumerate(rows, start=2):
@@ -73,7 +96,7 @@ def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None) -> 
             raise ClientError(f"line {line}: {len(row)} fields where the header has {width}")
         values = [typed(v) for v in row]
         cost = sum(map(len, row)) + 4 * width + 2
-        if batch and (size + cost > TARGET_JOB_BYTES or (rows_per_job and len(batch) >= rows_per_job)):
+        if batch and (size + cost > sizer.target or (rows_per_job and len(batch) >= rows_per_job)):
             yield batch
             batch, size = [], 0
         batch.append(values)
@@ -102,10 +125,12 @@ def load_csv(client: Client, database: str, table: str, path: Path, *, rows_per_
         bar = tqdm(total=total, unit="rows", disable=not progress, desc=f"load {table}", unit_scale=True)
         pending: list[tuple[Future[str], int]] = []
         jobs = rows = 0
+        sizer = Sizer()
         with ThreadPoolExecutor(concurrency) as pool:
-            for batch in batches(reader, len(header), rows_per_job):
-                job = Job.create(database, insert, param_sets=list(batch))
-                pending.append((pool.submit(client.submit_job, job), len(batch)))
+            for batch in batches(reader, len(header), rows_per_job, sizer):
+                submission = prepare(Job.create(database, insert, param_sets=list(batch)))
+                sizer.learn(submission)
+                pending.append((pool.submit(client.submit_prepared, submission), len(batch)))
                 jobs += 1
                 # Bound what is in flight, so memory stays flat whatever the file size.
                 if len(pending) >= 4 * concurrency:

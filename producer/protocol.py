@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shared.errors import ClientError
 from shared.jobs import Job
-from shared.messages import MAX_INLINE_MESSAGE, claim_check
+from shared.messages import COMPRESS_ABOVE, MAX_INLINE_MESSAGE, claim_check, compressed
 from shared.results import JobResult, JobState
 
 
@@ -19,15 +19,30 @@ class Submission:
     queued: JobResult
     body: str
     payload: str | None
+    text_bytes: int = 0  # the job's JSON before compression
+
+    @property
+    def inline(self) -> bool:
+        return self.payload is None
+
+    @property
+    def compressed(self) -> bool:
+        return self.inline and self.text_bytes > COMPRESS_ABOVE
 
 
 def prepare(job: Job) -> Submission:
+    """The job as it travels: plain JSON, compressed above COMPRESS_ABOVE, by claim check when even
+    compressed it does not fit a message (the stored payload is the plain text)."""
     text = job.to_text()
     queued = JobResult(job.job_id, JobState.QUEUED, database=job.database, submitted_at=job.submitted_at,
                        job_digest=job.digest())
-    if len(text.encode()) > MAX_INLINE_MESSAGE:
-        return Submission(job, queued, claim_check(job.job_id), text)
-    return Submission(job, queued, text, None)
+    size = len(text.encode())
+    if size <= COMPRESS_ABOVE:
+        return Submission(job, queued, text, None, size)
+    body = compressed(job.job_id, text)
+    if len(body) > MAX_INLINE_MESSAGE:
+        return Submission(job, queued, claim_check(job.job_id), text, size)
+    return Submission(job, queued, body, None, size)
 
 
 def resend_needed(submission: Submission, existing: JobResult | None) -> bool:

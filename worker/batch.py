@@ -151,6 +151,8 @@ class Worker:
             if envelope.payload_key is not None:
                 text = self.status.get_bytes(envelope.payload_key).decode()
             job = Job.from_text(text or "")
+            if envelope.job_id is not None and job.job_id != envelope.job_id:
+                raise InvalidJob(f"the message names job {envelope.job_id} but carries job {job.job_id}")
             if job.reply_to and job.reply_to not in self.allowed_reply_to:
                 raise InvalidJob(f"reply_to queue {job.reply_to} is not allowed; allowed queues are set by "
                                  "SRDB_CALLBACK_QUEUE_URL and SRDB_REPLY_TO_ALLOWED")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import sqlite3
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from producer.client import Client
+from producer.protocol import prepare
 from shared.jobs import Job
 from shared.lock import SecurityGroupLock
+from shared.messages import MAX_JOB_TEXT, compressed
 from shared.results import JobState
 from shared.settings import Settings
 from worker.batch import Record, Worker
@@ -136,6 +141,29 @@ def test_a_message_without_a_job_id_fails_under_its_message_id(worker: Worker, c
         assert result.error and result.error["type"] == "InvalidJob"
 
 
+def test_hostile_envelopes_fail_alone_naming_the_cause(worker: Worker, client: Client) -> None:
+    good = Job.create("env", "CREATE TABLE t (a)", job_id="good").to_text()
+    other = Job.create("env", "SELECT 1", job_id="inner").to_text()
+    bomb = base64.b64encode(zlib.compress(b" " * (MAX_JOB_TEXT + 1), 9)).decode()
+    bodies = {
+        "not-base64": json.dumps({"job_id": "not-base64", "deflate": "%%%"}),
+        "not-deflate": json.dumps({"job_id": "not-deflate", "deflate": base64.b64encode(b"plain").decode()}),
+        "bomb": json.dumps({"job_id": "bomb", "deflate": bomb}),
+        "extra": json.dumps({"job_id": "extra", "deflate": "", "sql": "DROP TABLE t"}),
+        "swapped": compressed("swapped", other),
+        "bad-claim": json.dumps({"job_id": "bad-claim", "claim_check": "jobs/elsewhere/payload.json"}),
+    }
+    assert run_batch(worker, sqs_event(good, *bodies.values())) == {"batchItemFailures": []}
+    assert client.status("good").state is JobState.SUCCEEDED
+    reasons = {"not-base64": "not base64 deflate data", "not-deflate": "not base64 deflate data",
+               "bomb": "expands beyond", "extra": "must be exactly", "swapped": "carries job inner",
+               "bad-claim": "claim check must be exactly"}
+    for job_id, reason in reasons.items():
+        error = client.status(job_id).error or {}
+        assert error.get("type") == "InvalidJob" and reason in error.get("message", ""), (job_id, error)
+    assert client.status("inner").state is JobState.NOT_FOUND
+
+
 def test_a_redelivered_write_is_applied_once(client: Client, settings: Settings, aws: Any,
                                              drain: Callable[..., int], worker: Worker) -> None:
     setup = client.submit("c", "CREATE TABLE n (v INTEGER)")
@@ -156,13 +184,31 @@ def test_a_redelivered_write_is_applied_once(client: Client, settings: Settings,
 def test_a_job_over_the_message_limit_travels_by_claim_check(client: Client, drain: Callable[..., int],
                                                              settings: Settings, aws: Any) -> None:
     setup = client.submit("big", "CREATE TABLE t (a INTEGER, b TEXT)")
-    rows = [[i, "x" * 200] for i in range(2000)]  # about 440 KB of JSON
+    # About 440 KB of JSON that does not compress: random bytes as base64.
+    rows = [[i, base64.b64encode(os.urandom(150)).decode()] for i in range(2000)]
     load = client.submit_many("big", "INSERT INTO t VALUES (?, ?)", rows)
     stored = aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix=f"jobs/{load}/")["KeyCount"]
     drain()
     assert client.wait(setup, 5).state is JobState.SUCCEEDED
     assert stored == 1
     assert client.wait(load, 5).rowcount == 2000
+
+
+def test_a_large_job_travels_compressed(client: Client, drain: Callable[..., int], settings: Settings,
+                                        aws: Any) -> None:
+    setup = client.submit("zip", "CREATE TABLE t (a INTEGER, b TEXT)")
+    rows = [[i, f"row {i} of a table whose text repeats"] for i in range(20_000)]  # about 900 KB of JSON
+    submission = prepare(Job.create("zip", "INSERT INTO t VALUES (?, ?)", param_sets=list(rows)))
+    assert submission.compressed and set(json.loads(submission.body)) == {"job_id", "deflate"}
+    assert len(submission.body) < 240 * 1024 < submission.text_bytes
+    load = client.submit_prepared(submission)
+    drain()
+    assert client.wait(setup, 5).state is JobState.SUCCEEDED
+    assert client.wait(load, 5).rowcount == 20_000
+    assert aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix=f"jobs/{load}/")["KeyCount"] == 0
+    count = client.submit("zip", "SELECT count(*), max(b) FROM t")
+    drain()
+    assert client.wait(count, 5).values() == [[20_000, "row 9999 of a table whose text repeats"]]
 
 
 def test_large_results_are_paged(settings: Settings, aws: Any, drain: Callable[..., int]) -> None:
