@@ -2,9 +2,9 @@
 check when even that does not fit.
 
 A job over ``COMPRESS_ABOVE`` bytes travels as ``{"job_id": ..., "deflate": "<base64>"}``, its
-text deflated (zlib): a batch load's rows shrink three to five times, so a message carries that
-many more rows and SQS bills fewer 64 KiB chunks. Smaller jobs stay plain JSON, readable as they
-are in the queue.
+text deflated (zlib): a batch load's rows shrink two to three times even as base64, so a message
+carries that many more rows and SQS bills fewer 64 KiB chunks per row. Smaller jobs stay plain
+JSON, readable as they are in the queue.
 """
 
 from __future__ import annotations
