@@ -8,25 +8,23 @@ expression) takes the storage class of its first non-null value.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Any
 
-import sqlparse
-from sqlparse.tokens import Name
-
 VIEW = "_srdb_columns"
-_PLACEHOLDER_CHARS = frozenset("?:@$")
+# ?, ?NNN, :name, @name, $name. One inside a string literal or a comment becomes NULL there too,
+# which changes no column's type; one inside a quoted identifier makes the view fail, and the
+# types then come from the values.
+_PLACEHOLDER = re.compile(r"\?\d*|[:@$][A-Za-z_][A-Za-z0-9_]*")
 
 
 def declared_types(conn: sqlite3.Connection, sql: str, width: int) -> list[str]:
     """The declared type of each column of ``sql`` ("" where there is none or SQLite cannot tell).
 
     Runs with the guard off on a connection of its own (a view is never made inside a job)."""
-    text = sql.strip().rstrip(";")
-    if _PLACEHOLDER_CHARS & set(text):
-        # A view may not hold parameters; NULL in their place keeps every column's origin.
-        text = "".join("NULL" if token.ttype in Name.Placeholder else token.value
-                       for token in sqlparse.parse(text)[0].flatten())
+    # A view may not hold parameters; NULL in their place keeps every column's origin.
+    text = _PLACEHOLDER.sub("NULL", sql.strip().rstrip(";"))
     try:
         conn.execute(f"CREATE TEMP VIEW {VIEW} AS {text}")
     except sqlite3.Error:

@@ -15,17 +15,21 @@ from worker.coltypes import VIEW, ValueTypes, declared_types, merge
 def conn() -> sqlite3.Connection:
     c = sqlite3.connect(":memory:", isolation_level=None)
     c.execute("CREATE TABLE t (a INTEGER, b VARCHAR(20), c BLOB, d DOUBLE, e)")
+    c.execute('CREATE TABLE "odd?" (x INTEGER)')  # a placeholder character in a quoted name
     return c
 
 
 def test_declared_types_come_from_the_table_and_parameters_do_not_stop_them(conn: sqlite3.Connection) -> None:
-    sql = "SELECT a, b, c, d, e, a + 1 FROM t WHERE a = ? AND b = :name AND d > $x;"
+    sql = "SELECT a, b, c, d, e, a + 1 FROM t WHERE a = ? AND b = :name AND d > $x AND e = ?2 AND c = @c;"
     assert declared_types(conn, sql, 6) == ["INTEGER", "VARCHAR(20)", "BLOB", "DOUBLE", "", ""]
+    # Placeholder characters inside a literal change nothing that matters.
+    assert declared_types(conn, "SELECT b, 'what? :x @y' AS s FROM t", 2) == ["VARCHAR(20)", ""]
+    assert declared_types(conn, 'SELECT a AS "a?" FROM t', 1) == ["INTEGER"]
     assert conn.execute("SELECT count(*) FROM temp.sqlite_schema").fetchone() == (0,)  # the view is gone
 
 
 @pytest.mark.parametrize("sql", ["PRAGMA table_info(t)", "EXPLAIN SELECT 1", "SELECT * FROM missing",
-                                 "SELECT ?7 AS x"])
+                                 'SELECT x FROM "odd?"'])
 def test_what_a_view_cannot_hold_has_no_declared_types(conn: sqlite3.Connection, sql: str) -> None:
     assert declared_types(conn, sql, 1) == [""]
     assert conn.execute(f"SELECT count(*) FROM temp.sqlite_schema WHERE name = '{VIEW}'").fetchone() == (0,)
