@@ -24,6 +24,7 @@ from shared.errors import (
     NotConfigured,
     SrdbError,
     WaitTimeout,
+    describe,
 )
 from shared.results import JobResult, JobState
 
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         return _fail(EXIT_USAGE, f"srdb: {exc}")
     except JobFailed as exc:
-        return _fail(EXIT_FAILED, f"{exc.error.get('type')}: {exc.error.get('message')}")
+        return _fail(EXIT_FAILED, describe(exc.error))
     except JobNotFound as exc:
         return _fail(EXIT_NOT_FOUND, f"srdb: {exc}")
     except WaitTimeout as exc:
@@ -223,7 +224,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         raise UsageError("no job ids to wait for")
     results = wait_all(_client(), ids, timeout=args.timeout, progress=not args.no_progress)
     records = [{"job_id": r.job_id, "state": r.state.value, "rowcount": r.rowcount,
-                "error": f"{r.error.get('type')}: {r.error.get('message')}" if r.error else None} for r in results]
+                "error": describe(r.error) if r.error else None} for r in results]
     _print_records(records, ["job_id", "state", "rowcount", "error"], args.format, "")
     states = {r.state for r in results}
     if JobState.NOT_FOUND in states:
@@ -267,7 +268,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     result = _client().status(args.job_id)
     error: Any = result.error
     if error and args.format == "csv":
-        error = f"{error.get('type')}: {error.get('message')}"
+        error = describe(error)
     _print_record({"job_id": result.job_id, "state": result.state.value, "error": error}, args.format,
                   result.state.value)
     return EXIT_NOT_FOUND if result.state is JobState.NOT_FOUND else EXIT_OK

@@ -29,7 +29,7 @@ from typing import Any
 import sqlparse
 
 from producer.client import Client
-from shared.errors import ClientError, InfrastructureError, NotConfigured, SrdbError, WaitTimeout
+from shared.errors import ClientError, InfrastructureError, NotConfigured, SrdbError, WaitTimeout, describe
 from shared.jobs import AsOf, Job, JsonParams
 from shared.results import JobResult, JobState
 from shared.settings import Settings
@@ -132,7 +132,7 @@ def _job_error(result: JobResult) -> Error:
     if result.state is JobState.CANCELLED:
         return OperationalError(f"job {result.job_id} was cancelled", job_id=result.job_id)
     error = result.error or {}
-    return _error_class(error)(f"{error.get('type')}: {error.get('message')}", job_id=result.job_id, error=error)
+    return _error_class(error)(describe(error), job_id=result.job_id, error=error)
 
 
 # -- types -----------------------------------------------------------------------------------

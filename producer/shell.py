@@ -20,7 +20,7 @@ import sqlparse
 
 from producer.client import Client
 from producer.output import FORMATS, render
-from shared.errors import JobFailed, SrdbError
+from shared.errors import JobFailed, SrdbError, describe
 from shared.jobs import AsOf
 from shared.keys import new_job_id
 from shared.results import JobResult, JobState
@@ -126,7 +126,7 @@ class Shell:
     def show(self, result: JobResult) -> bool:
         if result.state is not JobState.SUCCEEDED:
             error = result.error or {"type": result.state.value, "message": "the job did not run"}
-            return self.error(f"{error.get('type')}: {error.get('message')}")
+            return self.error(describe(error))
         if result.columns:
             text = render(result, self.client.store.iter_rows(result), self.mode)
             if self.mode == "table":
@@ -217,7 +217,7 @@ class Shell:
         except JobFailed as exc:
             if exc.error.get("type") == "DatabaseNotFound":
                 return []  # no write has created it yet: it has no tables
-            self.error(f"{exc.error.get('type')}: {exc.error.get('message')}")
+            self.error(describe(exc.error))
         except SrdbError as exc:
             self.error(f"{exc.type}: {exc}")
         except KeyboardInterrupt:

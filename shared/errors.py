@@ -96,10 +96,15 @@ class WaitTimeout(ClientError):
     """The job did not finish before the wait's timeout."""
 
 
+def describe(error: dict[str, Any]) -> str:
+    """A job's error document as one line: ``Type: message``."""
+    return f"{error.get('type')}: {error.get('message')}"
+
+
 class JobFailed(ClientError):
     """The job ended FAILED; ``error`` holds the worker's error document."""
 
     def __init__(self, job_id: str, error: dict[str, Any]) -> None:
-        super().__init__(f"job {job_id} failed: {error.get('type')}: {error.get('message')}")
+        super().__init__(f"job {job_id} failed: {describe(error)}")
         self.job_id = job_id
         self.error = error
