@@ -17,7 +17,7 @@ import aioboto3
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
-from producer.protocol import Submission, poll_delays, prepare, resend_needed
+from producer.protocol import Submission, check_deployable, poll_delays, prepare, resend_needed
 from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
 from shared.clients import client_config, client_kwargs
 from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
@@ -68,6 +68,7 @@ class AsyncClient:
 
     async def submit_job(self, job: Job) -> str:
         submission = prepare(job)
+        check_deployable(job, self.settings)
         if not await self._put(submission.queued, if_none_match=True):
             existing, _ = await self._get(job.job_id)
             if not resend_needed(submission, existing):

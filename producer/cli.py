@@ -50,23 +50,42 @@ def parse_as_of(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def _bounded(kind: Callable[[str], Any], low: float, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse type that refuses values outside [low, high] with a usage error, not a traceback."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a number {bound}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srdb", description="srdb: SQLite in S3, SQL jobs over SQS.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("local", help="run the whole stack on this machine until Ctrl-C")
-    p.add_argument("--port", type=int, default=0, help="moto server port (default: a free one)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (0: the stack alone)")
-    p.add_argument("--visibility-timeout", type=int, default=60, help="job queue visibility timeout, seconds")
-    p.add_argument("--lock-ttl", type=float, default=60.0, help="seconds before the reaper frees a lock")
+    p.add_argument("--port", type=_bounded(int, 0, 65535), default=0, help="moto server port (default: a free one)")
+    p.add_argument("--workers", type=_bounded(int, 0, 64), default=2, help="worker processes (0: the stack alone)")
+    p.add_argument("--visibility-timeout", type=_bounded(int, 1, 43200), default=60,
+                   help="job queue visibility timeout, seconds")
+    p.add_argument("--lock-ttl", type=_bounded(float, 1), default=60.0, help="seconds before the reaper frees a lock")
 
     p = sub.add_parser("worker", help="poll the job queue and run batches, as the Lambda does")
-    p.add_argument("--batch-size", type=int, default=10, help="messages per batch (Lambda's BatchSize)")
-    p.add_argument("--batching-window", type=float, default=0.0,
+    p.add_argument("--batch-size", type=_bounded(int, 1, 10_000), default=10,
+                   help="messages per batch (Lambda's BatchSize)")
+    p.add_argument("--batching-window", type=_bounded(float, 0, 300), default=0.0,
                    help="seconds to gather a batch (Lambda's MaximumBatchingWindowInSeconds)")
     p = sub.add_parser("reaper", help="free stale locks on a schedule")
     p.add_argument("--once", action="store_true", help="run once, print the report and exit")
-    p.add_argument("--interval", type=float, default=60.0, help="seconds between runs")
+    p.add_argument("--interval", type=_bounded(float, 0.1), default=60.0, help="seconds between runs")
 
     def job_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", required=True, help="database name")

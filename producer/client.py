@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
-from producer.protocol import Submission, poll_delays, prepare, resend_needed
+from producer.protocol import Submission, check_deployable, poll_delays, prepare, resend_needed
 from shared.clients import Clients
 from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
 from shared.jobs import AsOf, Job, JsonParams
@@ -78,6 +78,7 @@ class Client:
         """Submit a job already encoded by ``producer.protocol.prepare`` (the batch load sizes its
         next job from how well the last one compressed)."""
         job = submission.job
+        check_deployable(job, self.settings)
         if not self.store.put(submission.queued, if_none_match=True):
             existing, _ = self.store.get(job.job_id)
             if not resend_needed(submission, existing):

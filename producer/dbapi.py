@@ -33,7 +33,7 @@ from shared.errors import ClientError, InfrastructureError, NotConfigured, SrdbE
 from shared.jobs import AsOf, Job, JsonParams
 from shared.results import JobResult, JobState
 from shared.settings import Settings
-from shared.sql import Guard, is_read_job
+from shared.sql import Guard, is_read_job, open_job_connection
 from shared.values import SqlValue, decode_row, encode_value
 
 apilevel = "2.0"
@@ -356,13 +356,13 @@ def _read_empty(job_id: str, database: str, sql: str, params: JsonParams) -> Job
         raise ProgrammingError(f"{exc.type}: {exc}", job_id=job_id) from None
     if not reads:
         raise OperationalError(f"database {database} does not exist yet")
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    guard = Guard(read_only=True, enabled=True)
-    guard.install(conn)
+    guard = Guard(read_only=True)
+    conn = open_job_connection(":memory:", guard)
     try:
-        cursor = conn.execute(sql, job.statements[0].decoded()[0])
-        rows = [[encode_value(v) for v in row] for row in cursor.fetchall()]
-        columns = [d[0] for d in cursor.description or ()]
+        with guard.job(budget=30.0):
+            cursor = conn.execute(sql, job.statements[0].decoded()[0])
+            rows = [[encode_value(v) for v in row] for row in cursor.fetchall()]
+            columns = [d[0] for d in cursor.description or ()]
     except sqlite3.Error as exc:
         reason = guard.refusal or exc
         raise ProgrammingError(f"{type(reason).__name__}: {reason} (database {database} is empty: "

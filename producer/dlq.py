@@ -11,9 +11,9 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import InvalidJob
+from shared.errors import SrdbError
 from shared.jobs import Job
-from shared.messages import guess_job_id
+from shared.messages import guess_job_id, open_envelope
 from shared.results import JobResult, JobState
 from shared.status import StatusStore
 
@@ -31,20 +31,32 @@ class DeadLetter:
                 "receive_count": self.receive_count, "reason": self.reason}
 
 
+PEEK_SECONDS = 30
+
+
 class DeadLetters:
     def __init__(self, sqs: Any, store: StatusStore, queue_url: str, dlq_url: str) -> None:
         self.sqs, self.store, self.queue_url, self.dlq_url = sqs, store, queue_url, dlq_url
 
     def peek(self, limit: int = 1000) -> list[DeadLetter]:
-        """Peek at the dead letters (receive with no visibility timeout, delete nothing)."""
+        """The dead letters, deleting nothing. SQS can only show a message by receiving it: each is
+        hidden for a moment so the next receive shows others, then made visible again at once (so
+        listing adds one to each message's receive count, as the AWS console's poll does)."""
         seen: dict[str, DeadLetter] = {}
-        idle = 0
-        while len(seen) < limit and idle < 2:
-            messages = self._receive(visibility=0)
-            fresh = [m for m in messages if m["MessageId"] not in seen]
-            idle = 0 if fresh else idle + 1
-            for message in fresh:
-                seen[message["MessageId"]] = self._describe(message)
+        handles: list[str] = []
+        try:
+            while len(seen) < limit:
+                messages = [m for m in self._receive(visibility=PEEK_SECONDS) if m["MessageId"] not in seen]
+                if not messages:
+                    break
+                for message in messages:
+                    seen[message["MessageId"]] = self._describe(message)
+                    handles.append(message["ReceiptHandle"])
+        finally:
+            for start in range(0, len(handles), 10):
+                entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                           for i, h in enumerate(handles[start:start + 10])]
+                self.sqs.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=entries)
         return list(seen.values())[:limit]
 
     def redrive(self, limit: int = 1000) -> list[str]:
@@ -73,8 +85,10 @@ class DeadLetters:
         body = message["Body"]
         job_id = guess_job_id(body)
         database = None
-        with contextlib.suppress(InvalidJob):
-            database = Job.from_text(body).database
+        with contextlib.suppress(SrdbError):
+            envelope = open_envelope(body)
+            if envelope.job_text is not None:
+                database = Job.from_text(envelope.job_text).database
         reason = "no status document"
         if job_id is not None:
             status, _ = self.store.get(job_id)

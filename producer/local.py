@@ -58,9 +58,13 @@ def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_tt
     vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     # A job may run for at most job_timeout; the lock must outlive any job that holds it.
     job_timeout = max(1.0, min(30.0, visibility_timeout / 2, lock_ttl / 2))
+    # A batch must end before its messages come back: the visibility timeout is the local worker's
+    # "Lambda timeout", and no job may ask for more than fits it.
+    worker_timeout = float(min(visibility_timeout, lock_ttl))
     return base.replace(queue_url=queue_url, dlq_url=dlq_url, callback_queue_url=callback_url, vpc_id=vpc_id,
                         job_timeout=job_timeout, lock_wait=min(30.0, visibility_timeout / 2),
-                        max_receive_count=max_receive_count)
+                        max_receive_count=max_receive_count, worker_timeout=worker_timeout,
+                        max_job_timeout=max(job_timeout, worker_timeout * 0.8))
 
 
 class LocalStack:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.errors import ClientError
+from shared.errors import ClientError, InvalidJob
 from shared.jobs import Job
 from shared.messages import COMPRESS_ABOVE, MAX_INLINE_MESSAGE, claim_check, compressed
 from shared.results import JobResult, JobState
+from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,22 @@ def prepare(job: Job) -> Submission:
     return Submission(job, queued, body, None, size)
 
 
+def check_deployable(job: Job, settings: Settings) -> None:
+    """Refuse before sending what the worker would refuse on arrival: a budget over SRDB_MAX_JOB_TIMEOUT."""
+    if job.timeout is not None and job.timeout > settings.max_job_timeout:
+        raise InvalidJob(f"timeout {job.timeout:g}s is over the limit of {settings.max_job_timeout:g}s "
+                         "(SRDB_MAX_JOB_TIMEOUT, below the worker's own timeout)")
+
+
 def resend_needed(submission: Submission, existing: JobResult | None) -> bool:
     """A job id was already used. Same job still QUEUED: send again (an earlier submit may have died
-    before its message left; the worker applies it once). Same job finished: nothing to do."""
+    before its message left; the worker applies it once). Same job finished: nothing to do. A document
+    that does not carry this job's digest is another job's, or a forged message's: a conflict."""
     if existing is None:
         return True
-    digest = submission.queued.job_digest
-    if existing.job_digest is not None and existing.job_digest != digest:
-        raise ClientError(f"job id {submission.job.job_id} was already used for a different job")
+    if existing.job_digest != submission.queued.job_digest:
+        raise ClientError(f"job id {submission.job.job_id} was already used for a different job "
+                          f"(its status is {existing.state.value}); submit under another id")
     return existing.state is JobState.QUEUED
 
 

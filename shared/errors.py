@@ -58,6 +58,17 @@ class ResultTooLarge(UserError):
     """The result is larger than the configured limit."""
 
 
+class InternalError(UserError):
+    """The worker met an error nobody named while handling this job. It is the job's alone: the job
+    fails at once (running it again would meet the same error) and the rest of the batch goes on."""
+
+    @classmethod
+    def wrapping(cls, exc: BaseException) -> InternalError:
+        error = cls(f"the worker could not handle this job: {type(exc).__name__}: {exc}"[:2000])
+        error.__cause__ = exc
+        return error
+
+
 class InfrastructureError(SrdbError):
     """AWS or the lock failed: the message goes back to SQS and is retried."""
 
@@ -74,6 +85,11 @@ class LockError(InfrastructureError):
 
 class StorageError(InfrastructureError):
     """S3 failed, or returned data that does not match its hash."""
+
+
+class DatabaseDamaged(InfrastructureError):
+    """The database's S3 objects disagree (a history without a current manifest): nothing is written
+    until an operator repairs it, and its jobs are retried, then dead-lettered, never lost."""
 
 
 class CommitConflict(InfrastructureError):

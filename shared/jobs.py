@@ -14,7 +14,7 @@ from shared.keys import check_database, check_job_id, new_job_id
 from shared.values import SqlValue, decode_value
 
 SCHEMA_VERSION = 1
-MAX_SQL_CHARS = 1_000_000
+MAX_SQL_CHARS = 4 * 1024 * 1024  # a statement's characters (SQLite's own limit is ~1e9)
 MAX_STATEMENTS = 1_000
 MAX_PARAM_SETS = 1_000_000
 MAX_TIMEOUT_SECONDS = 900.0
@@ -137,8 +137,14 @@ class Job:
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT_SECONDS
         ):
             raise InvalidJob(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]")
-        return cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
-                   float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")))
+        job = cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
+                  float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")))
+        try:
+            job.digest()  # computed once here; it also proves every text encodes as UTF-8
+        except UnicodeEncodeError as exc:
+            raise InvalidJob(f"the job holds text that is not valid Unicode ({exc.reason} at position "
+                             f"{exc.start}, e.g. a lone surrogate \\u{ord(exc.object[exc.start]):04x})") from None
+        return job
 
     @classmethod
     def from_text(cls, text: str) -> Job:

@@ -37,6 +37,10 @@ class Settings:
     lock_ttl: float = 600.0
     lock_wait: float = 60.0
     job_timeout: float = 30.0
+    # The longest budget a job may ask for, and the time a batch has when no Lambda context says
+    # (the local poller): both below the worker's own timeout (serverless.yml: 120 s).
+    max_job_timeout: float = 100.0
+    worker_timeout: float = 120.0
     chunk_size: int = 256 * 1024
     cache_dir: str = "/tmp/srdb-cache"
     inline_result_bytes: int = 256 * 1024

@@ -2,7 +2,9 @@
 
 sqlparse only routes a job to the read or the write path. What a statement may do is decided
 by SQLite itself: read jobs run on a read-only connection with an authorizer that refuses
-every write, and every job's authorizer refuses what reaches outside its database.
+every write, and every job's authorizer refuses what reaches outside its database or into the
+worker's own bookkeeping (``_srdb_*``). A statement sqlparse cannot classify (too long, too deeply
+nested) takes the write path, where SQLite runs whatever it is under the full authorizer.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlparse
+from sqlparse.exceptions import SQLParseError
 from sqlparse.sql import Statement
 from sqlparse.tokens import Comment, Punctuation
 
@@ -22,17 +27,27 @@ from shared.jobs import Job
 
 READ_TYPES = {"SELECT"}
 READ_FIRST_KEYWORDS = {"SELECT", "WITH", "VALUES", "EXPLAIN"}
-INTERNAL_TABLE_PREFIX = "_srdb_"
+INTERNAL_PREFIX = "_srdb_"
+# sqlparse groups tokens in Python (~10 µs a token) and gives up past 10,000 tokens or 100 levels;
+# a statement longer than this is not parsed at all: SQLite decides on the write path.
+PARSE_MAX_CHARS = 20_000
+# The longest text or blob a job's SQL may make (SQLite's SQLITE_LIMIT_LENGTH, default ~1 GB): a result
+# value is held several times over while it is encoded, and the Lambda has 1 GB.
+MAX_VALUE_BYTES = 64 * 1024 * 1024
 
 # Pragmas that only read; the second set may also be assigned by a write job.
 READ_PRAGMAS = {
     "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
     "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "user_version",
     "application_id", "schema_version", "page_count", "page_size", "freelist_count", "encoding",
-    "collation_list", "function_list", "pragma_list", "compile_options", "data_version",
+    "collation_list", "function_list", "pragma_list", "compile_options", "data_version", "defer_foreign_keys",
 }
 SETTABLE_PRAGMAS = {"user_version", "application_id", "defer_foreign_keys"}
+_PRAGMAS_WITH_ARGUMENT = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+                          "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"}
 DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
+# The schema tables: registering an eponymous virtual table (json_each, pragma_*) "updates" them.
+_SCHEMA_TABLES = {"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"}
 
 _WRITE_ACTIONS = {
     sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_ALTER_TABLE,
@@ -44,13 +59,32 @@ _WRITE_ACTIONS = {
     sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_DROP_VTABLE,
     sqlite3.SQLITE_REINDEX, sqlite3.SQLITE_ANALYZE,
 }
-_TABLE_WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE,
-                 sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_ALTER_TABLE, sqlite3.SQLITE_CREATE_INDEX}
+# Where each action names a schema object: arg1, arg2 or both (an index or trigger and its table;
+# ALTER TABLE gives the database, then the table). None of them may name srdb's own.
+_OBJECT_ARGS: dict[int, tuple[int, ...]] = {
+    sqlite3.SQLITE_READ: (0,), sqlite3.SQLITE_INSERT: (0,), sqlite3.SQLITE_UPDATE: (0,),
+    sqlite3.SQLITE_DELETE: (0,), sqlite3.SQLITE_ALTER_TABLE: (1,), sqlite3.SQLITE_ANALYZE: (0,),
+    sqlite3.SQLITE_REINDEX: (0,), sqlite3.SQLITE_CREATE_TABLE: (0,), sqlite3.SQLITE_CREATE_TEMP_TABLE: (0,),
+    sqlite3.SQLITE_CREATE_VIEW: (0,), sqlite3.SQLITE_CREATE_TEMP_VIEW: (0,), sqlite3.SQLITE_CREATE_VTABLE: (0,),
+    sqlite3.SQLITE_DROP_TABLE: (0,), sqlite3.SQLITE_DROP_TEMP_TABLE: (0,), sqlite3.SQLITE_DROP_VIEW: (0,),
+    sqlite3.SQLITE_DROP_TEMP_VIEW: (0,), sqlite3.SQLITE_DROP_VTABLE: (0,),
+    sqlite3.SQLITE_CREATE_INDEX: (0, 1), sqlite3.SQLITE_CREATE_TEMP_INDEX: (0, 1),
+    sqlite3.SQLITE_DROP_INDEX: (0, 1), sqlite3.SQLITE_DROP_TEMP_INDEX: (0, 1),
+    sqlite3.SQLITE_CREATE_TRIGGER: (0, 1), sqlite3.SQLITE_CREATE_TEMP_TRIGGER: (0, 1),
+    sqlite3.SQLITE_DROP_TRIGGER: (0, 1), sqlite3.SQLITE_DROP_TEMP_TRIGGER: (0, 1),
+}
 
 
 def is_read_statement(sql: str) -> bool:
-    """True when ``sql`` is one statement that only reads. Raises InvalidJob for zero or several."""
-    parsed = [p for p in sqlparse.parse(sql) if _meaningful(p)]
+    """True when ``sql`` is one statement that only reads. Raises InvalidJob for zero or several.
+
+    False too when sqlparse cannot tell (see PARSE_MAX_CHARS): the write path runs any statement."""
+    if len(sql) > PARSE_MAX_CHARS:
+        return False
+    try:
+        parsed = [p for p in sqlparse.parse(sql) if _meaningful(p)]
+    except SQLParseError:
+        return False
     if not parsed:
         raise InvalidJob("sql holds no statement")
     if len(parsed) > 1:
@@ -75,32 +109,63 @@ def _meaningful(statement: Statement) -> bool:
 
 def is_read_job(job: Job) -> bool:
     """Route a job: reads run concurrently on read-only connections, writes under the lock."""
-    reads = [is_read_statement(s.sql) for s in job.statements]
-    return all(reads)
+    return all(is_read_statement(s.sql) for s in job.statements)
+
+
+def is_internal(name: str | None) -> bool:
+    """True for the names of srdb's own tables, indexes, triggers and views."""
+    return (name or "").lower().startswith(INTERNAL_PREFIX)
 
 
 @dataclass
 class Guard:
-    """The authorizer and progress handler of one connection, and why it last refused."""
+    """The authorizer and progress handler of one connection, and why it last refused.
+
+    It refuses nothing and interrupts nothing outside :meth:`job`: the worker's own statements
+    run outside it. Job connections cache no prepared statements (see :func:`open_job_connection`),
+    so a job that sends the worker's statement text byte for byte gets a statement of its own,
+    authorized as a job's.
+    """
 
     read_only: bool
-    deadline: float = float("inf")
     now: Callable[[], float] = time.monotonic
-    enabled: bool = False
+    deadline: float = float("inf")
+    active: bool = False
     refusal: SrdbError | None = field(default=None)
+    wrote: bool = False
 
     def install(self, conn: sqlite3.Connection) -> None:
         conn.set_authorizer(self.authorize)
         conn.set_progress_handler(self.progress, 1000)
 
+    @contextmanager
+    def job(self, budget: float) -> Iterator[Guard]:
+        """Authorize every statement prepared inside, and interrupt them after ``budget`` seconds."""
+        self.deadline, self.active, self.refusal, self.wrote = self.now() + budget, True, None, False
+        try:
+            yield self
+        finally:
+            self.active, self.deadline = False, float("inf")
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Let the worker prepare a statement of its own in the middle of a job."""
+        active, self.active = self.active, False
+        try:
+            yield
+        finally:
+            self.active = active
+
     def progress(self) -> int:
         return 1 if self.now() > self.deadline else 0
 
     def authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None, _src: str | None) -> int:
-        if not self.enabled:
+        if not self.active:
             return sqlite3.SQLITE_OK
         reason = self._refusal(action, arg1, arg2)
         if reason is None:
+            if action in _WRITE_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg2 is not None):
+                self.wrote = True
             return sqlite3.SQLITE_OK
         self.refusal = reason
         return sqlite3.SQLITE_DENY
@@ -115,10 +180,14 @@ class Guard:
                              "a job is one transaction")
         if action == sqlite3.SQLITE_PRAGMA:
             return self._pragma(arg1 or "", arg2)
+        args = (arg1, arg2)
+        internal = next((args[i] for i in _OBJECT_ARGS.get(action, ()) if is_internal(args[i])), None)
+        if internal is not None:
+            return Forbidden(f"{internal} belongs to srdb: no job may read, change, index or trigger it")
         if self.read_only and action in _WRITE_ACTIONS:
+            if action == sqlite3.SQLITE_UPDATE and (arg1 or "").lower() in _SCHEMA_TABLES:
+                return None  # a virtual table registering itself; the connection itself is read-only
             return ReadOnlyViolation("a read-only job tried to write")
-        if action in _TABLE_WRITES and (arg1 or "").lower().startswith(INTERNAL_TABLE_PREFIX):
-            return Forbidden(f"table {arg1} belongs to srdb and cannot be changed")
         return None
 
     def _pragma(self, name: str, value: str | None) -> SrdbError | None:
@@ -127,8 +196,17 @@ class Guard:
             return Forbidden(f"PRAGMA {name} is not allowed")
         if value is not None and name in SETTABLE_PRAGMAS:
             return ReadOnlyViolation(f"a read-only job tried to set PRAGMA {name}") if self.read_only else None
-        if value is not None and name not in {"table_info", "table_xinfo", "table_list", "index_list",
-                                              "index_info", "index_xinfo", "foreign_key_list",
-                                              "foreign_key_check", "integrity_check", "quick_check"}:
+        if value is not None and name not in _PRAGMAS_WITH_ARGUMENT:
             return Forbidden(f"PRAGMA {name} cannot be set")
         return None
+
+
+def open_job_connection(path: Path | str, guard: Guard, *, uri: bool = False) -> sqlite3.Connection:
+    """A connection for jobs: guarded, with no statement cache, and values capped at MAX_VALUE_BYTES.
+
+    sqlite3 caches prepared statements by their text, and the authorizer only runs when a statement
+    is prepared: with a cache, a job could reuse a statement the worker prepared outside the guard."""
+    conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False, cached_statements=0)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    guard.install(conn)
+    return conn

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
-from shared.errors import StorageError
+from shared.errors import InternalError, StorageError
 from shared.keys import payload_key, status_key
 from shared.results import JobResult, JobState
 
@@ -31,7 +31,12 @@ class StatusStore:
             raise StorageError(f"reading status of {job_id}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"reading status of {job_id}: {exc}") from exc
-        return JobResult.from_bytes(response["Body"].read()), str(response["ETag"])
+        body = response["Body"].read()
+        try:
+            return JobResult.from_bytes(body), str(response["ETag"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InternalError(f"the status document {status_key(job_id)} is corrupt "
+                                f"({type(exc).__name__}: {exc}); the job is not run") from exc
 
     def put(self, result: JobResult, *, if_match: str | None = None, if_none_match: bool = False) -> bool:
         """Write a status document; False when its condition failed (someone else wrote first)."""
@@ -70,11 +75,22 @@ class StatusStore:
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"writing s3://{self.bucket}/{key}: {exc}") from exc
 
-    def get_bytes(self, key: str) -> bytes:
+    @overload
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @overload
+    def get_bytes(self, key: str, *, missing_ok: bool) -> bytes | None: ...
+
+    def get_bytes(self, key: str, *, missing_ok: bool = False) -> bytes | None:
+        """An object's bytes; None when ``missing_ok`` and there is no such object."""
         try:
             data: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             return data
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if missing_ok and error_code(exc) in MISSING_CODES:
+                return None
+            raise StorageError(f"reading s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
             raise StorageError(f"reading s3://{self.bucket}/{key}: {exc}") from exc
 
     def put_payload(self, job_id: str, body: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -30,10 +31,11 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.awserrors import MISSING_CODES, NOT_MODIFIED_CODES, PRECONDITION_CODES, error_code
-from shared.errors import CommitConflict, StorageError
+from shared.errors import CommitConflict, DatabaseDamaged, StorageError
 from shared.keys import check_database, chunk_key, manifest_key, version_key
 from shared.wal import dirty_chunks
 
+log = logging.getLogger("srdb.storage")
 T = TypeVar("T")
 R = TypeVar("R")
 DB_FILE = "db.sqlite"
@@ -60,10 +62,17 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
-        doc = json.loads(data)
-        return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
-                   list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
-                   str(doc.get("writer", "")), doc.get("restored_from"))
+        try:
+            doc = json.loads(data)
+            return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
+                       list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
+                       str(doc.get("writer", "")), doc.get("restored_from"))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DatabaseDamaged(f"a manifest does not parse: {type(exc).__name__}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return (f"Manifest(version={self.version}, file_size={self.file_size}, chunks={len(self.chunks)}, "
+                f"created_at={self.created_at}, writer={self.writer!r}, restored_from={self.restored_from})")
 
 
 @dataclass(frozen=True)
@@ -107,8 +116,11 @@ class SnapshotStore:
     def local_path(self, database: str) -> Path:
         return self.cache_dir / check_database(database) / DB_FILE
 
-    def sync(self, database: str) -> LocalSnapshot:
-        """Bring the local copy up to the current snapshot, fetching only chunks that changed."""
+    def sync(self, database: str, *, for_write: bool = False) -> LocalSnapshot:
+        """Bring the local copy up to the current snapshot, fetching only chunks that changed.
+
+        ``for_write``: a database without a manifest is about to be created, which is only right when
+        it has no history either; a lost ``manifest.json`` must not start a new version 1 over it."""
         folder = self.cache_dir / check_database(database)
         path = folder / DB_FILE
         local = self._load_state(database)
@@ -123,6 +135,8 @@ class SnapshotStore:
                 return local
             if code in MISSING_CODES:
                 self.discard(database)
+                if for_write:
+                    self._check_no_history(database)
                 return LocalSnapshot(database, path, None, None)
             raise StorageError(f"reading manifest of {database}: {exc}") from exc
         except BotoCoreError as exc:
@@ -148,6 +162,18 @@ class SnapshotStore:
         snapshot = LocalSnapshot(database, path, manifest, etag)
         self._save_state(snapshot)
         return snapshot
+
+    def _check_no_history(self, database: str) -> None:
+        prefix = version_key(database, 0).rsplit("/", 1)[0] + "/"
+        try:
+            found = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"listing the history of {database}: {exc}") from exc
+        if found:
+            raise DatabaseDamaged(
+                f"database {database} has versions under s3://{self.bucket}/{prefix} but no manifest.json: "
+                "nothing is written until it is repaired (copy its newest version to manifest.json); "
+                "its write jobs are retried, then dead-lettered")
 
     def materialize(self, database: str, manifest: Manifest) -> Path:
         """A local file of an old snapshot, for reads ``as_of`` it: chunks the local copy shares with it
@@ -213,8 +239,10 @@ class SnapshotStore:
         body = manifest.to_bytes()
         committed = LocalSnapshot(database, snapshot.path, manifest, self._put_manifest(snapshot, manifest, body))
         self._save_state(committed)
-        # History for point-in-time reads; written after the commit so it never names a lost write.
-        self._put(version_key(database, manifest.version), body)
+        # History for point-in-time reads; written after the commit so it never names a lost write,
+        # and never over an entry that is there already.
+        put_version(self.s3, self.bucket, database, manifest, body)
+        self.stats.requests += 1
         return committed
 
     def _put_manifest(self, snapshot: LocalSnapshot, manifest: Manifest, body: bytes) -> str:
@@ -330,7 +358,10 @@ def put_manifest(s3: Any, bucket: str, database: str, manifest: Manifest, body: 
         return str(response["ETag"])
     except (ClientError, BotoCoreError) as exc:
         failure: Exception = exc
-    current = current_manifest(s3, bucket, database)
+    try:
+        current = current_manifest(s3, bucket, database)
+    except StorageError:
+        current = None
     if current is not None and current[0].writer == manifest.writer:
         return current[1]
     if isinstance(failure, ClientError) and error_code(failure) in PRECONDITION_CODES:
@@ -339,13 +370,36 @@ def put_manifest(s3: Any, bucket: str, database: str, manifest: Manifest, body: 
     raise StorageError(f"committing {database}: {failure}") from failure
 
 
+def put_version(s3: Any, bucket: str, database: str, manifest: Manifest, body: bytes) -> None:
+    """Write the history entry of a committed version, only where there is none (If-None-Match).
+
+    An entry that is there already is this commit's own when its writer id matches (a PUT whose
+    response was lost and was sent again); any other is left as it is and the clash logged."""
+    key = version_key(database, manifest.version)
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+    except ClientError as exc:
+        if error_code(exc) not in PRECONDITION_CODES:
+            raise StorageError(f"version {manifest.version} of {database} is current, but its history entry "
+                               f"was not written: {exc}") from exc
+        log.warning("database %s: history entry %s exists already; left as it is", database, key)
+    except BotoCoreError as exc:
+        raise StorageError(f"version {manifest.version} of {database} is current, but its history entry "
+                           f"was not written: {exc}") from exc
+
+
 def current_manifest(s3: Any, bucket: str, database: str) -> tuple[Manifest, str] | None:
-    """The current manifest and its ETag; None when the database does not exist or S3 failed."""
+    """The current manifest and its ETag; None when the database does not exist. StorageError when
+    S3 fails: an outage is not an absent database."""
     try:
         response = s3.get_object(Bucket=bucket, Key=manifest_key(database))
         return Manifest.from_bytes(response["Body"].read()), str(response["ETag"])
-    except (ClientError, BotoCoreError):
-        return None
+    except ClientError as exc:
+        if error_code(exc) in MISSING_CODES:
+            return None
+        raise StorageError(f"reading manifest of {database}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"reading manifest of {database}: {exc}") from exc
 
 
 def _page_size(path: Path) -> int:

@@ -23,7 +23,7 @@ from shared.awserrors import MISSING_CODES, error_code
 from shared.errors import DatabaseNotFound, StorageError, VersionNotFound
 from shared.jobs import AsOf, as_of_time
 from shared.keys import check_database, version_key
-from shared.storage import Manifest, current_manifest, put_manifest, to_millis
+from shared.storage import Manifest, current_manifest, put_manifest, put_version, to_millis
 
 
 class History:
@@ -108,9 +108,5 @@ class History:
                            writer=uuid.uuid4().hex, restored_from=old.version)
         body = restored.to_bytes()
         put_manifest(self.s3, self.bucket, database, restored, body, etag)
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=version_key(database, restored.version), Body=body)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"version {restored.version} of {database} is current, but its history "
-                               f"entry was not written: {exc}") from exc
+        put_version(self.s3, self.bucket, database, restored, body)
         return restored

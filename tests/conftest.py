@@ -15,8 +15,11 @@ from moto.server import ThreadedMotoServer
 
 from producer.client import Client
 from producer.local import create_resources, free_port
+from producer.protocol import prepare
 from shared.clients import client_kwargs
+from shared.jobs import Job
 from shared.settings import Settings
+from shared.status import StatusStore
 from worker.batch import Worker
 from worker.handler import run_batch
 from worker.poller import Poller
@@ -93,6 +96,17 @@ def serving(settings: Settings, aws: Any, worker: Worker) -> Iterator[Worker]:
     yield worker
     stop.set()
     thread.join(timeout=10)
+
+
+def queued(s3: Any, bucket: str, job: Job) -> str:
+    """Write ``job``'s QUEUED document as a client does, and return its message body: the worker runs a
+    message only as the job its QUEUED document names."""
+    submission = prepare(job)
+    store = StatusStore(s3, bucket)
+    store.put(submission.queued)
+    if submission.payload is not None:
+        store.put_payload(job.job_id, submission.payload)
+    return submission.body
 
 
 def sqs_event(*bodies: str) -> dict[str, Any]:

@@ -1,21 +1,35 @@
-"""Running one job's statements on a SQLite connection and turning what happens into an outcome."""
+"""Running one job's statements on a SQLite connection and turning what happens into an outcome.
+
+Whatever goes wrong while a job runs is that job's outcome, never an exception that leaves this
+module: a batch never fails because one job's SQL, parameters or values met a case nobody named.
+"""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import ConstraintViolation, ReadOnlyViolation, SqlError, SrdbError, Timeout, UserError
+from shared.errors import (
+    ConstraintViolation,
+    InternalError,
+    InvalidJob,
+    ReadOnlyViolation,
+    SqlError,
+    SrdbError,
+    Timeout,
+    UserError,
+)
 from shared.jobs import Job
 from shared.results import ResultPart
 from shared.sql import Guard
-from shared.values import encode_row
 from worker.coltypes import ValueTypes, declared_types, merge
 from worker.results import ResultSink
 
+log = logging.getLogger("srdb.worker")
 FETCH_ROWS = 1000
 
 
@@ -34,10 +48,12 @@ class Outcome:
     error: dict[str, Any] | None = None
     run_ms: float = 0.0
     replayed: bool = False
+    # True when the job changed nothing: a job on the write path that only read needs no record.
+    read_only: bool = False
 
     @classmethod
-    def failed(cls, job_id: str, error: SrdbError) -> Outcome:
-        return cls(job_id, False, error=error.to_json())
+    def failed(cls, job_id: str, error: SrdbError, run_ms: float = 0.0) -> Outcome:
+        return cls(job_id, False, error=error.to_json(), run_ms=run_ms)
 
 
 def run_job(
@@ -51,8 +67,20 @@ def run_job(
 ) -> Outcome:
     """Run every statement of ``job``; the caller owns the transaction around it."""
     start = clock()
-    guard.deadline = start + budget
-    guard.enabled = True
+    try:
+        with guard.job(budget):
+            outcome = _run(conn, guard, job, sink, budget)
+    except UserError as exc:
+        return Outcome.failed(job.job_id, exc, (clock() - start) * 1000)
+    except Exception as exc:  # confined: this job fails alone, whatever was raised
+        log.warning("job %s failed unexpectedly", job.job_id, exc_info=True, extra={"job_id": job.job_id})
+        return Outcome.failed(job.job_id, InternalError.wrapping(exc), (clock() - start) * 1000)
+    outcome.run_ms = (clock() - start) * 1000
+    outcome.read_only = not guard.wrote
+    return outcome
+
+
+def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, budget: float) -> Outcome:
     cursor = conn.cursor()
     rowcount = 0
     columns: list[str] = []
@@ -76,21 +104,16 @@ def run_job(
                         rowcount = fetched if guard.read_only else max(rowcount, fetched)
                         types = merge(_declared(conn, guard, statement.sql, len(columns)), seen.found)
             except sqlite3.Error as exc:
-                raise _job_error(exc, guard, index if len(job.statements) > 1 else None,
-                                 budget) from None
+                raise _job_error(exc, guard, index if len(job.statements) > 1 else None, budget) from None
         rows, parts = sink.finish()
         columns = columns if cursor.description is not None else []
         lastrowid = None if guard.read_only else cursor.lastrowid
         if lastrowid is None and not guard.read_only and job.kind == "many":
             # sqlite3 leaves lastrowid unset after executemany; SQLite itself knows it.
-            lastrowid = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        return Outcome(job.job_id, True, columns, types if columns else [], rows, parts, rowcount, lastrowid,
-                       run_ms=(clock() - start) * 1000)
-    except UserError as exc:
-        return Outcome(job.job_id, False, error=exc.to_json(), run_ms=(clock() - start) * 1000)
+            with guard.suspended():
+                lastrowid = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return Outcome(job.job_id, True, columns, types if columns else [], rows, parts, rowcount, lastrowid)
     finally:
-        guard.enabled = False
-        guard.deadline = float("inf")
         cursor.close()
 
 
@@ -98,21 +121,33 @@ def _declared(conn: sqlite3.Connection, guard: Guard, sql: str, width: int) -> l
     """Declared column types on the read path; a write's rows (RETURNING) are typed by their values."""
     if not guard.read_only:
         return [""] * width
-    guard.enabled = False
-    try:
+    with guard.suspended():
         return declared_types(conn, sql, width)
-    finally:
-        guard.enabled = True
 
 
 def _drain(cursor: sqlite3.Cursor, sink: ResultSink | None, seen: ValueTypes) -> int:
+    """Fetch every row; the sink measures each before it is kept, so a result over the limit stops
+    before it is held in memory."""
     count = 0
-    while batch := cursor.fetchmany(FETCH_ROWS):
-        count += len(batch)
-        seen.feed(batch)
+    batch: list[Any] = []
+    for row in cursor:
         if sink is not None:
-            sink.add(encode_row(row) for row in batch)
-    return count
+            sink.admit(row)
+        batch.append(row)
+        if len(batch) == FETCH_ROWS:
+            count += _feed(batch, sink, seen)
+            batch = []
+    return count + _feed(batch, sink, seen)
+
+
+def _feed(batch: list[Any], sink: ResultSink | None, seen: ValueTypes) -> int:
+    seen.feed(batch)
+    if sink is not None:
+        sink.add_values(batch)
+    return len(batch)
+
+
+_ONE_STATEMENT = "You can only execute one statement at a time."
 
 
 def _job_error(exc: sqlite3.Error, guard: Guard, index: int | None, budget: float) -> SrdbError:
@@ -123,6 +158,8 @@ def _job_error(exc: sqlite3.Error, guard: Guard, index: int | None, budget: floa
         return type(refusal)(where + str(refusal))
     if message == "interrupted":
         return Timeout(f"{where}job ran past its time budget of {budget:g}s and was interrupted")
+    if message == _ONE_STATEMENT:
+        return InvalidJob(f"{where}sql holds more than one statement; send several as `statements`")
     if isinstance(exc, sqlite3.IntegrityError):
         return ConstraintViolation(where + message)
     if "readonly database" in message:

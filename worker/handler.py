@@ -27,18 +27,19 @@ _worker: Worker | None = None
 def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda handler: run the batch on this container's warm worker."""
     worker = _warm_worker()
-    response = run_batch(worker, event)
+    remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else None
+    response = run_batch(worker, event, remaining)
     emit(worker.last_stats)
     return response
 
 
-def run_batch(worker: Worker, event: dict[str, Any]) -> dict[str, Any]:
+def run_batch(worker: Worker, event: dict[str, Any], remaining: float | None = None) -> dict[str, Any]:
     """Messages named in ``batchItemFailures`` stay on the queue for redelivery; the rest are done."""
     records = [
         Record(r.message_id, r.body or "", int(r.attributes.approximate_receive_count or 1))
         for r in SQSEvent(event).records
     ]
-    failed = worker.process(records)
+    failed = worker.process(records, remaining=remaining)
     if failed:
         logger.warning("batch finished with retries", extra={"retry": failed, "size": len(records)})
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -1,8 +1,18 @@
-"""Applying a group of write jobs in one SQLite transaction, each in its own savepoint, exactly once.
+"""Applying a group of write jobs to the local copy, each in a transaction and on a connection of its
+own, exactly once.
+
+Each job runs on a fresh connection: whatever it leaves behind on a connection (TEMP tables,
+views and triggers, ``last_insert_rowid()``, ``PRAGMA defer_foreign_keys``, prepared statements)
+goes when the connection closes, so no job of a batch can see or change another's. A failing job
+rolls back its own transaction and nothing else.
 
 Each job's id is written to ``_srdb_jobs`` inside the same transaction as its writes, so the
 snapshot that holds a job's effect also holds the proof that it ran. A redelivered message
 finds its id there and gets the recorded outcome back instead of running again.
+
+The jobs' transactions commit into the write-ahead log, which an idle connection (the anchor)
+keeps open for the whole group: SQLite checkpoints and deletes the log when its last connection
+closes, and the log is how the commit learns which pages changed.
 """
 
 from __future__ import annotations
@@ -14,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import SqlError
+from shared.errors import InternalError, SqlError
 from shared.jobs import Job
 from shared.results import ResultPart
-from shared.sql import Guard
+from shared.sql import Guard, open_job_connection
 from shared.wal import written_pages
 from worker.execute import Outcome, run_job
 from worker.results import ResultSink
@@ -25,20 +35,17 @@ from worker.results import ResultSink
 JOBS_TABLE = "_srdb_jobs"
 _CREATE = (f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} "
            "(job_id TEXT PRIMARY KEY, outcome TEXT NOT NULL, applied_at REAL NOT NULL) WITHOUT ROWID")
-
-
-class _TransactionLost(Exception):
-    """A statement (ON CONFLICT ROLLBACK, RAISE(ROLLBACK)) rolled back the whole transaction."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.job_id)
-        self.outcome = outcome
+_INDEX = f"CREATE INDEX IF NOT EXISTS {JOBS_TABLE}_applied ON {JOBS_TABLE} (applied_at)"
+# A job's record outlives every delivery of its message: SQS keeps a message (and its dead letter,
+# counted from the first enqueue) at most 14 days. Older records are deleted with the next commit.
+KEEP_RECORDS_SECONDS = 14 * 24 * 3600.0
 
 
 @dataclass
 class Applied:
-    """What a group of write jobs did: each job's outcome, whether anything was committed, and the
-    pages the transaction wrote (None when unknown, and every chunk must be re-hashed)."""
+    """What a group of write jobs did: the outcome of each job that ran (a job missing from
+    ``outcomes`` was not started, for want of time), whether anything was committed, and the pages
+    the transactions wrote (None when unknown, and every chunk must be re-hashed)."""
 
     outcomes: dict[str, Outcome]
     changed: bool
@@ -49,68 +56,80 @@ def apply_writes(
     path: Path,
     jobs: list[Job],
     make_sink: Callable[[Job], ResultSink],
-    budget: Callable[[Job], float],
+    budget: Callable[[Job], float | None],
     now: Callable[[], float] = time.time,
 ) -> Applied:
-    """Run ``jobs`` in one transaction on the local copy at ``path``."""
-    excluded: dict[str, Outcome] = {}
-    while True:
-        try:
-            applied = _attempt(path, [j for j in jobs if j.job_id not in excluded], make_sink, budget, now)
-        except _TransactionLost as lost:
-            excluded[lost.outcome.job_id] = lost.outcome
-            continue
-        applied.outcomes.update(excluded)
-        return applied
-
-
-def _attempt(
-    path: Path,
-    jobs: list[Job],
-    make_sink: Callable[[Job], ResultSink],
-    budget: Callable[[Job], float],
-    now: Callable[[], float],
-) -> Applied:
-    conn = sqlite3.connect(path, isolation_level=None)
-    # The log tells the commit which pages changed; only an explicit checkpoint empties it.
-    was_wal = conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    guard = Guard(read_only=False)
-    guard.install(conn)
-    outcomes: dict[str, Outcome] = {}
-    changed = False
+    """Run ``jobs`` in order on the local copy at ``path``. ``budget(job)``: the seconds the job may
+    run, or None when the batch has no time left to start it."""
+    anchor = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_CREATE)
+        was_wal = anchor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        anchor.execute("PRAGMA journal_mode = WAL")
+        anchor.execute("PRAGMA wal_autocheckpoint = 0")
+        changed = _repair(anchor)
+        outcomes: dict[str, Outcome] = {}
         for job in jobs:
-            recorded = conn.execute(f"SELECT outcome FROM {JOBS_TABLE} WHERE job_id = ?", (job.job_id,)).fetchone()
-            if recorded:
-                outcomes[job.job_id] = _replay(job.job_id, recorded[0])
-                continue
-            conn.execute("SAVEPOINT job")
-            outcome = run_job(conn, guard, job, make_sink(job), budget=budget(job))
-            if not conn.in_transaction:
-                # SQLite ended the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), an interrupted
-                # write): this job fails with its own error, and the others run again without it.
-                error = outcome.error or SqlError("").to_json()
-                error["message"] = (f"{error['message']} (SQLite rolled back the whole transaction; "
-                                    "this job's writes were undone)").lstrip()
-                raise _TransactionLost(Outcome(job.job_id, False, error=error, run_ms=outcome.run_ms))
-            if outcome.ok:
-                conn.execute(f"INSERT INTO {JOBS_TABLE} VALUES (?, ?, ?)",
-                             (job.job_id, _record(outcome), now()))
-                changed = True
-            else:
-                conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
+            seconds = budget(job)
+            if seconds is None:
+                break
+            outcome = _apply_one(path, job, make_sink(job), seconds, now)
             outcomes[job.job_id] = outcome
-        conn.execute("COMMIT" if changed else "ROLLBACK")
+            changed = changed or (outcome.ok and not outcome.replayed and not outcome.read_only)
+        if changed:
+            with anchor:
+                anchor.execute("BEGIN IMMEDIATE")
+                anchor.execute(f"DELETE FROM {JOBS_TABLE} WHERE applied_at < ?", (now() - KEEP_RECORDS_SECONDS,))
         pages = written_pages(Path(f"{path}-wal")) if changed and was_wal else None
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        anchor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return Applied(outcomes, changed, pages)
     finally:
+        anchor.close()
+
+
+def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Callable[[], float]) -> Outcome:
+    guard = Guard(read_only=False)
+    conn = open_job_connection(path, guard)
+    try:
+        # The local copy is a cache: the commit to S3 is what is durable, so no fsync per job.
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_CREATE)
+        conn.execute(_INDEX)
+        recorded = conn.execute(f"SELECT outcome FROM {JOBS_TABLE} WHERE job_id = ?", (job.job_id,)).fetchone()
+        if recorded:
+            conn.execute("ROLLBACK")
+            return _replay(job.job_id, recorded[0])
+        outcome = run_job(conn, guard, job, sink, budget=seconds)
+        if not conn.in_transaction:
+            # SQLite ended the transaction itself (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), an interrupted write).
+            error = outcome.error or SqlError("the job ended its own transaction").to_json()
+            error["message"] = (f"{error['message']} (SQLite rolled back the whole transaction: "
+                                "none of this job's writes were applied)").lstrip()
+            return Outcome(job.job_id, False, error=error, run_ms=outcome.run_ms)
+        if outcome.ok and not outcome.read_only:
+            conn.execute(f"INSERT INTO {JOBS_TABLE} VALUES (?, ?, ?)", (job.job_id, _record(outcome), now()))
+            conn.execute("COMMIT")
+        else:
+            conn.execute("ROLLBACK")
+        return outcome
+    finally:
         conn.close()
+
+
+def _repair(conn: sqlite3.Connection) -> bool:
+    """Drop triggers and indexes on srdb's tables that a job made before the authorizer refused them
+    (a trigger on ``_srdb_jobs`` could turn exactly-once off). True when something was dropped."""
+    found = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'index') AND sql IS NOT NULL "
+        "AND substr(lower(tbl_name), 1, 6) = '_srdb_' AND name != ?", (f"{JOBS_TABLE}_applied",)).fetchall()
+    if not found:
+        return False
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        for kind, name in found:
+            conn.execute(f'DROP {kind.upper()} IF EXISTS "{name.replace(chr(34), chr(34) * 2)}"')
+    return True
 
 
 def _record(outcome: Outcome) -> str:
@@ -121,7 +140,12 @@ def _record(outcome: Outcome) -> str:
 
 
 def _replay(job_id: str, text: str) -> Outcome:
-    doc = json.loads(text)
-    return Outcome(job_id, True, doc["columns"], doc.get("types", []), doc["rows"],
-                   [ResultPart(p["key"], p["rows"]) for p in doc["parts"]],
-                   doc["rowcount"], doc["lastrowid"], replayed=True)
+    try:
+        doc = json.loads(text)
+        return Outcome(job_id, True, doc["columns"], doc.get("types", []), doc["rows"],
+                       [ResultPart(p["key"], p["rows"]) for p in doc["parts"]],
+                       doc["rowcount"], doc["lastrowid"], replayed=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        # Applied already, so it must not run again; only its result is lost.
+        error = InternalError(f"job {job_id} was applied, but its recorded outcome does not read back: {exc!r}")
+        return Outcome.failed(job_id, error)

@@ -6,8 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import boto3
 import pytest
 
+from shared.clients import client_kwargs
+from shared.settings import Settings
 from tests.e2e.conftest import SRDB, srdb, srdb_env
 
 pytestmark = pytest.mark.e2e
@@ -121,3 +124,23 @@ def test_wait_on_many_jobs_and_formats_for_scripts(stack: Path) -> None:
     assert sorted(line.split(",")[1] for line in lines[1:]) == ["FAILED", "SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
     cancelled = json.loads(srdb(stack, "cancel", ids[0], "--format", "json").stdout)
     assert cancelled["state"] in ("SUCCEEDED", "FAILED")
+
+
+def test_undecodable_sql_and_corrupt_documents_are_one_line_errors(stack: Path) -> None:
+    # Bytes that are not UTF-8 reach Python as lone surrogates: refused before anything is sent.
+    bad = subprocess.run([*SRDB, "query", "--db", "cli5", b"SELECT '\xff'"], cwd=stack, env=srdb_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "InvalidJob" in bad.stderr and "not valid Unicode" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    job_id = srdb(stack, "submit", "--db", "cli5", "SELECT 1").stdout.strip()
+    settings = Settings.load(cwd=stack)
+    s3 = boto3.client("s3", **client_kwargs(settings))
+    s3.put_object(Bucket=settings.bucket, Key=f"results/{job_id}.json", Body=b"<html>not json")
+    status = srdb(stack, "status", job_id)
+    assert status.returncode != 0 and "corrupt" in status.stderr and "Traceback" not in status.stderr
+
+
+def test_local_refuses_numbers_out_of_range(tmp_path: Path) -> None:
+    for args in (["--workers", "-1"], ["--port", "70000"], ["--lock-ttl", "-5"], ["--visibility-timeout", "0"]):
+        refused = srdb(tmp_path, "local", *args)
+        assert refused.returncode == 2 and "out of range" in refused.stderr, (args, refused.stderr)

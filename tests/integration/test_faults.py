@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from shared.results import JobState
 from shared.settings import Settings
 from worker.batch import Record, Worker
 
+from ..conftest import queued
 from ..faults import FaultyClient, http_errors
 
 
@@ -48,11 +50,11 @@ def test_a_stale_writer_is_fenced_and_its_jobs_run_on_the_new_snapshot(
         # While the stalled writer sits before its commit, the reaper frees its lock and a rival commits.
         for group in lock_groups(aws.ec2, settings.vpc_id):
             aws.ec2.delete_security_group(GroupId=group["group_id"])
-        assert rival.process([Record("r", rival_job.to_text())]) == []
+        assert rival.process([Record("r", queued(aws.s3, settings.bucket, rival_job))]) == []
 
     fault = stalled_s3.fail("put_object", before=lock_broken_meanwhile,
                             when=lambda kw: kw["Key"].endswith("/manifest.json"))
-    assert stalled.process([Record("s", increment(job_id="stalled").to_text())]) == []
+    assert stalled.process([Record("s", queued(aws.s3, settings.bucket, increment(job_id="stalled")))]) == []
     assert fault.fired == 1
     assert value(client, drain) == 2  # both increments, neither lost
     assert client.status("stalled").state is JobState.SUCCEEDED
@@ -80,7 +82,7 @@ def test_a_commit_whose_response_was_lost_is_not_applied_twice(
     s3 = FaultyClient(aws.s3)
     s3.fail("put_object", after_call=True, when=lambda kw: kw["Key"].endswith("/manifest.json"))
     worker = Worker(settings, s3, aws.sqs, aws.ec2)
-    assert worker.process([Record("m", increment(job_id="lost-response").to_text())]) == []
+    assert worker.process([Record("m", queued(aws.s3, settings.bucket, increment(job_id="lost-response")))]) == []
     assert client.status("lost-response").state is JobState.SUCCEEDED
     assert value(client, drain) == 1
 
@@ -93,6 +95,7 @@ def test_a_write_redelivered_after_an_ambiguous_failure_runs_once(
     s3.fail("put_object", code="InternalError", times=1, when=lambda kw: kw["Key"] == "results/twice.json")
     worker = Worker(settings, s3, aws.sqs, aws.ec2)
     job = increment(job_id="twice")
+    client.submit_job(job)
     assert worker.process([Record("m", job.to_text())]) == ["m"]
     assert worker.process([Record("m", job.to_text())]) == []
     assert client.status("twice").state is JobState.SUCCEEDED
@@ -108,7 +111,7 @@ def test_s3_errors_are_retried_with_backoff(settings: Settings, client: Client, 
     chunk_fails = http_errors(s3, "GetObject", status, code, times=3)
     put_fails = http_errors(s3, "PutObject", status, code, times=3)
     worker = Worker(settings.replace(cache_dir=settings.cache_dir + "-cold"), s3, aws.sqs, aws.ec2)
-    assert worker.process([Record("m", increment(job_id="retried").to_text())]) == []
+    assert worker.process([Record("m", queued(aws.s3, settings.bucket, increment(job_id="retried")))]) == []
     assert (chunk_fails[0], put_fails[0]) == (3, 3)
     assert client.status("retried").state is JobState.SUCCEEDED
     assert value(client, drain) == 1
@@ -202,3 +205,11 @@ def _receive_one(sqs: Any, url: str) -> dict[str, Any]:
         if messages.get("Messages"):
             return dict(messages["Messages"][0])
     raise AssertionError("no message arrived")
+
+
+def test_every_dead_letter_is_listed_and_stays_there(settings: Settings, aws: Any, client: Client) -> None:
+    for i in range(25):
+        aws.sqs.send_message(QueueUrl=settings.dlq_url, MessageBody=json.dumps({"job_id": f"dead-{i}"}))
+    letters = DeadLetters(aws.sqs, client.store, settings.queue_url, settings.dlq_url)
+    assert sorted(letter.job_id or "" for letter in letters.peek()) == sorted(f"dead-{i}" for i in range(25))
+    assert len(letters.peek()) == 25  # listing hid nothing for long: every message is there again

@@ -18,6 +18,8 @@ from shared.results import JobState
 from shared.settings import Settings
 from worker.batch import Record, Worker
 
+from ..conftest import queued
+
 _databases = itertools.count(1)
 UPSERT = "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = v + excluded.v"
 
@@ -40,9 +42,9 @@ def test_any_interleaving_matches_the_sequential_model(settings: Settings, aws: 
     workers = [Worker(settings.replace(cache_dir=str(tmp_path / f"w{i}"), lock_wait=30), aws.s3, aws.sqs, aws.ec2)
                for i in range(3)]
     client = Client(settings, s3=aws.s3, sqs=aws.sqs)
-    assert workers[0].process([Record("setup", Job.create(database, statements=[
+    assert workers[0].process([Record("setup", queued(aws.s3, settings.bucket, Job.create(database, statements=[
         ("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL CHECK (v > -1000))", None),
-        ("CREATE TABLE log (job_id TEXT)", None)]).to_text())]) == []
+        ("CREATE TABLE log (job_id TEXT)", None)])))]) == []
 
     model: Counter[str] = Counter()
     deliveries: dict[int, list[Record]] = {0: [], 1: [], 2: []}
@@ -56,9 +58,10 @@ def test_any_interleaving_matches_the_sequential_model(settings: Settings, aws: 
             job = Job.create(database, statements=[("INSERT INTO log VALUES (?)", [job_id]),
                                                    ("UPDATE kv SET v = -5000 WHERE k = ?", [key]),
                                                    (UPSERT, [key, -5000])], job_id=job_id)
-        deliveries[worker].append(Record(f"m{index}", job.to_text()))
+        body = queued(aws.s3, settings.bucket, job)
+        deliveries[worker].append(Record(f"m{index}", body))
         if twice:
-            deliveries[(worker + 1) % 3].append(Record(f"m{index}-again", job.to_text()))
+            deliveries[(worker + 1) % 3].append(Record(f"m{index}-again", body))
 
     def run(worker: int) -> list[str]:
         records = deliveries[worker]
@@ -73,7 +76,8 @@ def test_any_interleaving_matches_the_sequential_model(settings: Settings, aws: 
     reader = Worker(settings.replace(cache_dir=str(tmp_path / "reader")), aws.s3, aws.sqs, aws.ec2)
     read = Job.create(database, statements=[("SELECT k, v FROM kv WHERE v != 0 ORDER BY k", None)])
     log = Job.create(database, "SELECT job_id, count(*) FROM log GROUP BY job_id HAVING count(*) > 1")
-    assert reader.process([Record("r", read.to_text()), Record("l", log.to_text())]) == []
+    assert reader.process([Record("r", queued(aws.s3, settings.bucket, read)),
+                           Record("l", queued(aws.s3, settings.bucket, log))]) == []
     assert client.status(read.job_id).values() == [[k, v] for k, v in sorted(model.items()) if v != 0]
     assert client.status(log.job_id).values() == []  # no job applied twice
     for index, ((kind, _, _), _, _) in enumerate(plan):

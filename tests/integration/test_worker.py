@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sqlite3
@@ -14,6 +15,7 @@ import pytest
 
 from producer.client import Client
 from producer.protocol import prepare
+from shared.errors import InvalidJob
 from shared.jobs import Job
 from shared.lock import SecurityGroupLock
 from shared.messages import MAX_JOB_TEXT, compressed
@@ -22,7 +24,7 @@ from shared.settings import Settings
 from worker.batch import Record, Worker
 from worker.handler import run_batch
 
-from ..conftest import sqs_event
+from ..conftest import queued, sqs_event
 
 
 def send_raw(aws: Any, settings: Settings, body: str) -> None:
@@ -62,7 +64,11 @@ def test_bad_input_fails_alone_and_is_never_retried(client: Client, settings: Se
 
     def job(job_id: str, **fields: Any) -> str:
         doc = {"v": 1, "job_id": job_id, "database": "db", "sql": "SELECT 1", **fields}
-        return json.dumps({k: v for k, v in doc.items() if v is not None})
+        body = json.dumps({k: v for k, v in doc.items() if v is not None})
+        # A valid job is submitted as a client does; one that is not reaches the queue only as a raw message.
+        with contextlib.suppress(InvalidJob):
+            queued(aws.s3, settings.bucket, Job.from_text(body))
+        return body
 
     cases = {
         "missing": (json.dumps({"v": 1, "job_id": "missing", "database": "db"}), "InvalidJob"),
@@ -86,8 +92,8 @@ def test_bad_input_fails_alone_and_is_never_retried(client: Client, settings: Se
         "begin": (job("begin", sql="COMMIT"), "Forbidden"),
         "temp-file": (job("temp-file", sql="PRAGMA temp_store_directory = '/tmp'"), "Forbidden"),
     }
-    good_write = Job.create("db", "INSERT INTO t VALUES (?)", [7], job_id="good-write").to_text()
-    good_read = Job.create("db", "SELECT count(*) FROM t", job_id="good-read").to_text()
+    good_write = queued(aws.s3, settings.bucket, Job.create("db", "INSERT INTO t VALUES (?)", [7], job_id="good-write"))
+    good_read = queued(aws.s3, settings.bucket, Job.create("db", "SELECT count(*) FROM t", job_id="good-read"))
     for body, _ in cases.values():
         send_raw(aws, settings, body)
     send_raw(aws, settings, good_write)
@@ -142,7 +148,7 @@ def test_a_message_without_a_job_id_fails_under_its_message_id(worker: Worker, c
 
 
 def test_hostile_envelopes_fail_alone_naming_the_cause(worker: Worker, client: Client) -> None:
-    good = Job.create("env", "CREATE TABLE t (a)", job_id="good").to_text()
+    good = queued(client.s3, client.settings.bucket, Job.create("env", "CREATE TABLE t (a)", job_id="good"))
     other = Job.create("env", "SELECT 1", job_id="inner").to_text()
     bomb = base64.b64encode(zlib.compress(b" " * (MAX_JOB_TEXT + 1), 9)).decode()
     bodies = {
@@ -169,11 +175,12 @@ def test_a_redelivered_write_is_applied_once(client: Client, settings: Settings,
     setup = client.submit("c", "CREATE TABLE n (v INTEGER)")
     drain()
     client.wait(setup, 5)
-    body = Job.create("c", "INSERT INTO n VALUES (1)", job_id="dup").to_text()
+    job = Job.create("c", "INSERT INTO n VALUES (1)", job_id="dup")
+    body = queued(aws.s3, settings.bucket, job)
     # SQS is at-least-once: the same message arrives in two batches, the second after a crash
-    # that left no status document behind.
+    # that left the QUEUED document as it was.
     assert run_batch(worker, sqs_event(body)) == {"batchItemFailures": []}
-    aws.s3.delete_object(Bucket=settings.bucket, Key="results/dup.json")
+    queued(aws.s3, settings.bucket, job)
     assert run_batch(worker, sqs_event(body, body)) == {"batchItemFailures": []}
     count = client.submit("c", "SELECT count(*) FROM n")
     drain()
@@ -248,7 +255,7 @@ def test_a_lock_not_acquired_in_time_is_retried_not_failed(client: Client, setti
     client.submit_job(job)
     read = Job.create("free", "SELECT 1")
     record = Record("m-write", job.to_text())
-    assert worker.process([record, Record("m-read", read.to_text())]) == ["m-write"]
+    assert worker.process([record, Record("m-read", queued(aws.s3, settings.bucket, read))]) == ["m-write"]
     assert client.status(job.job_id).state is JobState.QUEUED
     other.release(handle)
     assert worker.process([record]) == []
@@ -298,7 +305,7 @@ def test_any_chunk_size_round_trips(settings: Settings, aws: Any, drain: Callabl
 def test_each_batch_emits_its_metrics(client: Client, worker: Worker, capsys: pytest.CaptureFixture[str]) -> None:
     from worker.handler import emit
 
-    good = Job.create("m", "CREATE TABLE t (a)").to_text()
+    good = queued(client.s3, client.settings.bucket, Job.create("m", "CREATE TABLE t (a)"))
     assert run_batch(worker, sqs_event(good, "{bad json")) == {"batchItemFailures": []}
     capsys.readouterr()
     emit(worker.last_stats)

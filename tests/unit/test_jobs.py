@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidJob
-from shared.jobs import Job
+from shared.jobs import MAX_SQL_CHARS, Job
 from shared.keys import check_database, new_job_id
 from shared.values import decode_value, encode_value
 
@@ -52,7 +52,7 @@ def test_executemany_decodes_blobs_for_sqlite() -> None:
     (base(job_id=""), "job id"),
     (base(sql="   "), "sql must be a non-empty string"),
     (base(sql=12), "sql must be a non-empty string"),
-    (base(sql="x" * 1_000_001), "longer than"),
+    (base(sql="x" * (MAX_SQL_CHARS + 1)), "longer than"),
     (base(params="1"), "params must be a list"),
     (base(params=[[1]]), "is not an integer, real, text, null or tagged blob"),
     (base(params=[{"$blob": "!!"}]), "not valid base64"),

@@ -108,9 +108,84 @@ def test_read_connections_refuse_every_write(db: Path, sql: str) -> None:
     assert sqlite3.connect(db).execute("SELECT count(*) FROM t").fetchone() == (2,)
 
 
-def test_reads_may_use_read_pragmas_and_internal_tables(db: Path) -> None:
+def test_reads_may_use_read_pragmas_but_not_internal_tables(db: Path) -> None:
     assert run(db, "PRAGMA table_info(t)", read_only=True)["ok"]
-    assert run(db, "SELECT count(*) FROM _srdb_jobs", read_only=True)["rows"] == [[0]]
+    refused = run(db, "SELECT count(*) FROM _srdb_jobs", read_only=True)
+    assert refused["error"]["type"] == "Forbidden" and "belongs to srdb" in refused["error"]["message"]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM _srdb_jobs",
+    "SELECT * FROM t WHERE a IN (SELECT rowid FROM _SRDB_JOBS)",
+    "ALTER TABLE _srdb_jobs RENAME COLUMN job_id TO gone",
+    "ALTER TABLE _srdb_jobs ADD COLUMN x",
+    "ALTER TABLE _srdb_jobs RENAME TO mine",
+    "CREATE TRIGGER tr BEFORE INSERT ON _srdb_jobs BEGIN SELECT RAISE(IGNORE); END",
+    "CREATE TEMP TRIGGER tr BEFORE INSERT ON main._srdb_jobs BEGIN SELECT RAISE(IGNORE); END",
+    "CREATE INDEX i ON _srdb_jobs (job_id)",
+    "CREATE TEMP TABLE _srdb_columns (a)",
+    "CREATE TEMP VIEW _srdb_columns AS SELECT 1",
+    "CREATE TABLE _srdb_mine (a)",
+    "INSERT INTO _srdb_jobs VALUES ('x')",
+    "UPDATE _srdb_jobs SET job_id = 'y'",
+    "ANALYZE _srdb_jobs",
+])
+def test_no_job_may_reach_srdbs_own_tables(db: Path, sql: str) -> None:
+    result = run(db, sql, read_only=False)
+    assert result["error"]["type"] == "Forbidden", result
+    assert "belongs to srdb" in result["error"]["message"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name NOT IN ('t', '_srdb_jobs') "
+                        "AND name NOT LIKE 'sqlite_autoindex%'").fetchall() == []
+    assert [r[1] for r in conn.execute("PRAGMA table_info(_srdb_jobs)")] == ["job_id"]
+
+
+def test_views_and_triggers_cannot_reach_srdbs_own_tables_either(db: Path) -> None:
+    # SQLite authorizes what a view or trigger does when a statement uses it, so they may be made,
+    # but never used to read or write srdb's tables.
+    view = Job.create("d", "CREATE VIEW v AS SELECT * FROM _srdb_jobs")
+    trigger = Job.create("d", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO _srdb_jobs VALUES ('x'); END")
+    for job in (view, trigger):
+        assert run(db, job.statements[0].sql, read_only=False)["ok"]
+    for sql, read_only in (("SELECT * FROM v", True), ("INSERT INTO t VALUES (9)", False)):
+        result = run(db, sql, read_only=read_only)
+        assert result["error"]["type"] == "Forbidden" and "belongs to srdb" in result["error"]["message"]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM _srdb_jobs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(("sql", "rows"), [
+    ("SELECT value FROM json_each('[1, 2]')", [[1], [2]]),
+    ("SELECT count(*) FROM json_tree('{\"a\": [1]}')", [[3]]),
+    ("SELECT name FROM pragma_table_info('t')", [["a"]]),
+    ("SELECT count(*) > 0 FROM dbstat", [[1]]),
+    ("SELECT x FROM docs WHERE docs MATCH 'hello'", [["hello world"]]),
+])
+def test_reads_may_use_virtual_tables_and_table_valued_functions(db: Path, sql: str, rows: list) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE VIRTUAL TABLE docs USING fts5(x)")
+    conn.execute("INSERT INTO docs VALUES ('hello world'), ('bye')")
+    conn.commit()
+    conn.close()
+    result = run(db, sql, read_only=True)
+    assert result["ok"], result
+    assert result["rows"] == rows
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT " + "+".join(["1"] * 102),
+    "SELECT " + "(" * 101 + "1" + ")" * 101,
+    "INSERT INTO t VALUES " + ",".join(["(1)"] * 2600),
+    "SELECT 1 WHERE 1 IN (" + ",".join(str(i) for i in range(6000)) + ")",
+])
+def test_statements_sqlparse_gives_up_on_take_the_write_path(sql: str) -> None:
+    assert is_read_statement(sql) is False
+
+
+def test_a_read_on_the_write_path_still_reads(db: Path) -> None:
+    result = run(db, "SELECT 1 WHERE 1 IN (" + ",".join(str(i) for i in range(6000)) + ")", read_only=False)
+    assert result == {"ok": True, "rows": [[1]], "error": {}}
+    several = run(db, "SELECT " + "+".join(["1"] * 102) + "; DELETE FROM t", read_only=False)
+    assert several["error"]["type"] == "InvalidJob" and "more than one statement" in several["error"]["message"]
 
 
 def test_a_runaway_query_is_interrupted(db: Path) -> None:

@@ -1,4 +1,4 @@
-"""One transaction per write group, one savepoint per job, and each job's id recorded with its writes."""
+"""One transaction and one connection per job, and each job's id recorded with its writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from shared.jobs import Job
 from worker.results import ResultSink
-from worker.transaction import apply_writes
+from worker.transaction import KEEP_RECORDS_SECONDS, apply_writes
 
 
 def sink(job: Job) -> ResultSink:
@@ -83,3 +83,110 @@ def test_executemany_counts_every_row(path: Path) -> None:
     outcomes, _ = apply(path, job)
     assert outcomes["m"].rowcount == 250
     assert outcomes["m"].lastrowid == 250
+
+
+def job(sql: str, params: list | None = None, job_id: str | None = None) -> Job:
+    return Job.create("d", sql, params, job_id=job_id)
+
+
+def test_temp_objects_never_outlive_their_job(path: Path) -> None:
+    apply(path, job("CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT)"),
+)
+    outcomes, _ = apply(
+        path,
+        job("CREATE TEMP TABLE orders (id, note)", job_id="shadow"),
+        job("INSERT INTO orders (note) VALUES ('victim')", job_id="victim"),
+        job("CREATE TEMP TRIGGER rewrite AFTER INSERT ON main.orders BEGIN "
+            "UPDATE orders SET note = 'forged' WHERE id = new.id; END", job_id="trigger"),
+        job("INSERT INTO orders (note) VALUES ('second')", job_id="second"),
+        job("CREATE TEMP VIEW seen AS SELECT 1", job_id="view-a"),
+        job("CREATE TEMP VIEW seen AS SELECT 2", job_id="view-b"),
+        job("CREATE TEMP TABLE scratch (a)", job_id="scratch-a"),
+        job("CREATE TEMP TABLE scratch (a)", job_id="scratch-b"),
+        Job.create("d", statements=[("CREATE TEMP TABLE tt (a)", None), ("CREATE INDEX temp.tti ON tt (a)", None)],
+                   job_id="temp-index"),
+        job("SELECT name FROM sqlite_temp_master", job_id="temp-schema"),
+        job("SELECT last_insert_rowid(), changes(), total_changes()", job_id="connection-state"),
+        job("PRAGMA defer_foreign_keys = ON", job_id="defer"),
+        job("PRAGMA defer_foreign_keys", job_id="deferred"),
+    )
+    assert all(o.ok for o in outcomes.values()), {j: o.error for j, o in outcomes.items() if o.error}
+    assert outcomes["victim"].rowcount == 1
+    assert outcomes["temp-schema"].rows == []
+    assert outcomes["connection-state"].rows == [[0, 0, 0]]
+    assert outcomes["deferred"].rows == [[0]]
+    assert rows(path, "SELECT note FROM orders ORDER BY id") == [("victim",), ("second",)]
+    assert rows(path, "SELECT name FROM sqlite_master WHERE name IN ('tt', 'tti', 'seen', 'scratch')") == []
+
+
+# The worker's own statements, byte for byte: a job that sends one gets a statement of its own,
+# which the authorizer judges as a job's.
+WORKER_STATEMENTS = [
+    ("INSERT INTO _srdb_jobs VALUES (?, ?, ?)",
+     ["victim", '{"columns":[],"types":[],"rows":[],"rowcount":7,"lastrowid":null,"parts":[]}', 0.0]),
+    ("SELECT outcome FROM _srdb_jobs WHERE job_id = ?", ["victim"]),
+    ("DELETE FROM _srdb_jobs WHERE applied_at < ?", [1e12]),
+    ("CREATE TABLE IF NOT EXISTS _srdb_jobs (job_id TEXT PRIMARY KEY, outcome TEXT NOT NULL, "
+     "applied_at REAL NOT NULL) WITHOUT ROWID", None),
+    ("CREATE INDEX IF NOT EXISTS _srdb_jobs_applied ON _srdb_jobs (applied_at)", None),
+    ("BEGIN IMMEDIATE", None), ("COMMIT", None), ("ROLLBACK", None),
+    ("SAVEPOINT job", None), ("RELEASE job", None), ("ROLLBACK TO job", None),
+    ("PRAGMA journal_mode = WAL", None), ("PRAGMA wal_autocheckpoint = 0", None),
+    ("PRAGMA synchronous = OFF", None), ("PRAGMA wal_checkpoint(TRUNCATE)", None),
+    ("CREATE TEMP VIEW _srdb_columns AS SELECT 1", None), ("DROP VIEW temp._srdb_columns", None),
+]
+
+
+@pytest.mark.parametrize(("sql", "params"), WORKER_STATEMENTS)
+def test_the_workers_own_statements_replayed_by_a_job_are_refused(path: Path, sql: str, params: list | None) -> None:
+    # In one batch: by the time the forger runs, the worker has prepared its own statements for "warm".
+    warm = job("INSERT INTO t VALUES (1, 'first')", job_id="warm")
+    forger = job(sql, params, job_id="forger")
+    victim = job("INSERT INTO t VALUES (2, 'victim')", job_id="victim")
+    outcomes, _ = apply(path, warm, forger, victim)
+    forger_outcome = outcomes["forger"]
+    if forger_outcome.ok:  # CREATE INDEX IF NOT EXISTS: SQLite finds it there and does nothing
+        assert "IF NOT EXISTS" in sql and forger_outcome.read_only
+    else:
+        assert forger_outcome.error["type"] in {"Forbidden", "SqlError"}, forger_outcome.error
+    assert outcomes["victim"].ok and not outcomes["victim"].replayed and outcomes["victim"].rowcount == 1
+    assert rows(path, "SELECT a, b FROM t ORDER BY a") == [(1, "first"), (2, "victim")]
+    assert rows(path, "SELECT job_id FROM _srdb_jobs ORDER BY job_id") == [("setup",), ("victim",), ("warm",)]
+
+
+def test_a_read_on_the_write_path_records_nothing(path: Path) -> None:
+    before = path.read_bytes()
+    outcomes, changed = apply(path, job("SELECT 1 WHERE 1 IN (" + ",".join(map(str, range(6000))) + ")", job_id="r"))
+    assert outcomes["r"].rows == [[1]] and not changed
+    assert path.read_bytes() == before
+
+
+def test_triggers_and_indexes_left_on_srdbs_tables_are_dropped(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TRIGGER off BEFORE INSERT ON _srdb_jobs BEGIN SELECT RAISE(IGNORE); END")
+    conn.execute("CREATE INDEX odd ON _srdb_jobs (outcome)")
+    conn.commit()
+    conn.close()
+    first, changed = apply(path, job("INSERT INTO t VALUES (5, 'x')", job_id="once"))
+    again, _ = apply(path, job("INSERT INTO t VALUES (5, 'x')", job_id="once"))
+    assert changed and first["once"].ok and again["once"].replayed
+    assert rows(path, "SELECT name FROM sqlite_master WHERE name IN ('off', 'odd')") == []
+
+
+def test_old_job_records_expire(path: Path) -> None:
+    clock = [1_000_000.0]
+    applied = apply_writes(path, [job("INSERT INTO t VALUES (1, 'old')", job_id="old")], sink, lambda j: 5.0,
+                           now=lambda: clock[0])
+    assert applied.changed
+    clock[0] += KEEP_RECORDS_SECONDS + 1
+    apply_writes(path, [job("INSERT INTO t VALUES (2, 'new')", job_id="new")], sink, lambda j: 5.0,
+                 now=lambda: clock[0])
+    assert rows(path, "SELECT job_id FROM _srdb_jobs WHERE job_id IN ('old', 'new')") == [("new",)]
+
+
+def test_jobs_not_started_for_want_of_time_have_no_outcome(path: Path) -> None:
+    budgets = iter([5.0, None])
+    applied = apply_writes(path, [job("INSERT INTO t VALUES (1, 'a')", job_id="a"),
+                                  job("INSERT INTO t VALUES (2, 'b')", job_id="b")], sink, lambda j: next(budgets))
+    assert list(applied.outcomes) == ["a"]
+    assert rows(path, "SELECT a FROM t") == [(1,)]
