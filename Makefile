@@ -28,6 +28,7 @@ $(CHECKOV_VENV)/.installed:
 test: $(STAMP) package $(CHECKOV_VENV)/.installed
 	$(BIN)/ruff check producer worker reaper shared tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
 unit: $(STAMP)

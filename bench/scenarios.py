@@ -20,8 +20,9 @@ from bench.harness import Bench, peak_rss_mib, percentile, worker_processes
 from bench.seed import SeedWorker
 from producer.client import Client
 from producer.load import load_csv, typed
-from shared.results import JobResult, JobState
-from shared.storage import SnapshotStore
+from shared.job.result import JobResult, JobState
+from shared.s3 import Bucket
+from shared.snapshot.store import SnapshotStore
 
 MIB = 1024 * 1024
 
@@ -81,7 +82,7 @@ def _initial_database(run: Bench, tmp: str, mode: str, mib: int) -> None:
     if mode == "seed":
         run.clients["s3"].put_object(Bucket=run.settings.bucket, Key="seed/w.sqlite", Body=path.read_bytes())
         return
-    store = SnapshotStore(run.clients["s3"], run.settings.bucket, f"{tmp}/initial-{mib}",
+    store = SnapshotStore(Bucket(run.clients["s3"], run.settings.bucket), f"{tmp}/initial-{mib}",
                           chunk_size=run.settings.chunk_size)
     snapshot = store.sync("w")
     snapshot.path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ def write_cost(bench: Bench, tmp: str, sizes: tuple[int, ...] = (4, 256), repeat
     figures: dict[str, Any] = {"scenario": "write-cost", "repeats": repeats}
     for mib in sizes:
         run = bench.fresh(tmp)
-        seed_store = SnapshotStore(run.clients["s3"], run.settings.bucket, f"{tmp}/seeding-{mib}",
+        seed_store = SnapshotStore(Bucket(run.clients["s3"], run.settings.bucket), f"{tmp}/seeding-{mib}",
                                    chunk_size=run.settings.chunk_size)
         snapshot = seed_store.sync(f"db{mib}")
         snapshot.path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,18 +13,19 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.jobs import Job
+from shared.job.model import Job
+from shared.job.result import JobResult, JobState
+from shared.job.status import StatusStore
 from shared.lock import SecurityGroupLock
-from shared.results import JobResult, JobState
+from shared.s3 import Bucket
 from shared.settings import Settings
-from shared.status import StatusStore
 
 
 class SeedWorker:
     def __init__(self, settings: Settings, s3: Any, ec2: Any) -> None:
         self.s3, self.bucket = s3, settings.bucket
         self.lock = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=settings.lock_ttl)
-        self.status = StatusStore(s3, settings.bucket)
+        self.status = StatusStore(Bucket(s3, settings.bucket))
         self.folder = Path(tempfile.mkdtemp(prefix="srdb-seed-"))
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from producer.client import Client
 from producer.dlq import DeadLetters
 from producer.local import LocalStack
 from shared.errors import WaitTimeout
-from shared.results import JobResult, JobState
+from shared.job.result import JobResult, JobState
 
 WRITE = [("INSERT INTO log (job_id) VALUES (?)", None), ("UPDATE counter SET n = n + 1", None)]
 

@@ -3,6 +3,6 @@
 from producer.aio import AsyncClient
 from producer.client import Client
 from shared.errors import JobFailed, JobNotFound, SrdbError, WaitTimeout
-from shared.results import JobResult, JobState
+from shared.job.result import JobResult, JobState
 
 __all__ = ["AsyncClient", "Client", "JobFailed", "JobNotFound", "JobResult", "JobState", "SrdbError", "WaitTimeout"]

@@ -21,12 +21,12 @@ from producer.protocol import Submission, check_deployable, poll_delays, prepare
 from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
 from shared.clients import client_config, client_kwargs
 from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
-from shared.jobs import AsOf, Job, JsonParams
-from shared.keys import payload_key, status_key
-from shared.results import JobResult, JobState
+from shared.job.keys import payload_key, status_key
+from shared.job.model import AsOf, Job, JsonParams
+from shared.job.result import JobResult, JobState
+from shared.job.status import parse_part
+from shared.job.values import SqlValue, decode_row
 from shared.settings import Settings
-from shared.status import parse_part
-from shared.values import SqlValue, decode_row
 
 
 class AsyncClient:

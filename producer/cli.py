@@ -26,7 +26,7 @@ from shared.errors import (
     WaitTimeout,
     describe,
 )
-from shared.results import JobResult, JobState
+from shared.job.result import JobResult, JobState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
 
@@ -255,7 +255,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     from producer.shell import Shell
-    from shared.keys import check_database
+    from shared.names import check_database
 
     check_database(args.db)
     return Shell(_client(), args.db, history_file=args.history_file, timeout=args.timeout).run()

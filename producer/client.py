@@ -14,13 +14,14 @@ from botocore.exceptions import ClientError as BotoClientError
 from producer.protocol import Submission, check_deployable, poll_delays, prepare, resend_needed
 from shared.clients import Clients
 from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
-from shared.jobs import AsOf, Job, JsonParams
-from shared.results import JobResult, JobState
+from shared.job.model import AsOf, Job, JsonParams
+from shared.job.result import JobResult, JobState
+from shared.job.status import StatusStore
+from shared.job.values import SqlValue, decode_row
+from shared.s3 import Bucket
 from shared.settings import Settings
-from shared.status import StatusStore
-from shared.storage import Manifest
-from shared.values import SqlValue, decode_row
-from shared.versions import History
+from shared.snapshot.history import History
+from shared.snapshot.manifest import Manifest
 
 
 class Client:
@@ -45,8 +46,9 @@ class Client:
             clients = Clients.build(self.settings)
             s3, sqs = s3 or clients.s3, sqs or clients.sqs
         self.s3, self.sqs, self.sleep, self.clock = s3, sqs, sleep, clock
-        self.store = StatusStore(s3, self.settings.bucket)
-        self.versions = History(s3, self.settings.bucket)
+        bucket = Bucket(s3, self.settings.bucket)
+        self.store = StatusStore(bucket)
+        self.versions = History(bucket)
 
     # -- submit ----------------------------------------------------------------------------
 

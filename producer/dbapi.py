@@ -30,11 +30,12 @@ import sqlparse
 
 from producer.client import Client
 from shared.errors import ClientError, InfrastructureError, NotConfigured, SrdbError, WaitTimeout, describe
-from shared.jobs import AsOf, Job, JsonParams
-from shared.results import JobResult, JobState
+from shared.guard import Guard, open_job_connection
+from shared.job.classify import is_read_job
+from shared.job.model import AsOf, Job, JsonParams
+from shared.job.result import JobResult, JobState
+from shared.job.values import SqlValue, decode_row, encode_value
 from shared.settings import Settings
-from shared.sql import Guard, is_read_job, open_job_connection
-from shared.values import SqlValue, decode_row, encode_value
 
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections

@@ -19,7 +19,7 @@ from pathlib import Path
 from producer.client import Client
 from producer.load import load_csv
 from producer.output import summary, table
-from shared.results import JobResult, JobState
+from shared.job.result import JobResult, JobState
 from shared.settings import Settings
 
 ROWS = 20_000

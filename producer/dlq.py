@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import SrdbError
-from shared.jobs import Job
-from shared.messages import guess_job_id, open_envelope
-from shared.results import JobResult, JobState
-from shared.status import StatusStore
+from shared.job.envelope import guess_job_id, open_envelope
+from shared.job.model import Job
+from shared.job.result import JobResult, JobState
+from shared.job.status import StatusStore
 
 
 @dataclass(frozen=True)

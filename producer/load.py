@@ -16,9 +16,9 @@ from tqdm import tqdm
 from producer.client import Client
 from producer.protocol import Submission, prepare
 from shared.errors import ClientError, JobFailed
-from shared.jobs import Job
-from shared.messages import MAX_INLINE_MESSAGE
-from shared.results import JobState
+from shared.job.envelope import MAX_INLINE_MESSAGE
+from shared.job.model import Job
+from shared.job.result import JobState
 
 # One match tells an integer (group 1) from a real. ASCII digits only.
 _NUMBER = re.compile(r"([-+]?\d{1,19})|[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?", re.ASCII)

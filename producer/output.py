@@ -9,8 +9,8 @@ import shutil
 from collections.abc import Iterable
 from typing import Any
 
-from shared.results import JobResult
-from shared.values import BLOB_TAG, decode_row
+from shared.job.result import JobResult
+from shared.job.values import BLOB_TAG, decode_row
 
 FORMATS = ("table", "json", "csv")
 

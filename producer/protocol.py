@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shared.errors import ClientError, InvalidJob
-from shared.jobs import Job
-from shared.messages import COMPRESS_ABOVE, MAX_INLINE_MESSAGE, claim_check, compressed
-from shared.results import JobResult, JobState
+from shared.job.envelope import COMPRESS_ABOVE, MAX_INLINE_MESSAGE, claim_check, compressed
+from shared.job.model import Job
+from shared.job.result import JobResult, JobState
 from shared.settings import Settings
 
 

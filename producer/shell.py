@@ -21,10 +21,10 @@ import sqlparse
 from producer.client import Client
 from producer.output import FORMATS, render
 from shared.errors import JobFailed, SrdbError, describe
-from shared.jobs import AsOf
-from shared.keys import new_job_id
-from shared.results import JobResult, JobState
-from shared.sql import is_read_statement
+from shared.job.classify import is_read_statement
+from shared.job.model import AsOf
+from shared.job.result import JobResult, JobState
+from shared.names import new_job_id
 
 HISTORY_FILE = Path("~/.srdb_history")
 HELP = """\

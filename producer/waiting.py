@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from producer.client import Client
 from producer.protocol import poll_delays
-from shared.results import JobResult, JobState
+from shared.job.result import JobResult, JobState
 
 
 def wait_all(client: Client, job_ids: list[str], *, timeout: float | None = 600.0, progress: bool = True,

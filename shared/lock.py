@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.awserrors import error_code
 from shared.errors import LockError, LockTimeout
-from shared.keys import check_database
+from shared.names import check_database
 
 log = logging.getLogger("srdb.lock")
 LOCK_TAG = "srdb:lock"

@@ -17,9 +17,10 @@ from producer.client import Client
 from producer.local import create_resources, free_port
 from producer.protocol import prepare
 from shared.clients import client_kwargs
-from shared.jobs import Job
+from shared.job.model import Job
+from shared.job.status import StatusStore
+from shared.s3 import Bucket
 from shared.settings import Settings
-from shared.status import StatusStore
 from worker.batch import Worker
 from worker.handler import run_batch
 from worker.poller import Poller
@@ -102,7 +103,7 @@ def queued(s3: Any, bucket: str, job: Job) -> str:
     """Write ``job``'s QUEUED document as a client does, and return its message body: the worker runs a
     message only as the job its QUEUED document names."""
     submission = prepare(job)
-    store = StatusStore(s3, bucket)
+    store = StatusStore(Bucket(s3, bucket))
     store.put(submission.queued)
     if submission.payload is not None:
         store.put_payload(job.job_id, submission.payload)

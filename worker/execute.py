@@ -23,9 +23,9 @@ from shared.errors import (
     Timeout,
     UserError,
 )
-from shared.jobs import Job
-from shared.results import ResultPart
-from shared.sql import Guard
+from shared.guard import Guard
+from shared.job.model import Job
+from shared.job.result import ResultPart
 from worker.coltypes import ValueTypes, declared_types, merge
 from worker.results import ResultSink
 

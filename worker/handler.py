@@ -39,10 +39,10 @@ def run_batch(worker: Worker, event: dict[str, Any], remaining: float | None = N
         Record(r.message_id, r.body or "", int(r.attributes.approximate_receive_count or 1))
         for r in SQSEvent(event).records
     ]
-    failed = worker.process(records, remaining=remaining)
-    if failed:
-        logger.warning("batch finished with retries", extra={"retry": failed, "size": len(records)})
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+    report = worker.run(records, remaining=remaining)
+    if report.retry():
+        logger.warning("batch finished with retries", extra={"retry": report.retry(), "size": len(records)})
+    return report.batch_item_failures()
 
 
 def emit(stats: BatchStats) -> None:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shared.errors import ResultTooLarge
-from shared.keys import result_part_key
-from shared.results import ResultPart
-from shared.values import encode_row
+from shared.job.keys import result_part_key
+from shared.job.result import ResultPart
+from shared.job.values import encode_row
 
 PART_BYTES = 8 * 1024 * 1024
 

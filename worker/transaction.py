@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import InternalError, SqlError
-from shared.jobs import Job
-from shared.results import ResultPart
-from shared.sql import Guard, open_job_connection
-from shared.wal import written_pages
+from shared.guard import Guard, open_job_connection
+from shared.job.model import Job
+from shared.job.result import ResultPart
+from shared.snapshot.wal import written_pages
 from worker.execute import Outcome, run_job
 from worker.results import ResultSink
 

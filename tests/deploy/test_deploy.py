@@ -17,8 +17,8 @@ import boto3
 import pytest
 
 from producer.client import Client
+from shared.job.result import JobState
 from shared.lock import SecurityGroupLock, lock_groups
-from shared.results import JobState
 from shared.settings import Settings
 from worker.poller import to_lambda_event
 

@@ -9,7 +9,7 @@ import pytest
 
 from producer.client import Client
 from producer.local import LocalStack
-from shared.results import JobState
+from shared.job.result import JobState
 
 pytestmark = pytest.mark.e2e
 INCREMENTS = 500

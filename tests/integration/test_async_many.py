@@ -9,7 +9,7 @@ from typing import Any
 
 from producer.aio import AsyncClient
 from shared.clients import client_config
-from shared.results import JobState
+from shared.job.result import JobState
 from shared.settings import Settings
 
 JOBS = 1000

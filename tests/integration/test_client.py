@@ -12,7 +12,7 @@ import pytest
 from producer.aio import AsyncClient
 from producer.client import Client
 from shared.errors import ClientError, InvalidJob, JobFailed, JobNotFound, WaitTimeout
-from shared.results import JobState
+from shared.job.result import JobState
 from shared.settings import Settings
 
 

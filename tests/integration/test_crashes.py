@@ -20,8 +20,8 @@ from producer.client import Client
 from producer.local import create_resources
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
+from shared.job.result import JobState
 from shared.lock import lock_groups
-from shared.results import JobState
 from shared.settings import Settings
 from worker.batch import CRASH_POINTS, Worker
 from worker.handler import run_batch

@@ -13,9 +13,9 @@ from botocore.config import Config
 from producer.client import Client
 from producer.dlq import DeadLetters
 from shared.clients import client_kwargs
-from shared.jobs import Job
+from shared.job.model import Job
+from shared.job.result import JobState
 from shared.lock import SecurityGroupLock, lock_groups
-from shared.results import JobState
 from shared.settings import Settings
 from worker.batch import Record, Worker
 

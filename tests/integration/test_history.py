@@ -11,7 +11,7 @@ import pytest
 
 from producer.client import Client
 from shared.errors import JobFailed, VersionNotFound
-from shared.results import JobState
+from shared.job.result import JobState
 from shared.settings import Settings
 from tests.faults import FaultyClient
 from worker.batch import Worker

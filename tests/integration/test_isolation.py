@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from producer.client import Client
 from shared.errors import ClientError, SrdbError
-from shared.jobs import MAX_SQL_CHARS, Job
-from shared.keys import manifest_key, version_key
-from shared.results import JobState
+from shared.job.classify import is_read_job
+from shared.job.model import MAX_SQL_CHARS, Job
+from shared.job.result import JobState
 from shared.settings import Settings
-from shared.sql import is_read_job
+from shared.snapshot.keys import manifest_key, version_key
 from worker.batch import Record, Worker
 from worker.handler import run_batch
 

@@ -13,8 +13,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from producer.client import Client
-from shared.jobs import Job
-from shared.results import JobState
+from shared.job.model import Job
+from shared.job.result import JobState
 from shared.settings import Settings
 from worker.batch import Record, Worker
 

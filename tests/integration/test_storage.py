@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 
 from shared.errors import CommitConflict, StorageError
-from shared.keys import chunk_key
+from shared.s3 import Bucket
 from shared.settings import Settings
-from shared.storage import Manifest, SnapshotStore
+from shared.snapshot.keys import chunk_key
+from shared.snapshot.manifest import Manifest
+from shared.snapshot.store import SnapshotStore
 
 CHUNK = 4096
 
 
 def store(settings: Settings, aws: Any, cache: Path, s3: Any = None) -> SnapshotStore:
-    return SnapshotStore(s3 or aws.s3, settings.bucket, cache, chunk_size=CHUNK, concurrency=4)
+    return SnapshotStore(Bucket(s3 or aws.s3, settings.bucket), cache, chunk_size=CHUNK, concurrency=4)
 
 
 def write(path: Path, *statements: str) -> None:
@@ -30,10 +32,9 @@ def write(path: Path, *statements: str) -> None:
 
 
 def commit(s: SnapshotStore, database: str, *statements: str) -> Any:
-    snapshot = s.sync(database)
-    s.begin_write(snapshot)
-    write(snapshot.path, *statements)
-    return s.commit(snapshot, ["job"])
+    with s.writer(database) as writer:
+        write(writer.path, *statements)
+        return writer.commit(["job"])
 
 
 def test_a_database_round_trips_through_chunks(settings: Settings, aws: Any, tmp_path: Path) -> None:
@@ -85,25 +86,23 @@ def test_a_warm_reader_fetches_only_changed_chunks(settings: Settings, aws: Any,
 def test_a_stale_writer_cannot_overwrite_a_newer_snapshot(settings: Settings, aws: Any, tmp_path: Path) -> None:
     first, second = store(settings, aws, tmp_path / "1"), store(settings, aws, tmp_path / "2")
     commit(first, "race", "CREATE TABLE t (a)")
-    stale = second.sync("race")
-    commit(first, "race", "INSERT INTO t VALUES ('winner')")
-    second.begin_write(stale)
-    write(stale.path, "INSERT INTO t VALUES ('loser')")
-    with pytest.raises(CommitConflict, match="changed under this writer"):
-        second.commit(stale, ["loser"])
+    with pytest.raises(CommitConflict, match="changed under this writer"), second.writer("race") as stale:
+        commit(first, "race", "INSERT INTO t VALUES ('winner')")
+        write(stale.path, "INSERT INTO t VALUES ('loser')")
+        stale.commit(["loser"])
+    assert not second.local_path("race").exists()  # a writer that fails leaves no copy behind
     fresh = second.sync("race")
     assert sqlite3.connect(fresh.path).execute("SELECT a FROM t").fetchall() == [("winner",)]
 
 
 def test_two_first_commits_cannot_both_win(settings: Settings, aws: Any, tmp_path: Path) -> None:
     first, second = store(settings, aws, tmp_path / "1"), store(settings, aws, tmp_path / "2")
-    a, b = first.sync("new"), second.sync("new")
-    for s, snap in ((first, a), (second, b)):
-        s.begin_write(snap)
-        write(snap.path, "CREATE TABLE t (a)")
-    first.commit(a, [])
-    with pytest.raises(CommitConflict):
-        second.commit(b, [])
+    with first.writer("new") as a, second.writer("new") as b:
+        for w in (a, b):
+            write(w.path, "CREATE TABLE t (a)")
+        a.commit([])
+        with pytest.raises(CommitConflict):
+            b.commit([])
 
 
 def test_every_committed_version_is_kept(settings: Settings, aws: Any, tmp_path: Path) -> None:
@@ -150,30 +149,41 @@ def test_chunks_are_content_addressed(settings: Settings, aws: Any, tmp_path: Pa
 
 
 def test_a_commit_from_the_log_matches_a_full_rehash(settings: Settings, aws: Any, tmp_path: Path) -> None:
-    from shared.wal import written_pages
+    from shared.snapshot.wal import written_pages
 
     s = store(settings, aws, tmp_path / "a")
     commit(s, "wal", "CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)",
            *[f"INSERT INTO t VALUES ({i}, zeroblob(2000))" for i in range(300)])
-    snapshot = s.sync("wal")
-    s.begin_write(snapshot)
-    conn = sqlite3.connect(snapshot.path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    s.commit(snapshot, [], None)  # the switch to WAL rewrote the header: one full commit
-    conn.close()
-    snapshot = s.sync("wal")
-    s.begin_write(snapshot)
-    conn = sqlite3.connect(snapshot.path, isolation_level=None)
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    conn.execute("UPDATE t SET b = randomblob(10) WHERE a IN (3, 150, 299)")
-    pages = written_pages(Path(f"{snapshot.path}-wal"))
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    s.stats.bytes_up = 0
-    committed = s.commit(snapshot, ["j"], pages)
+    with s.writer("wal") as writer:
+        conn = sqlite3.connect(writer.path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        writer.commit([], None)  # the switch to WAL rewrote the header: one full commit
+        conn.close()
+    with s.writer("wal") as writer:
+        conn = sqlite3.connect(writer.path, isolation_level=None)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("UPDATE t SET b = randomblob(10) WHERE a IN (3, 150, 299)")
+        pages = written_pages(Path(f"{writer.path}-wal"))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        s.stats.bytes_up = 0
+        committed = writer.commit(["j"], pages)
     data = committed.path.read_bytes()
     assert committed.manifest.chunks == [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
                                          for i in range(0, len(data), CHUNK)]
     assert s.stats.bytes_up < len(data) // 4
     assert store(settings, aws, tmp_path / "cold").sync("wal").path.read_bytes() == data
+
+
+def test_a_writer_left_without_a_commit_puts_the_copy_back(settings: Settings, aws: Any, tmp_path: Path) -> None:
+    s = store(settings, aws, tmp_path / "a")
+    commit(s, "back", "CREATE TABLE t (a)", "INSERT INTO t VALUES (zeroblob(20000))")
+    with s.writer("back") as writer:
+        assert writer.version == 1
+    s.stats.bytes_down = 0
+    assert s.sync("back").version == 1 and s.stats.bytes_down == 0  # still the snapshot it was
+    with pytest.raises(RuntimeError, match="boom"), s.writer("back") as writer:
+        write(writer.path, "INSERT INTO t VALUES (2)")
+        raise RuntimeError("boom")
+    assert not s.local_path("back").exists()  # a copy changed and not committed is never reused

@@ -16,10 +16,10 @@ import pytest
 from producer.client import Client
 from producer.protocol import prepare
 from shared.errors import InvalidJob
-from shared.jobs import Job
+from shared.job.envelope import MAX_JOB_TEXT, compressed
+from shared.job.model import Job
+from shared.job.result import JobState
 from shared.lock import SecurityGroupLock
-from shared.messages import MAX_JOB_TEXT, compressed
-from shared.results import JobState
 from shared.settings import Settings
 from worker.batch import Record, Worker
 from worker.handler import run_batch

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidJob
-from shared.jobs import MAX_SQL_CHARS, Job
-from shared.keys import check_database, new_job_id
-from shared.values import decode_value, encode_value
+from shared.job.model import MAX_SQL_CHARS, Job
+from shared.job.values import decode_value, encode_value
+from shared.names import check_database, new_job_id
 
 
 def base(**fields: Any) -> dict[str, Any]:

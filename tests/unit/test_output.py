@@ -5,7 +5,7 @@ import json
 from producer.cli import parse_param
 from producer.load import batches, typed
 from producer.output import csv_text, json_document, table
-from shared.results import JobResult, JobState
+from shared.job.result import JobResult, JobState
 
 
 def test_tables_fit_the_width_they_are_given() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import ResultTooLarge
-from shared.status import parse_part
+from shared.job.status import parse_part
 from worker.results import ResultSink
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from shared.errors import Forbidden, InvalidJob
-from shared.jobs import Job
-from shared.sql import Guard, is_read_job, is_read_statement
+from shared.guard import Guard
+from shared.job.classify import is_read_job, is_read_statement
+from shared.job.model import Job
 from worker.execute import run_job
 from worker.results import ResultSink
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.jobs import Job
+from shared.job.model import Job
 from worker.results import ResultSink
 from worker.transaction import KEEP_RECORDS_SECONDS, apply_writes
 

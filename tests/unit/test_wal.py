@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.wal import dirty_chunks, written_pages
+from shared.snapshot.wal import dirty_chunks, written_pages
 
 
 def chunk_hashes(path: Path, chunk_size: int) -> list[str]:

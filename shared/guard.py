@@ -1,15 +1,13 @@
-"""SQL classification (sqlparse decides the path) and enforcement (SQLite's authorizer decides what runs).
+"""Enforcement: SQLite's authorizer and progress handler decide what a job's statements may do.
 
-sqlparse only routes a job to the read or the write path. What a statement may do is decided
-by SQLite itself: read jobs run on a read-only connection with an authorizer that refuses
-every write, and every job's authorizer refuses what reaches outside its database or into the
-worker's own bookkeeping (``_srdb_*``). A statement sqlparse cannot classify (too long, too deeply
-nested) takes the write path, where SQLite runs whatever it is under the full authorizer.
+Every job's authorizer refuses what reaches outside its database (ATTACH, file functions,
+pragmas outside an allow-list), transaction control, and the worker's own bookkeeping
+(``_srdb_*``); a read job's also refuses every write, on a connection that is read-only anyway.
+The progress handler interrupts a job past its deadline.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -17,20 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlparse
-from sqlparse.exceptions import SQLParseError
-from sqlparse.sql import Statement
-from sqlparse.tokens import Comment, Punctuation
+from shared.errors import Forbidden, ReadOnlyViolation, SrdbError
 
-from shared.errors import Forbidden, InvalidJob, ReadOnlyViolation, SrdbError
-from shared.jobs import Job
-
-READ_TYPES = {"SELECT"}
-READ_FIRST_KEYWORDS = {"SELECT", "WITH", "VALUES", "EXPLAIN"}
 INTERNAL_PREFIX = "_srdb_"
-# sqlparse groups tokens in Python (~10 µs a token) and gives up past 10,000 tokens or 100 levels;
-# a statement longer than this is not parsed at all: SQLite decides on the write path.
-PARSE_MAX_CHARS = 20_000
 # The longest text or blob a job's SQL may make (SQLite's SQLITE_LIMIT_LENGTH, default ~1 GB): a result
 # value is held several times over while it is encoded, and the Lambda has 1 GB.
 MAX_VALUE_BYTES = 64 * 1024 * 1024
@@ -73,43 +60,6 @@ _OBJECT_ARGS: dict[int, tuple[int, ...]] = {
     sqlite3.SQLITE_CREATE_TRIGGER: (0, 1), sqlite3.SQLITE_CREATE_TEMP_TRIGGER: (0, 1),
     sqlite3.SQLITE_DROP_TRIGGER: (0, 1), sqlite3.SQLITE_DROP_TEMP_TRIGGER: (0, 1),
 }
-
-
-def is_read_statement(sql: str) -> bool:
-    """True when ``sql`` is one statement that only reads. Raises InvalidJob for zero or several.
-
-    False too when sqlparse cannot tell (see PARSE_MAX_CHARS): the write path runs any statement."""
-    if len(sql) > PARSE_MAX_CHARS:
-        return False
-    try:
-        parsed = [p for p in sqlparse.parse(sql) if _meaningful(p)]
-    except SQLParseError:
-        return False
-    if not parsed:
-        raise InvalidJob("sql holds no statement")
-    if len(parsed) > 1:
-        raise InvalidJob(f"sql holds {len(parsed)} statements; send several as `statements`")
-    statement = parsed[0]
-    first = statement.token_first(skip_cm=True, skip_ws=True)
-    match = re.match(r"[A-Za-z]+", first.value if first is not None else "")
-    keyword = match.group(0).upper() if match else ""
-    if keyword == "VACUUM" and re.search(r"\bINTO\b", statement.value, re.IGNORECASE):
-        raise Forbidden("VACUUM INTO is not allowed: a job may only use its own database")
-    if keyword == "PRAGMA":
-        return "=" not in statement.value
-    kind = statement.get_type()
-    return kind in READ_TYPES or (kind == "UNKNOWN" and keyword in READ_FIRST_KEYWORDS)
-
-
-def _meaningful(statement: Statement) -> bool:
-    """False for a statement that is only whitespace, comments and semicolons."""
-    return any(not t.is_whitespace and t.ttype not in Comment and t.ttype not in Punctuation
-               for t in statement.flatten())
-
-
-def is_read_job(job: Job) -> bool:
-    """Route a job: reads run concurrently on read-only connections, writes under the lock."""
-    return all(is_read_statement(s.sql) for s in job.statements)
 
 
 def is_internal(name: str | None) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from shared.values import SqlValue, decode_row
+from shared.job.values import SqlValue, decode_row
 
 
 class JobState(str, Enum):

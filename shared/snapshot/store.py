@@ -14,26 +14,29 @@ between costs one cold download, never a wrong read.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from shared.awserrors import MISSING_CODES, NOT_MODIFIED_CODES, PRECONDITION_CODES, error_code
-from shared.errors import CommitConflict, DatabaseDamaged, StorageError
-from shared.keys import check_database, chunk_key, manifest_key, version_key
-from shared.wal import dirty_chunks
+from shared.errors import CommitConflict, DatabaseDamaged, InfrastructureError, StorageError
+from shared.names import check_database
+from shared.s3 import UNCHANGED, Blob, Bucket
+from shared.snapshot.keys import chunk_key, manifest_key, version_key, versions_prefix
+from shared.snapshot.manifest import Manifest, to_millis
+from shared.snapshot.wal import dirty_chunks
 
 log = logging.getLogger("srdb.storage")
 T = TypeVar("T")
@@ -41,38 +44,7 @@ R = TypeVar("R")
 DB_FILE = "db.sqlite"
 STATE_FILE = "state.json"
 _SIDE_FILES = ("-journal", "-wal", "-shm")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """One snapshot: the ordered chunk hashes that make up the file, and what made it."""
-
-    version: int
-    file_size: int
-    page_size: int
-    chunk_size: int
-    chunks: list[str]
-    created_at: float
-    jobs: list[str] = field(default_factory=list)
-    writer: str = ""
-    restored_from: int | None = None
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Manifest:
-        try:
-            doc = json.loads(data)
-            return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
-                       list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
-                       str(doc.get("writer", "")), doc.get("restored_from"))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DatabaseDamaged(f"a manifest does not parse: {type(exc).__name__}: {exc}") from exc
-
-    def __repr__(self) -> str:
-        return (f"Manifest(version={self.version}, file_size={self.file_size}, chunks={len(self.chunks)}, "
-                f"created_at={self.created_at}, writer={self.writer!r}, restored_from={self.restored_from})")
+JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -89,6 +61,31 @@ class LocalSnapshot:
         return self.manifest.version if self.manifest else 0
 
 
+class Writer:
+    """What :meth:`SnapshotStore.writer` hands out: the local file to change, and its commit."""
+
+    def __init__(self, store: SnapshotStore, snapshot: LocalSnapshot) -> None:
+        self._store, self.snapshot = store, snapshot
+        self.committed: LocalSnapshot | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.snapshot.path
+
+    @property
+    def version(self) -> int:
+        """The version the writes apply to (0: the database does not exist yet)."""
+        return self.snapshot.version
+
+    def commit(self, jobs: list[str], pages: set[int] | None = None) -> LocalSnapshot:
+        """Publish the changed file as the next version. CommitConflict when another writer got there first.
+        ``pages``: the pages the writes changed (None: re-hash the whole file)."""
+        if self.committed is not None:
+            raise RuntimeError("a writer commits once")
+        self.committed = self._store._commit(self.snapshot, jobs, pages)
+        return self.committed
+
+
 @dataclass
 class TransferStats:
     bytes_down: int = 0
@@ -101,20 +98,60 @@ class SnapshotStore:
 
     def __init__(
         self,
-        s3: Any,
-        bucket: str,
+        bucket: Bucket,
         cache_dir: str | Path,
         *,
         chunk_size: int = 256 * 1024,
         concurrency: int = 16,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self.s3, self.bucket, self.cache_dir = s3, bucket, Path(cache_dir)
+        self.bucket, self.cache_dir = bucket, Path(cache_dir)
+        self._local = defaultdict(threading.Lock)  # type: defaultdict[str, threading.Lock]
         self.chunk_size, self.concurrency, self.now = chunk_size, concurrency, now
         self.stats = TransferStats()
 
     def local_path(self, database: str) -> Path:
         return self.cache_dir / check_database(database) / DB_FILE
+
+    @contextmanager
+    def exclusive(self, database: str) -> Iterator[None]:
+        """One batch at a time touches a local copy: across threads, and across processes on one machine."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with self._local[check_database(database)], open(self.cache_dir / f".{database}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def reader(self, database: str) -> Iterator[LocalSnapshot]:
+        """The local copy brought up to the current snapshot, for reads: nothing changes it meanwhile
+        (reads open it ``immutable``), and old snapshots (:meth:`materialize`) may be built beside it."""
+        with self.exclusive(database):
+            yield self.sync(database)
+
+    @contextmanager
+    def writer(self, database: str) -> Iterator[Writer]:
+        """The local copy, current and ready to change, then committed or put back.
+
+        The order is fixed here: take the copy exclusively, bring it up to the current snapshot (a
+        database without a manifest only where it has no history either), mark it changing, let the
+        caller apply its writes to ``writer.path``, and then either ``writer.commit(...)`` (the
+        conditional manifest write) or nothing: leaving without a commit puts the copy back as the
+        snapshot it was, and leaving by an exception discards it.
+        """
+        with self.exclusive(database):
+            snapshot = self.sync(database, for_write=True)
+            self._begin_write(snapshot)
+            writer = Writer(self, snapshot)
+            try:
+                yield writer
+            except BaseException:
+                self.discard(database)
+                raise
+            if writer.committed is None:
+                self._end_write(snapshot)
 
     def sync(self, database: str, *, for_write: bool = False) -> LocalSnapshot:
         """Bring the local copy up to the current snapshot, fetching only chunks that changed.
@@ -124,26 +161,17 @@ class SnapshotStore:
         folder = self.cache_dir / check_database(database)
         path = folder / DB_FILE
         local = self._load_state(database)
-        try:
-            extra = {"IfNoneMatch": local.etag} if local and local.etag else {}
-            response = self.s3.get_object(Bucket=self.bucket, Key=manifest_key(database), **extra)
-            self.stats.requests += 1
-        except ClientError as exc:
-            self.stats.requests += 1
-            code = error_code(exc)
-            if code in NOT_MODIFIED_CODES and local:
-                return local
-            if code in MISSING_CODES:
-                self.discard(database)
-                if for_write:
-                    self._check_no_history(database)
-                return LocalSnapshot(database, path, None, None)
-            raise StorageError(f"reading manifest of {database}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"reading manifest of {database}: {exc}") from exc
-        body = response["Body"].read()
-        self.stats.bytes_down += len(body)
-        manifest, etag = Manifest.from_bytes(body), str(response["ETag"])
+        found = self.bucket.get_if_changed(manifest_key(database), local.etag if local else None)
+        self.stats.requests += 1
+        if found is UNCHANGED and local:
+            return local
+        if not isinstance(found, Blob):
+            self.discard(database)
+            if for_write:
+                self._check_no_history(database)
+            return LocalSnapshot(database, path, None, None)
+        self.stats.bytes_down += len(found.body)
+        manifest, etag = Manifest.from_bytes(found.body), found.etag
         old = local.manifest if local else None
         if old is None or old.chunk_size != manifest.chunk_size or not path.exists():
             self.discard(database)
@@ -164,14 +192,10 @@ class SnapshotStore:
         return snapshot
 
     def _check_no_history(self, database: str) -> None:
-        prefix = version_key(database, 0).rsplit("/", 1)[0] + "/"
-        try:
-            found = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"listing the history of {database}: {exc}") from exc
-        if found:
+        prefix = versions_prefix(database)
+        if any(self.bucket.list(prefix, limit=1)):
             raise DatabaseDamaged(
-                f"database {database} has versions under s3://{self.bucket}/{prefix} but no manifest.json: "
+                f"database {database} has versions under s3://{self.bucket.name}/{prefix} but no manifest.json: "
                 "nothing is written until it is repaired (copy its newest version to manifest.json); "
                 "its write jobs are retried, then dead-lettered")
 
@@ -204,19 +228,19 @@ class SnapshotStore:
         os.replace(tmp, path)
         return path
 
-    def begin_write(self, snapshot: LocalSnapshot) -> None:
+    def _begin_write(self, snapshot: LocalSnapshot) -> None:
         """Mark the local copy as being changed: until commit, it no longer matches a manifest."""
         snapshot.path.parent.mkdir(parents=True, exist_ok=True)
         self._forget_state(snapshot.database)
 
-    def end_write(self, snapshot: LocalSnapshot) -> None:
+    def _end_write(self, snapshot: LocalSnapshot) -> None:
         """The write was rolled back: the local copy matches its manifest again (or never existed)."""
         if snapshot.manifest is None:
             self.discard(snapshot.database)
         else:
             self._save_state(snapshot)
 
-    def commit(self, snapshot: LocalSnapshot, jobs: list[str], pages: set[int] | None = None) -> LocalSnapshot:
+    def _commit(self, snapshot: LocalSnapshot, jobs: list[str], pages: set[int] | None = None) -> LocalSnapshot:
         """Publish the local file as the next snapshot. CommitConflict if another writer got there first.
 
         ``pages``: the pages the write changed (from the write-ahead log); only their chunks are
@@ -241,13 +265,13 @@ class SnapshotStore:
         self._save_state(committed)
         # History for point-in-time reads; written after the commit so it never names a lost write,
         # and never over an entry that is there already.
-        put_version(self.s3, self.bucket, database, manifest, body)
+        put_version(self.bucket, database, manifest, body)
         self.stats.requests += 1
         return committed
 
     def _put_manifest(self, snapshot: LocalSnapshot, manifest: Manifest, body: bytes) -> str:
         try:
-            etag = put_manifest(self.s3, self.bucket, snapshot.database, manifest, body, snapshot.etag)
+            etag = put_manifest(self.bucket, snapshot.database, manifest, body, snapshot.etag)
         except (CommitConflict, StorageError):
             self.discard(snapshot.database)
             raise
@@ -295,25 +319,22 @@ class SnapshotStore:
             return list(pool.map(work, items))
 
     def _put(self, key: str, body: bytes) -> None:
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"writing s3://{self.bucket}/{key}: {exc}") from exc
+        self.bucket.put(key, body)
         self.stats.requests += 1
         self.stats.bytes_up += len(body)
 
     def _fetch_chunk(self, database: str, digest: str) -> bytes:
         key = chunk_key(database, digest)
         for _ in range(3):
-            try:
-                data: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            except (ClientError, BotoCoreError) as exc:
-                raise StorageError(f"reading s3://{self.bucket}/{key}: {exc}") from exc
+            found = self.bucket.get(key)
+            if found is None:
+                raise StorageError(f"chunk s3://{self.bucket.name}/{key} is missing")
+            data = found.body
             self.stats.requests += 1
             self.stats.bytes_down += len(data)
             if hashlib.sha256(data).hexdigest() == digest:
                 return data
-        raise StorageError(f"chunk s3://{self.bucket}/{key} does not match its hash after 3 reads")
+        raise StorageError(f"chunk s3://{self.bucket.name}/{key} does not match its hash after 3 reads")
 
     def _load_state(self, database: str) -> LocalSnapshot | None:
         folder = self.cache_dir / database
@@ -338,12 +359,7 @@ class SnapshotStore:
             (folder / (DB_FILE + suffix)).unlink(missing_ok=True)
 
 
-def to_millis(epoch: float) -> float:
-    """Snapshot times are whole milliseconds, so a time printed to the millisecond names its snapshot exactly."""
-    return math.floor(epoch * 1000) / 1000
-
-
-def put_manifest(s3: Any, bucket: str, database: str, manifest: Manifest, body: bytes, etag: str | None) -> str:
+def put_manifest(bucket: Bucket, database: str, manifest: Manifest, body: bytes, etag: str | None) -> str:
     """The conditional write that commits: over ``etag`` (the manifest the writer read), or over
     nothing for a new database. Returns the new ETag; CommitConflict if another write got there first.
 
@@ -351,55 +367,49 @@ def put_manifest(s3: Any, bucket: str, database: str, manifest: Manifest, body: 
     its own condition. So after any failure the current manifest is read back: if it carries this
     commit's writer id, the commit happened.
     """
-    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    key = manifest_key(database)
+    failure: InfrastructureError
     try:
-        response = s3.put_object(Bucket=bucket, Key=manifest_key(database), Body=body,
-                                 ContentType="application/json", **condition)
-        return str(response["ETag"])
-    except (ClientError, BotoCoreError) as exc:
-        failure: Exception = exc
+        if etag:
+            written = bucket.put_if_match(key, body, etag, content_type=JSON)
+        else:
+            written = bucket.put_if_none_match(key, body, content_type=JSON)
+        if written is not None:
+            return written
+        failure = CommitConflict(f"database {database} changed under this writer "
+                                 f"(version {manifest.version - 1} is no longer current)")
+    except StorageError as exc:
+        failure = StorageError(f"committing {database}: {exc}")
+        failure.__cause__ = exc
     try:
-        current = current_manifest(s3, bucket, database)
+        current = current_manifest(bucket, database)
     except StorageError:
         current = None
     if current is not None and current[0].writer == manifest.writer:
         return current[1]
-    if isinstance(failure, ClientError) and error_code(failure) in PRECONDITION_CODES:
-        raise CommitConflict(f"database {database} changed under this writer "
-                             f"(version {manifest.version - 1} is no longer current)") from failure
-    raise StorageError(f"committing {database}: {failure}") from failure
+    raise failure
 
 
-def put_version(s3: Any, bucket: str, database: str, manifest: Manifest, body: bytes) -> None:
+def put_version(bucket: Bucket, database: str, manifest: Manifest, body: bytes) -> None:
     """Write the history entry of a committed version, only where there is none (If-None-Match).
 
-    An entry that is there already is this commit's own when its writer id matches (a PUT whose
-    response was lost and was sent again); any other is left as it is and the clash logged."""
+    An entry that is there already is left as it is and the clash logged: it is this commit's own
+    when a PUT whose response was lost was sent again, and history is never overwritten."""
     key = version_key(database, manifest.version)
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
-    except ClientError as exc:
-        if error_code(exc) not in PRECONDITION_CODES:
-            raise StorageError(f"version {manifest.version} of {database} is current, but its history entry "
-                               f"was not written: {exc}") from exc
-        log.warning("database %s: history entry %s exists already; left as it is", database, key)
-    except BotoCoreError as exc:
+        written = bucket.put_if_none_match(key, body, content_type=JSON)
+    except StorageError as exc:
         raise StorageError(f"version {manifest.version} of {database} is current, but its history entry "
                            f"was not written: {exc}") from exc
+    if written is None:
+        log.warning("database %s: history entry %s exists already; left as it is", database, key)
 
 
-def current_manifest(s3: Any, bucket: str, database: str) -> tuple[Manifest, str] | None:
+def current_manifest(bucket: Bucket, database: str) -> tuple[Manifest, str] | None:
     """The current manifest and its ETag; None when the database does not exist. StorageError when
     S3 fails: an outage is not an absent database."""
-    try:
-        response = s3.get_object(Bucket=bucket, Key=manifest_key(database))
-        return Manifest.from_bytes(response["Body"].read()), str(response["ETag"])
-    except ClientError as exc:
-        if error_code(exc) in MISSING_CODES:
-            return None
-        raise StorageError(f"reading manifest of {database}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise StorageError(f"reading manifest of {database}: {exc}") from exc
+    found = bucket.get(manifest_key(database))
+    return (Manifest.from_bytes(found.body), found.etag) if found is not None else None
 
 
 def _page_size(path: Path) -> int:

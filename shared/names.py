@@ -1,4 +1,4 @@
-"""Names that reach S3 keys and security-group names: validated here, before any use."""
+"""Names that reach S3 keys and security-group names: database names and job ids, validated here before any use."""
 
 from __future__ import annotations
 
@@ -30,27 +30,3 @@ def new_job_id(now: float | None = None) -> str:
     millis = int((time.time() if now is None else now) * 1000)
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
-
-def status_key(job_id: str) -> str:
-    return f"results/{check_job_id(job_id)}.json"
-
-
-def result_part_key(job_id: str, index: int) -> str:
-    return f"results/{check_job_id(job_id)}/part-{index:05d}.jsonl.gz"
-
-
-def payload_key(job_id: str) -> str:
-    return f"jobs/{check_job_id(job_id)}/payload.json"
-
-
-def manifest_key(database: str) -> str:
-    return f"db/{check_database(database)}/manifest.json"
-
-
-def version_key(database: str, version: int) -> str:
-    return f"db/{check_database(database)}/versions/{version:012d}.json"
-
-
-def chunk_key(database: str, digest: str) -> str:
-    return f"db/{check_database(database)}/chunks/{digest}"

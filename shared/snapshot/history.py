@@ -15,53 +15,39 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from shared.awserrors import MISSING_CODES, error_code
-from shared.errors import DatabaseNotFound, StorageError, VersionNotFound
-from shared.jobs import AsOf, as_of_time
-from shared.keys import check_database, version_key
-from shared.storage import Manifest, current_manifest, put_manifest, put_version, to_millis
+from shared.errors import DatabaseNotFound, VersionNotFound
+from shared.names import check_database
+from shared.s3 import Bucket
+from shared.snapshot.keys import version_key, versions_prefix
+from shared.snapshot.manifest import Manifest, to_millis
+from shared.snapshot.store import current_manifest, put_manifest, put_version
 
 
 class History:
     """The version manifests of the databases in one bucket."""
 
-    def __init__(self, s3: Any, bucket: str, *, now: Callable[[], float] = time.time) -> None:
-        self.s3, self.bucket, self.now = s3, bucket, now
+    def __init__(self, bucket: Bucket, *, now: Callable[[], float] = time.time) -> None:
+        self.bucket, self.now = bucket, now
 
     def current(self, database: str) -> tuple[Manifest, str]:
-        found = current_manifest(self.s3, self.bucket, check_database(database))
+        found = current_manifest(self.bucket, check_database(database))
         if found is None:
             raise DatabaseNotFound(f"database {database} does not exist: no write has created it yet")
         return found
 
     def versions(self, database: str) -> list[int]:
         """Every retained version number, oldest first."""
-        prefix = f"db/{check_database(database)}/versions/"
-        found: list[int] = []
-        try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    name = item["Key"][len(prefix):].removesuffix(".json")
-                    if name.isdigit():
-                        found.append(int(name))
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"listing versions of {database}: {exc}") from exc
-        return sorted(found)
+        prefix = versions_prefix(database)
+        names = (key[len(prefix):].removesuffix(".json") for key in self.bucket.list(prefix))
+        return sorted(int(name) for name in names if name.isdigit())
 
     def manifest(self, database: str, version: int) -> Manifest:
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=version_key(database, version))["Body"].read()
-        except ClientError as exc:
-            if error_code(exc) in MISSING_CODES:
-                raise VersionNotFound(f"database {database} has no retained version {version}") from None
-            raise StorageError(f"reading version {version} of {database}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"reading version {version} of {database}: {exc}") from exc
-        return Manifest.from_bytes(body)
+        found = self.bucket.get(version_key(database, version))
+        if found is None:
+            raise VersionNotFound(f"database {database} has no retained version {version}")
+        return Manifest.from_bytes(found.body)
 
     def list(self, database: str, limit: int = 20) -> list[Manifest]:
         """The newest ``limit`` retained snapshots, newest first."""
@@ -71,8 +57,8 @@ class History:
             older = list(pool.map(lambda v: self.manifest(database, v), numbers))
         return [current, *older][:limit]
 
-    def resolve(self, database: str, as_of: AsOf, current: Manifest | None = None) -> Manifest:
-        """The snapshot a read ``as_of`` a version number or a time sees."""
+    def resolve(self, database: str, as_of: int | datetime, current: Manifest | None = None) -> Manifest:
+        """The snapshot a read ``as_of`` a version number or a moment sees."""
         if current is None:
             current, _ = self.current(database)
         if isinstance(as_of, int):
@@ -82,7 +68,7 @@ class History:
                 raise VersionNotFound(f"database {database} has no version {as_of} yet "
                                       f"(the current version is {current.version})")
             return self.manifest(database, as_of)
-        moment = as_of_time(as_of)
+        moment = as_of.timestamp()
         if moment >= current.created_at:
             return current
         # Versions are committed in order, so their times are sorted: a binary search reads log2(n) of them.
@@ -97,7 +83,7 @@ class History:
 
         index = bisect.bisect_right(range(len(numbers)), moment, key=created) - 1
         if index < 0:
-            raise VersionNotFound(f"database {database} did not exist yet at {as_of}")
+            raise VersionNotFound(f"database {database} did not exist yet at {as_of.isoformat()}")
         return self.manifest(database, numbers[index])
 
     def restore(self, database: str, version: int) -> Manifest:
@@ -107,6 +93,6 @@ class History:
         restored = replace(old, version=current.version + 1, created_at=to_millis(self.now()), jobs=[],
                            writer=uuid.uuid4().hex, restored_from=old.version)
         body = restored.to_bytes()
-        put_manifest(self.s3, self.bucket, database, restored, body, etag)
-        put_version(self.s3, self.bucket, database, restored, body)
+        put_manifest(self.bucket, database, restored, body, etag)
+        put_version(self.bucket, database, restored, body)
         return restored

@@ -16,7 +16,8 @@ import zlib
 from dataclasses import dataclass
 
 from shared.errors import InvalidJob
-from shared.keys import check_job_id, payload_key
+from shared.job.keys import payload_key
+from shared.names import check_job_id
 
 # SQS takes 256 KiB per message (message attributes included); keep a margin.
 MAX_INLINE_MESSAGE = 240 * 1024

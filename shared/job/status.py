@@ -7,53 +7,39 @@ import json
 from collections.abc import Iterator
 from typing import Any, overload
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
 from shared.errors import InternalError, StorageError
-from shared.keys import payload_key, status_key
-from shared.results import JobResult, JobState
+from shared.job.keys import payload_key, status_key
+from shared.job.result import JobResult, JobState
+from shared.s3 import Bucket
+
+JSON = "application/json"
 
 
 class StatusStore:
     """Reads and writes status documents, result parts and claim-checked payloads in one bucket."""
 
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self.s3, self.bucket = s3, bucket
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
 
     def get(self, job_id: str) -> tuple[JobResult | None, str | None]:
         """The job's status document and its ETag, or (None, None) when there is none."""
+        found = self.bucket.get(status_key(job_id))
+        if found is None:
+            return None, None
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=status_key(job_id))
-        except ClientError as exc:
-            if error_code(exc) in MISSING_CODES:
-                return None, None
-            raise StorageError(f"reading status of {job_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"reading status of {job_id}: {exc}") from exc
-        body = response["Body"].read()
-        try:
-            return JobResult.from_bytes(body), str(response["ETag"])
+            return JobResult.from_bytes(found.body), found.etag
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InternalError(f"the status document {status_key(job_id)} is corrupt "
                                 f"({type(exc).__name__}: {exc}); the job is not run") from exc
 
     def put(self, result: JobResult, *, if_match: str | None = None, if_none_match: bool = False) -> bool:
         """Write a status document; False when its condition failed (someone else wrote first)."""
-        condition: dict[str, str] = {}
+        key, body = status_key(result.job_id), result.to_bytes()
         if if_match:
-            condition["IfMatch"] = if_match
-        elif if_none_match:
-            condition["IfNoneMatch"] = "*"
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=status_key(result.job_id), Body=result.to_bytes(),
-                               ContentType="application/json", **condition)
-        except ClientError as exc:
-            if condition and error_code(exc) in PRECONDITION_CODES:
-                return False
-            raise StorageError(f"writing status of {result.job_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"writing status of {result.job_id}: {exc}") from exc
+            return self.bucket.put_if_match(key, body, if_match, content_type=JSON) is not None
+        if if_none_match:
+            return self.bucket.put_if_none_match(key, body, content_type=JSON) is not None
+        self.bucket.put(key, body, content_type=JSON)
         return True
 
     def cancel(self, job_id: str) -> JobState:
@@ -70,10 +56,7 @@ class StatusStore:
         return latest.state if latest else JobState.NOT_FOUND
 
     def put_bytes(self, key: str, body: bytes) -> None:
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"writing s3://{self.bucket}/{key}: {exc}") from exc
+        self.bucket.put(key, body)
 
     @overload
     def get_bytes(self, key: str) -> bytes: ...
@@ -83,15 +66,10 @@ class StatusStore:
 
     def get_bytes(self, key: str, *, missing_ok: bool = False) -> bytes | None:
         """An object's bytes; None when ``missing_ok`` and there is no such object."""
-        try:
-            data: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            return data
-        except ClientError as exc:
-            if missing_ok and error_code(exc) in MISSING_CODES:
-                return None
-            raise StorageError(f"reading s3://{self.bucket}/{key}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"reading s3://{self.bucket}/{key}: {exc}") from exc
+        found = self.bucket.get(key)
+        if found is None and not missing_ok:
+            raise StorageError(f"s3://{self.bucket.name}/{key} does not exist")
+        return found.body if found is not None else None
 
     def put_payload(self, job_id: str, body: str) -> str:
         key = payload_key(job_id)

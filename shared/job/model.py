@@ -10,8 +10,8 @@ from functools import cached_property
 from typing import Any, Literal, cast
 
 from shared.errors import InvalidJob
-from shared.keys import check_database, check_job_id, new_job_id
-from shared.values import SqlValue, decode_value
+from shared.job.values import SqlValue, decode_value
+from shared.names import check_database, check_job_id, new_job_id
 
 SCHEMA_VERSION = 1
 MAX_SQL_CHARS = 4 * 1024 * 1024  # a statement's characters (SQLite's own limit is ~1e9)
@@ -213,6 +213,14 @@ def _as_of(value: object) -> AsOf | None:
         except ValueError:
             pass
     raise InvalidJob(f"as_of {value!r:.80} must be a snapshot version (an integer from 1) or an ISO 8601 time")
+
+
+def as_of_point(value: AsOf) -> int | datetime:
+    """An ``as_of`` as the snapshot engine takes it: a version number, or an aware moment."""
+    if isinstance(value, int):
+        return value
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def as_of_time(value: str) -> float:

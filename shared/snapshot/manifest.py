@@ -1,0 +1,46 @@
+"""A snapshot's manifest: the ordered chunk hashes of a SQLite file, its sizes, and what made it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from shared.errors import DatabaseDamaged
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One snapshot: the ordered chunk hashes that make up the file, and what made it."""
+
+    version: int
+    file_size: int
+    page_size: int
+    chunk_size: int
+    chunks: list[str]
+    created_at: float
+    jobs: list[str] = field(default_factory=list)
+    writer: str = ""
+    restored_from: int | None = None
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        try:
+            doc = json.loads(data)
+            return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
+                       list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
+                       str(doc.get("writer", "")), doc.get("restored_from"))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DatabaseDamaged(f"a manifest does not parse: {type(exc).__name__}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return (f"Manifest(version={self.version}, file_size={self.file_size}, chunks={len(self.chunks)}, "
+                f"created_at={self.created_at}, writer={self.writer!r}, restored_from={self.restored_from})")
+
+
+def to_millis(epoch: float) -> float:
+    """Snapshot times are whole milliseconds, so a time printed to the millisecond names its snapshot exactly."""
+    return math.floor(epoch * 1000) / 1000

@@ -1,0 +1,108 @@
+"""Stage four: each job's final status document (and its callback), and the FAILED documents of
+refused messages. A message is done only once its document is written; if S3 fails, it is retried."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import StorageError, UserError
+from shared.job.result import JobResult, JobState
+from shared.job.status import StatusStore
+from worker.verdicts import Deferred, Refusal, Task, Verdict
+
+log = logging.getLogger("srdb.worker")
+MAX_CALLBACK_BYTES = 240 * 1024
+
+
+class Publisher:
+    def __init__(self, status: StatusStore, sqs: Any, *, max_receive_count: int, now: Callable[[], float]) -> None:
+        self.status, self.sqs, self.max_receive_count, self.now = status, sqs, max_receive_count, now
+
+    def publish(self, task: Task, verdict: Verdict) -> bool:
+        """Write the job's final status document (and the callback). False: retry the message."""
+        if isinstance(verdict, Deferred):
+            if task.record.receive_count >= self.max_receive_count:
+                self._dead_letter(task, verdict)
+            return False
+        outcome, finished = verdict.outcome, self.now()
+        submitted = _epoch(task.job.submitted_at)
+        timings = {"run_ms": round(outcome.run_ms, 3)}
+        if submitted is not None:
+            timings["queued_ms"] = round(max(0.0, verdict.started - submitted) * 1000, 3)
+            timings["total_ms"] = round(max(0.0, finished - submitted) * 1000, 3)
+        result = JobResult(
+            task.job.job_id, JobState.SUCCEEDED if outcome.ok else JobState.FAILED,
+            database=task.job.database, columns=outcome.columns, types=outcome.types, rows=outcome.rows,
+            rowcount=outcome.rowcount, lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts,
+            version=verdict.version, submitted_at=task.job.submitted_at, finished_at=iso(finished),
+            timings=timings, job_digest=task.digest,
+        )
+        try:
+            # A read is only published over the document it saw, so a cancel that won the race stands.
+            # A write's effect is committed whatever a late cancel said, so its result always lands.
+            written = self.status.put(result, if_match=task.etag if task.read else None)
+        except (StorageError, OSError) as exc:
+            log.warning("job %s: result not published: %s; it will be retried", task.job.job_id, exc,
+                        extra={"job_id": task.job.job_id})
+            return False
+        if written and task.job.reply_to:
+            try:
+                self._callback(task.job.reply_to, result)
+            except Exception as exc:  # a callback queue that refuses is reported, not retried forever
+                log.warning("job %s: callback to %s failed: %s", task.job.job_id, task.job.reply_to, exc,
+                            extra={"job_id": task.job.job_id})
+        return True
+
+    def refuse(self, refusal: Refusal) -> bool:
+        """Write a refused message's FAILED document where it harms no other job. False: S3 failed, retry."""
+        job_id = refusal.job_id
+        log.warning("message %s (job %s) is refused: %s", refusal.record.message_id, job_id, refusal.error,
+                    extra={"job_id": job_id, "message_id": refusal.record.message_id})
+        result = JobResult(job_id, JobState.FAILED, error=refusal.error.to_json(), finished_at=iso(self.now()),
+                           job_digest=refusal.digest)
+        try:
+            if refusal.etag is not None:
+                self.status.put(result, if_match=refusal.etag)
+            else:
+                self.status.put(result, if_none_match=True)
+        except StorageError:
+            return False
+        except UserError:
+            pass  # the id is not one a key may hold: there is no document to write
+        return True
+
+    def _dead_letter(self, task: Task, verdict: Deferred) -> None:
+        """The last delivery failed too: SQS moves the message to the dead-letter queue, and the
+        status document says why. ``retryable`` stays true: ``srdb dlq redrive`` runs it again."""
+        reason = verdict.reason
+        error = {"type": reason.type, "retryable": True, "message": (
+            f"gave up after {task.record.receive_count} deliveries: {reason}; the job is in the dead-letter "
+            "queue (srdb dlq redrive sends it back)")}
+        result = JobResult(task.job.job_id, JobState.FAILED, database=task.job.database, error=error,
+                           submitted_at=task.job.submitted_at, finished_at=iso(self.now()), job_digest=task.digest)
+        try:
+            self.status.put(result, if_match=task.etag)
+        except StorageError as exc:
+            log.warning("job %s: dead-letter status not written: %s", task.job.job_id, exc)
+
+    def _callback(self, queue_url: str, result: JobResult) -> None:
+        body = result.to_bytes()
+        if len(body) > MAX_CALLBACK_BYTES:
+            body = json.dumps({"job_id": result.job_id, "state": result.state.value,
+                               "status_key": f"results/{result.job_id}.json"}).encode()
+        self.sqs.send_message(QueueUrl=queue_url, MessageBody=body.decode())
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,88 @@
+"""Stage three: one database's read jobs, run concurrently, each on its own read-only connection to
+the local copy (or to an old snapshot, for reads ``as_of`` it)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from shared.errors import DatabaseNotFound, InfrastructureError, StorageError, UserError
+from shared.guard import Guard, open_job_connection
+from shared.job.model import AsOf, Job, as_of_point
+from shared.snapshot.history import History
+from shared.snapshot.manifest import Manifest
+from shared.snapshot.store import SnapshotStore
+from worker.execute import Outcome, run_job
+from worker.results import ResultSink
+from worker.verdicts import Deferred, Done, GroupResult, Task, Verdict, deferred
+from worker.writes import OUT_OF_TIME
+
+
+class ReadStage:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        history: History,
+        *,
+        concurrency: int,
+        sink: Callable[[Job], ResultSink],
+        budget: Callable[[Job], float | None],
+        now: Callable[[], float],
+    ) -> None:
+        self.store, self.history, self.concurrency = store, history, concurrency
+        self.sink, self.budget, self.now = sink, budget, now
+
+    def run(self, database: str, tasks: list[Task]) -> GroupResult:
+        try:
+            with self.store.reader(database) as snapshot:
+                if snapshot.manifest is None:
+                    # Decided here, once: a database no write has created has no version to read.
+                    missing = DatabaseNotFound(f"database {database} does not exist: no write has created it yet")
+                    return GroupResult({t.record.message_id: Done(Outcome.failed(t.job.job_id, missing), None,
+                                                                  self.now()) for t in tasks})
+                by_as_of: dict[AsOf | None, list[Task]] = defaultdict(list)
+                for task in tasks:
+                    by_as_of[task.job.as_of].append(task)
+                verdicts: dict[str, Verdict] = {}
+                for as_of, group in by_as_of.items():
+                    verdicts.update(self._as_of(database, as_of, group, snapshot.path, snapshot.version,
+                                                snapshot.manifest))
+                return GroupResult(verdicts)
+        except InfrastructureError as exc:
+            return GroupResult(deferred(tasks, exc))
+
+    def _as_of(self, database: str, as_of: AsOf | None, tasks: list[Task], path: Path, version: int,
+               current: Manifest) -> dict[str, Verdict]:
+        if as_of is None:
+            return self._read_file(path, version, tasks)
+        try:
+            old = self.history.resolve(database, as_of_point(as_of), current)
+            at = path if old.version == version else self.store.materialize(database, old)
+        except UserError as exc:
+            return {t.record.message_id: Done(Outcome.failed(t.job.job_id, exc), None, self.now()) for t in tasks}
+        except (InfrastructureError, OSError) as exc:
+            return deferred(tasks, exc if isinstance(exc, InfrastructureError) else StorageError(str(exc)))
+        return self._read_file(at, old.version, tasks)
+
+    def _read_file(self, path: Path, version: int, tasks: list[Task]) -> dict[str, Verdict]:
+        def read(task: Task) -> Verdict:
+            budget = self.budget(task.job)
+            if budget is None:
+                return Deferred(OUT_OF_TIME)
+            started = self.now()
+            guard = Guard(read_only=True)
+            try:
+                # immutable: nothing changes the local copy while this database's reads run (see reader()).
+                conn = open_job_connection(f"file:{path}?mode=ro&immutable=1", guard, uri=True)
+            except sqlite3.Error as exc:
+                return Deferred(StorageError(f"local copy: {exc}"))
+            try:
+                return Done(run_job(conn, guard, task.job, self.sink(task.job), budget=budget), version, started)
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(max(1, min(self.concurrency, len(tasks)))) as pool:
+            return dict(zip((t.record.message_id for t in tasks), pool.map(read, tasks), strict=True))

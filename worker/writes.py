@@ -1,0 +1,85 @@
+"""Stage two: one database's write jobs, under its lock, applied to the local copy and committed.
+
+The lock only avoids wasted work; the commit is a conditional write of the manifest, so a writer
+whose lock was broken while it stalled gets 412 (CommitConflict) and runs its jobs again at once on
+the snapshot that won. Infrastructure failures leave the jobs to SQS redelivery (Deferred).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from shared.errors import CommitConflict, InfrastructureError, StorageError
+from shared.job.model import Job
+from shared.lock import SecurityGroupLock
+from shared.snapshot.store import SnapshotStore
+from worker.results import ResultSink
+from worker.transaction import apply_writes
+from worker.verdicts import Deferred, Done, GroupResult, Task, Verdict, deferred
+
+log = logging.getLogger("srdb.worker")
+COMMIT_ATTEMPTS = 2
+OUT_OF_TIME = InfrastructureError("the batch ran out of time before this job started; it runs again")
+
+
+class WriteStage:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        lock: SecurityGroupLock,
+        *,
+        lock_wait: float,
+        sink: Callable[[Job], ResultSink],
+        budget: Callable[[Job], float | None],
+        now: Callable[[], float],
+        crash: Callable[[str], None],
+    ) -> None:
+        self.store, self.lock, self.lock_wait = store, lock, lock_wait
+        self.sink, self.budget, self.now, self.crash = sink, budget, now, crash
+
+    def run(self, database: str, tasks: list[Task]) -> GroupResult:
+        try:
+            handle = self.lock.acquire(database, self.lock_wait)
+        except InfrastructureError as exc:
+            return GroupResult(deferred(tasks, exc))
+        bytes_before = self.store.stats.bytes_up
+        try:
+            self.crash("after_lock")
+            for attempt in range(1, COMMIT_ATTEMPTS + 1):
+                try:
+                    verdicts = self._apply_and_commit(database, tasks)
+                    break
+                except CommitConflict as exc:
+                    # Our lock was broken while we stalled and someone committed: run again on their snapshot.
+                    if attempt == COMMIT_ATTEMPTS:
+                        raise
+                    log.warning("database %s: %s; applying again on the new snapshot", database, exc)
+        except Exception as exc:
+            reason = exc if isinstance(exc, InfrastructureError) else StorageError(
+                f"local copy: {type(exc).__name__}: {exc}")
+            log.warning("%d write job(s) of %s will be retried: %s", len(tasks), database, reason)
+            verdicts = deferred(tasks, reason)
+        finally:
+            try:
+                self.lock.release(handle)
+            except Exception as exc:
+                log.warning("database %s: lock release failed (the reaper will free it): %s", database, exc)
+        return GroupResult(verdicts, handle.waited * 1000, self.store.stats.bytes_up - bytes_before)
+
+    def _apply_and_commit(self, database: str, tasks: list[Task]) -> dict[str, Verdict]:
+        with self.store.writer(database) as writer:
+            started = self.now()
+            applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now)
+            self.crash("before_commit")
+            version = writer.version
+            if applied.changed:
+                jobs = [j for j, o in applied.outcomes.items() if o.ok and not o.replayed and not o.read_only]
+                version = writer.commit(jobs, applied.pages).version
+        self.crash("after_commit")
+        verdicts: dict[str, Verdict] = {}
+        for task in tasks:
+            outcome = applied.outcomes.get(task.job.job_id)
+            verdicts[task.record.message_id] = (Done(outcome, version, started) if outcome is not None
+                                                else Deferred(OUT_OF_TIME))
+        return verdicts
