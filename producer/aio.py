@@ -1,42 +1,53 @@
-"""The asyncio client (aioboto3): the same calls as ``Client``, awaitable, sharing one connection pool.
+"""The asyncio client (aioboto3): every call of ``Client``, awaitable, sharing one connection pool.
 
 ``async with AsyncClient() as client:`` opens one S3 and one SQS client; thousands of jobs can
-then be submitted and awaited with ``asyncio.gather`` over that one pool.
+then be submitted and awaited with ``asyncio.gather`` over that one pool. Every decision is the
+client core's (``producer.core``), as in ``Client``: only the I/O is awaited here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aioboto3
+import boto3
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
-from producer.protocol import Submission, check_deployable, poll_delays, prepare, resend_needed
-from shared.awserrors import MISSING_CODES, PRECONDITION_CODES, error_code
+from producer import core
+from producer.protocol import Submission, prepare
 from shared.clients import client_config, client_kwargs
-from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
+from shared.errors import QueueError
 from shared.job.keys import payload_key, status_key
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
-from shared.job.status import parse_part
+from shared.job.status import parse_part, parse_status
 from shared.job.values import SqlValue, decode_row
+from shared.s3 import Bucket, is_missing, is_precondition_failed, storage_error
 from shared.settings import Settings
+from shared.snapshot.history import History
+from shared.snapshot.manifest import Manifest
+
+T = TypeVar("T")
 
 
 class AsyncClient:
-    def __init__(self, settings: Settings | None = None, *, session: Any = None, **overrides: Any) -> None:
+    def __init__(self, settings: Settings | None = None, *, session: Any = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic, **overrides: Any) -> None:
         self.settings = settings or Settings.load(**overrides)
         self.settings.require("bucket", "queue_url")
         self.session = session or aioboto3.Session()
+        self.sleep, self.clock = sleep, clock
         self._stack = AsyncExitStack()
         self.s3: Any = None
         self.sqs: Any = None
+        self._history: History | None = None
 
     async def __aenter__(self) -> AsyncClient:
         kwargs, config = client_kwargs(self.settings), client_config(self.settings)
@@ -50,6 +61,8 @@ class AsyncClient:
     async def close(self) -> None:
         await self._stack.aclose()
 
+    # -- submit ----------------------------------------------------------------------------
+
     async def submit(self, database: str, sql: str, params: JsonParams | None = None, *,
                      job_id: str | None = None, reply_to: str | None = None, read_only: bool = False,
                      timeout: float | None = None, as_of: AsOf | datetime | None = None) -> str:
@@ -57,79 +70,114 @@ class AsyncClient:
                                                 read_only=read_only, timeout=timeout, as_of=as_of))
 
     async def submit_statements(self, database: str, statements: list[tuple[str, JsonParams | None]], *,
-                                job_id: str | None = None, reply_to: str | None = None) -> str:
+                                job_id: str | None = None, reply_to: str | None = None,
+                                timeout: float | None = None) -> str:
         return await self.submit_job(Job.create(database, statements=statements, job_id=job_id,
-                                                reply_to=reply_to))
+                                                reply_to=reply_to, timeout=timeout))
 
     async def submit_many(self, database: str, sql: str, param_sets: list[JsonParams], *,
-                          job_id: str | None = None, reply_to: str | None = None) -> str:
+                          job_id: str | None = None, reply_to: str | None = None,
+                          timeout: float | None = None) -> str:
         return await self.submit_job(Job.create(database, sql, param_sets=param_sets, job_id=job_id,
-                                                reply_to=reply_to))
+                                                reply_to=reply_to, timeout=timeout))
 
     async def submit_job(self, job: Job) -> str:
-        submission = prepare(job)
-        check_deployable(job, self.settings)
-        if not await self._put(submission.queued, if_none_match=True):
-            existing, _ = await self._get(job.job_id)
-            if not resend_needed(submission, existing):
-                return job.job_id
-        await self._send(submission)
-        return job.job_id
+        return await self.submit_prepared(prepare(job))
+
+    async def submit_prepared(self, submission: Submission) -> str:
+        return await self._run(core.submit(submission, self.settings))
+
+    async def submit_jobs(self, jobs: list[Job], *, concurrency: int = 8) -> list[str]:
+        """Submit many jobs, ``concurrency`` at a time; the ids come back in order."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(job: Job) -> str:
+            async with gate:
+                return await self.submit_job(job)
+
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+    # -- poll ------------------------------------------------------------------------------
 
     async def status(self, job_id: str) -> JobResult:
-        result, _ = await self._get(job_id)
-        return result or JobResult.not_found(job_id)
+        return await self._run(core.status(job_id))
 
-    async def wait(self, job_id: str, timeout: float | None = 60.0) -> JobResult:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for delay in poll_delays():
-            result = await self.status(job_id)
-            if result.state is JobState.NOT_FOUND:
-                raise JobNotFound(f"job {job_id} was never submitted")
-            if result.state.final:
-                return result
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise WaitTimeout(f"job {job_id} still {result.state.value} after {timeout:g}s")
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+    async def wait(self, job_id: str, timeout: float | None = 60.0, *,
+                   on_slow: Callable[[JobResult], None] | None = None, slow_after: float = 1.0) -> JobResult:
+        return await self._run(core.wait(job_id, timeout, on_slow, slow_after))
 
     async def query(self, database: str, sql: str, params: JsonParams | None = None, *,
                     timeout: float | None = 60.0, as_of: AsOf | datetime | None = None) -> JobResult:
-        result = await self.wait(await self.submit(database, sql, params, as_of=as_of), timeout)
-        if result.state is JobState.FAILED:
-            raise JobFailed(result.job_id, result.error or {})
-        return result
+        return core.succeeded(await self.wait(await self.submit(database, sql, params, as_of=as_of), timeout))
 
     async def results(self, job_id: str, timeout: float | None = 60.0) -> AsyncIterator[list[SqlValue]]:
-        result = await self.wait(job_id, timeout)
-        if result.state is not JobState.SUCCEEDED:
-            raise JobFailed(job_id, result.error or {"type": result.state.value, "message": "job did not succeed"})
+        result = core.succeeded(await self.wait(job_id, timeout))
         for row in result.rows:
             yield decode_row(row)
         for part in result.parts:
-            response = await self.s3.get_object(Bucket=self.settings.bucket, Key=part.key)
-            for row in parse_part(await response["Body"].read()):
+            try:
+                response = await self.s3.get_object(Bucket=self.settings.bucket, Key=part.key)
+                body = await response["Body"].read()
+            except (BotoClientError, BotoCoreError) as exc:
+                raise storage_error(f"reading {part.key}", exc) from exc
+            for row in parse_part(body):
                 yield decode_row(row)
 
     async def cancel(self, job_id: str) -> JobState:
-        current, etag = await self._get(job_id)
-        if current is None:
-            return JobState.NOT_FOUND
-        if current.state is not JobState.QUEUED:
-            return current.state
-        current.state = JobState.CANCELLED
-        if await self._put(current, if_match=etag):
-            return JobState.CANCELLED
-        return (await self.status(job_id)).state
+        return await self._run(core.cancel(job_id))
+
+    # -- time travel -----------------------------------------------------------------------
+
+    async def history(self, database: str, limit: int = 20) -> list[Manifest]:
+        """The newest ``limit`` retained snapshots of ``database``, newest first."""
+        return await asyncio.to_thread(self._versions().list, database, limit)
+
+    async def restore(self, database: str, version: int) -> Manifest:
+        """Make an old version current again as a new version (nothing is overwritten)."""
+        return await asyncio.to_thread(self._versions().restore, database, version)
+
+    def _versions(self) -> History:
+        # History is the engine's and speaks boto3; its calls run on a thread, a few per command.
+        if self._history is None:
+            s3 = boto3.session.Session().client("s3", config=client_config(self.settings),
+                                                **client_kwargs(self.settings))
+            self._history = History(Bucket(s3, self.settings.bucket))
+        return self._history
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    async def _run(self, flow: core.Flow[T]) -> T:
+        """Drive a core flow with aioboto3: answer each I/O it yields until it returns."""
+        answer: Any = None
+        while True:
+            try:
+                op = flow.send(answer)
+            except StopIteration as done:
+                return cast(T, done.value)
+            answer = await self._do(op)
+
+    async def _do(self, op: core.Op) -> Any:
+        if isinstance(op, core.GetStatus):
+            return await self._get(op.job_id)
+        if isinstance(op, core.PutStatus):
+            return await self._put(op.result, if_match=op.if_match, if_none_match=op.if_none_match)
+        if isinstance(op, core.Send):
+            return await self._send(op.submission)
+        if isinstance(op, core.Sleep):
+            return await self.sleep(op.seconds)
+        return self.clock()
 
     async def _get(self, job_id: str) -> tuple[JobResult | None, str | None]:
         try:
             response = await self.s3.get_object(Bucket=self.settings.bucket, Key=status_key(job_id))
-            return JobResult.from_bytes(await response["Body"].read()), str(response["ETag"])
+            body = await response["Body"].read()
         except BotoClientError as exc:
-            if error_code(exc) in MISSING_CODES:
+            if is_missing(exc):
                 return None, None
-            raise StorageError(f"reading status of {job_id}: {exc}") from exc
+            raise storage_error(f"reading status of {job_id}", exc) from exc
+        except BotoCoreError as exc:
+            raise storage_error(f"reading status of {job_id}", exc) from exc
+        return parse_status(job_id, body), str(response["ETag"])
 
     async def _put(self, result: JobResult, *, if_match: str | None = None, if_none_match: bool = False) -> bool:
         condition = {"IfMatch": if_match} if if_match else ({"IfNoneMatch": "*"} if if_none_match else {})
@@ -138,15 +186,21 @@ class AsyncClient:
                                      Body=result.to_bytes(), ContentType="application/json", **condition)
             return True
         except BotoClientError as exc:
-            if condition and error_code(exc) in PRECONDITION_CODES:
+            if condition and is_precondition_failed(exc):
                 return False
-            raise StorageError(f"writing status of {result.job_id}: {exc}") from exc
+            raise storage_error(f"writing status of {result.job_id}", exc) from exc
+        except BotoCoreError as exc:
+            raise storage_error(f"writing status of {result.job_id}", exc) from exc
 
     async def _send(self, submission: Submission) -> None:
-        try:
-            if submission.payload is not None:
-                await self.s3.put_object(Bucket=self.settings.bucket, Key=payload_key(submission.job.job_id),
+        job_id = submission.job.job_id
+        if submission.payload is not None:
+            try:
+                await self.s3.put_object(Bucket=self.settings.bucket, Key=payload_key(job_id),
                                          Body=submission.payload.encode())
+            except (BotoClientError, BotoCoreError) as exc:
+                raise storage_error(f"storing the body of job {job_id}", exc) from exc
+        try:
             await self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body)
         except (BotoClientError, BotoCoreError) as exc:
-            raise StorageError(f"sending job {submission.job.job_id}: {exc}") from exc
+            raise QueueError(f"sending job {job_id}: {exc}") from exc

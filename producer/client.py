@@ -6,14 +6,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
-from producer.protocol import Submission, check_deployable, poll_delays, prepare, resend_needed
+from producer import core
+from producer.protocol import Submission, prepare
 from shared.clients import Clients
-from shared.errors import JobFailed, JobNotFound, StorageError, WaitTimeout
+from shared.errors import QueueError
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
 from shared.job.status import StatusStore
@@ -22,6 +23,8 @@ from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History
 from shared.snapshot.manifest import Manifest
+
+T = TypeVar("T")
 
 
 class Client:
@@ -79,70 +82,39 @@ class Client:
     def submit_prepared(self, submission: Submission) -> str:
         """Submit a job already encoded by ``producer.protocol.prepare`` (the batch load sizes its
         next job from how well the last one compressed)."""
-        job = submission.job
-        check_deployable(job, self.settings)
-        if not self.store.put(submission.queued, if_none_match=True):
-            existing, _ = self.store.get(job.job_id)
-            if not resend_needed(submission, existing):
-                return job.job_id
-        self._send(submission)
-        return job.job_id
+        return self._run(core.submit(submission, self.settings))
 
     def submit_jobs(self, jobs: Iterable[Job], *, concurrency: int = 8) -> list[str]:
         """Submit many jobs in parallel; the ids come back in order."""
         with ThreadPoolExecutor(concurrency) as pool:
             return list(pool.map(self.submit_job, jobs))
 
-    def _send(self, submission: Submission) -> None:
-        try:
-            if submission.payload is not None:
-                self.store.put_payload(submission.job.job_id, submission.payload)
-            self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body)
-        except (BotoClientError, BotoCoreError) as exc:
-            raise StorageError(f"sending job {submission.job.job_id}: {exc}") from exc
-
     # -- poll ------------------------------------------------------------------------------
 
     def status(self, job_id: str) -> JobResult:
         """The job's status document now; state NOT_FOUND for an id never submitted."""
-        result, _ = self.store.get(job_id)
-        return result or JobResult.not_found(job_id)
+        return self._run(core.status(job_id))
 
     def wait(self, job_id: str, timeout: float | None = 60.0, *,
              on_slow: Callable[[JobResult], None] | None = None, slow_after: float = 1.0) -> JobResult:
         """Poll until the job ends. JobNotFound for an unknown id, WaitTimeout after ``timeout`` seconds.
         ``on_slow`` is called once with the job's status when the wait passes ``slow_after`` seconds."""
-        started = self.clock()
-        deadline = None if timeout is None else started + timeout
-        for delay in poll_delays():
-            result = self.status(job_id)
-            if result.state is JobState.NOT_FOUND:
-                raise JobNotFound(f"job {job_id} was never submitted")
-            if result.state.final:
-                return result
-            if deadline is not None and self.clock() + delay > deadline:
-                raise WaitTimeout(f"job {job_id} still {result.state.value} after {timeout:g}s")
-            if on_slow is not None and self.clock() - started > slow_after:
-                on_slow(result)
-                on_slow = None
-            self.sleep(delay)
-        raise AssertionError("unreachable")
+        return self._run(core.wait(job_id, timeout, on_slow, slow_after))
 
     def query(self, database: str, sql: str, params: JsonParams | None = None, *,
               timeout: float | None = 60.0, as_of: AsOf | datetime | None = None) -> JobResult:
-        """Submit, wait, and raise JobFailed if the job failed."""
-        result = self.wait(self.submit(database, sql, params, as_of=as_of), timeout)
-        if result.state is JobState.FAILED:
-            raise JobFailed(result.job_id, result.error or {})
-        return result
+        """Submit, wait, and raise JobFailed unless the job succeeded."""
+        return core.succeeded(self.wait(self.submit(database, sql, params, as_of=as_of), timeout))
 
     def results(self, job_id: str, timeout: float | None = 60.0) -> Iterator[list[SqlValue]]:
         """Every row of a finished job, paging through its result parts; JobFailed if it failed."""
-        result = self.wait(job_id, timeout)
-        if result.state is not JobState.SUCCEEDED:
-            raise JobFailed(job_id, result.error or {"type": result.state.value, "message": "job did not succeed"})
+        result = core.succeeded(self.wait(job_id, timeout))
         for row in self.store.iter_rows(result):
             yield decode_row(row)
+
+    def cancel(self, job_id: str) -> JobState:
+        """Cancel a job that no worker has finished; returns the state it is in afterwards."""
+        return self._run(core.cancel(job_id))
 
     # -- time travel -----------------------------------------------------------------------
 
@@ -154,6 +126,33 @@ class Client:
         """Make an old version current again as a new version (nothing is overwritten)."""
         return self.versions.restore(database, version)
 
-    def cancel(self, job_id: str) -> JobState:
-        """Cancel a job that no worker has finished; returns the state it is in afterwards."""
-        return self.store.cancel(job_id)
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def _send(self, submission: Submission) -> None:
+        if submission.payload is not None:
+            self.store.put_payload(submission.job.job_id, submission.payload)
+        try:
+            self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body)
+        except (BotoClientError, BotoCoreError) as exc:
+            raise QueueError(f"sending job {submission.job.job_id}: {exc}") from exc
+
+    def _run(self, flow: core.Flow[T]) -> T:
+        """Drive a core flow with boto3: answer each I/O it yields until it returns."""
+        answer: Any = None
+        while True:
+            try:
+                op = flow.send(answer)
+            except StopIteration as done:
+                return cast(T, done.value)
+            answer = self._do(op)
+
+    def _do(self, op: core.Op) -> Any:
+        if isinstance(op, core.GetStatus):
+            return self.store.get(op.job_id)
+        if isinstance(op, core.PutStatus):
+            return self.store.put(op.result, if_match=op.if_match, if_none_match=op.if_none_match)
+        if isinstance(op, core.Send):
+            return self._send(op.submission)
+        if isinstance(op, core.Sleep):
+            return self.sleep(op.seconds)
+        return self.clock()

@@ -11,7 +11,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import SrdbError
+from botocore.exceptions import BotoCoreError
+from botocore.exceptions import ClientError as BotoClientError
+
+from shared.errors import QueueError, SrdbError
 from shared.job.envelope import guess_job_id, open_envelope
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
@@ -56,7 +59,7 @@ class DeadLetters:
             for start in range(0, len(handles), 10):
                 entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
                            for i, h in enumerate(handles[start:start + 10])]
-                self.sqs.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=entries)
+                self._sqs("change_message_visibility_batch", QueueUrl=self.dlq_url, Entries=entries)
         return list(seen.values())[:limit]
 
     def redrive(self, limit: int = 1000) -> list[str]:
@@ -70,16 +73,23 @@ class DeadLetters:
                 job_id = guess_job_id(message["Body"])
                 if job_id is not None:
                     self._requeue(job_id)
-                self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"])
-                self.sqs.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                self._sqs("send_message", QueueUrl=self.queue_url, MessageBody=message["Body"])
+                self._sqs("delete_message", QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"])
                 sent.append(job_id or message["MessageId"])
         return sent
 
     def _receive(self, visibility: int) -> list[dict[str, Any]]:
-        response = self.sqs.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+        response = self._sqs("receive_message", QueueUrl=self.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
                                             VisibilityTimeout=visibility, MessageSystemAttributeNames=["All"])
         messages: list[dict[str, Any]] = response.get("Messages", [])
         return messages
+
+    def _sqs(self, action: str, **request: Any) -> Any:
+        """SQS's botocore errors as srdb's: QueueError, which the CLI reports in one line (exit 5)."""
+        try:
+            return getattr(self.sqs, action)(**request)
+        except (BotoClientError, BotoCoreError) as exc:
+            raise QueueError(f"SQS {action} on {request.get('QueueUrl')}: {exc}") from exc
 
     def _describe(self, message: dict[str, Any]) -> DeadLetter:
         body = message["Body"]

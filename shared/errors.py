@@ -80,7 +80,11 @@ class LockTimeout(InfrastructureError):
 
 
 class LockError(InfrastructureError):
-    """EC2 refused a lock call for a reason other than contention."""
+    """EC2 refused a lock call for a reason other than contention. ``code``: AWS's error code."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StorageError(InfrastructureError):
@@ -90,6 +94,10 @@ class StorageError(InfrastructureError):
 class DatabaseDamaged(InfrastructureError):
     """The database's S3 objects disagree (a history without a current manifest): nothing is written
     until an operator repairs it, and its jobs are retried, then dead-lettered, never lost."""
+
+
+class QueueError(InfrastructureError):
+    """SQS failed (a job not sent, a dead letter not read)."""
 
 
 class CommitConflict(InfrastructureError):

@@ -13,7 +13,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ LOCK_TAG = "srdb:lock"
 OWNER_TAG = "srdb:owner"
 CREATED_TAG = "srdb:created"
 EXPIRES_TAG = "srdb:expires"
+NETWORK = "network"  # LockError.code when EC2 gave no answer (the request may or may not have been applied)
 _RETRY_CODES = {"RequestLimitExceeded", "Throttling", "InternalError", "Unavailable", "ServiceUnavailable"}
 
 
@@ -71,12 +73,12 @@ class SecurityGroupLock:
             try:
                 group_id = self._create(database, owner)
                 return LockHandle(database, group_id, owner, self.now(), self.now() - start)
-            except BotoCoreError:
-                maybe_created = True  # the request may have been applied before the connection failed
-            except ClientError as exc:
-                code = error_code(exc)
-                if code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
-                    raise LockError(f"could not create lock group for {database}: {exc}") from exc
+            except LockError as exc:
+                code = exc.code
+                if code == NETWORK:
+                    maybe_created = True  # the request may have been applied before the connection failed
+                elif code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
+                    raise
                 if code == "InvalidGroup.Duplicate" and (maybe_created or self.now() >= next_look):
                     next_look = self.now() + 1.0
                     holder = self.holder(database)
@@ -96,15 +98,16 @@ class SecurityGroupLock:
         """Delete the lock group by id. False when it was already gone (the reaper freed it)."""
         for attempt in range(3):
             try:
-                self.ec2.delete_security_group(GroupId=handle.group_id)
+                self._ec2("delete_security_group", f"releasing the lock of {handle.database}",
+                          GroupId=handle.group_id)
                 return True
-            except ClientError as exc:
-                code = error_code(exc)
+            except LockError as exc:
+                code = exc.code
                 young = self.now() - handle.acquired_at < 10
                 if code == "InvalidGroup.NotFound" and not young:
                     return False
-                if code not in _RETRY_CODES and code != "InvalidGroup.NotFound":
-                    raise LockError(f"could not release lock of {handle.database}: {exc}") from exc
+                if code not in _RETRY_CODES and code not in ("InvalidGroup.NotFound", NETWORK):
+                    raise
                 if attempt == 2:
                     # EC2 is eventually consistent: a group just created may not be visible yet.
                     # If it never shows, the reaper frees it after the TTL.
@@ -120,7 +123,8 @@ class SecurityGroupLock:
             {"Key": CREATED_TAG, "Value": f"{created:.3f}"},
             {"Key": EXPIRES_TAG, "Value": f"{created + self.ttl:.3f}"},
         ]
-        response = self.ec2.create_security_group(
+        response = self._ec2(
+            "create_security_group", f"creating the lock group of {database}",
             GroupName=self.group_name(database),
             Description=f"srdb write lock for database {database}",
             VpcId=self.vpc_id,
@@ -131,11 +135,11 @@ class SecurityGroupLock:
     def holder(self, database: str) -> dict[str, Any] | None:
         """The group that holds ``database``'s lock now, with its tags, or None."""
         try:
-            groups = self.ec2.describe_security_groups(Filters=[
+            groups = self._ec2("describe_security_groups", f"looking up the lock of {database}", Filters=[
                 {"Name": "vpc-id", "Values": [self.vpc_id]},
                 {"Name": "group-name", "Values": [self.group_name(database)]},
             ])["SecurityGroups"]
-        except (ClientError, BotoCoreError):
+        except LockError:
             return None
         return _group(groups[0]) if groups else None
 
@@ -153,13 +157,30 @@ class SecurityGroupLock:
         """Delete a stale lock group by id; False if someone else already had. Safe even when its holder
         is only stalled: that holder's commit is conditional, so it cannot overwrite a newer snapshot."""
         try:
-            self.ec2.delete_security_group(GroupId=group["group_id"])
-        except ClientError as exc:
-            if error_code(exc) == "InvalidGroup.NotFound":
+            self._ec2("delete_security_group", f"freeing {group['name']}", GroupId=group["group_id"])
+        except LockError as exc:
+            if exc.code == "InvalidGroup.NotFound":
                 return False
-            raise LockError(f"could not free {group['name']}: {exc}") from exc
+            raise
         log.warning("freed stale lock %s (%s)", group["name"], group["group_id"])
         return True
+
+
+    def _ec2(self, action: str, doing: str, **request: Any) -> Any:
+        with _translated(doing):
+            return getattr(self.ec2, action)(**request)
+
+
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """The one place EC2's botocore errors become srdb's: LockError, with AWS's error code (or
+    NETWORK when no answer came) for the callers that act on it."""
+    try:
+        yield
+    except ClientError as exc:
+        raise LockError(f"{doing}: {exc}", code=error_code(exc)) from exc
+    except BotoCoreError as exc:
+        raise LockError(f"{doing}: {exc}", code=NETWORK) from exc
 
 
 def _group(group: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +194,7 @@ def lock_groups(ec2: Any, vpc_id: str) -> list[dict[str, Any]]:
     paginator = ec2.get_paginator("describe_security_groups")
     pages = paginator.paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
                                         {"Name": "tag-key", "Values": [LOCK_TAG]}])
-    for page in pages:
-        out.extend(_group(group) for group in page["SecurityGroups"])
+    with _translated("listing lock groups"):
+        for page in pages:
+            out.extend(_group(group) for group in page["SecurityGroups"])
     return out

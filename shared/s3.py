@@ -38,6 +38,21 @@ class Unchanged:
 UNCHANGED = Unchanged()
 
 
+def is_missing(exc: ClientError) -> bool:
+    return error_code(exc) in MISSING_CODES
+
+
+def is_precondition_failed(exc: ClientError) -> bool:
+    return error_code(exc) in PRECONDITION_CODES
+
+
+def storage_error(doing: str, exc: Exception) -> StorageError:
+    """A botocore error as srdb's, with the botocore error as its cause (for the async client too)."""
+    error = StorageError(f"{doing}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 class Bucket:
     """One bucket, through one boto3 S3 client."""
 

@@ -26,11 +26,7 @@ class StatusStore:
         found = self.bucket.get(status_key(job_id))
         if found is None:
             return None, None
-        try:
-            return JobResult.from_bytes(found.body), found.etag
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InternalError(f"the status document {status_key(job_id)} is corrupt "
-                                f"({type(exc).__name__}: {exc}); the job is not run") from exc
+        return parse_status(job_id, found.body), found.etag
 
     def put(self, result: JobResult, *, if_match: str | None = None, if_none_match: bool = False) -> bool:
         """Write a status document; False when its condition failed (someone else wrote first)."""
@@ -81,6 +77,15 @@ class StatusStore:
         yield from result.rows
         for part in result.parts:
             yield from parse_part(self.get_bytes(part.key))
+
+
+def parse_status(job_id: str, body: bytes) -> JobResult:
+    """A status document; InternalError naming it when it is not one (a corrupt document is never run)."""
+    try:
+        return JobResult.from_bytes(body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InternalError(f"the status document {status_key(job_id)} is corrupt "
+                            f"({type(exc).__name__}: {exc}); the job is not run") from exc
 
 
 def parse_part(data: bytes) -> Iterator[list[Any]]:

@@ -89,3 +89,24 @@ async def test_the_async_client_submits_and_awaits_many_jobs(settings: Settings,
         assert (await client.status("nope")).state is JobState.NOT_FOUND
         queued = await client.submit("a", "SELECT 1")
         assert await client.cancel(queued) is JobState.CANCELLED
+
+
+def test_the_async_client_has_every_call_of_the_sync_client() -> None:
+    public = {name for name in dir(Client) if not name.startswith("_")}
+    assert public <= {name for name in dir(AsyncClient) if not name.startswith("_")}
+
+
+async def test_the_async_client_reports_slow_waits_and_reads_history(settings: Settings,
+                                                                      drain: Callable[..., int]) -> None:
+    slow: list[JobState] = []
+    async with AsyncClient(settings) as client:
+        job_id = await client.submit("ah", "CREATE TABLE t (a)")
+        with pytest.raises(WaitTimeout):
+            await client.wait(job_id, 0.3, on_slow=lambda r: slow.append(r.state), slow_after=0.1)
+        assert slow == [JobState.QUEUED]
+        drain()
+        assert (await client.wait(job_id, 5)).state is JobState.SUCCEEDED
+        [current] = await client.history("ah")
+        assert current.version == 1
+        restored = await client.restore("ah", 1)
+        assert (restored.version, restored.restored_from) == (2, 1)

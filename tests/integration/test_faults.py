@@ -213,3 +213,19 @@ def test_every_dead_letter_is_listed_and_stays_there(settings: Settings, aws: An
     letters = DeadLetters(aws.sqs, client.store, settings.queue_url, settings.dlq_url)
     assert sorted(letter.job_id or "" for letter in letters.peek()) == sorted(f"dead-{i}" for i in range(25))
     assert len(letters.peek()) == 25  # listing hid nothing for long: every message is there again
+
+
+def test_a_network_error_while_freeing_a_lock_retries_only_that_database(
+        settings: Settings, aws: Any, client: Client) -> None:
+    dead = SecurityGroupLock(aws.ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=0.0)
+    dead.acquire("stale", wait=1)  # a holder that died: its lock has expired already
+    ec2 = FaultyClient(aws.ec2)
+    ec2.fail("delete_security_group", times=1)  # no answer: botocore's ReadTimeoutError
+    worker = Worker(settings.replace(lock_wait=0.5), aws.s3, aws.sqs, ec2)
+    stale, other = Job.create("stale", "CREATE TABLE t (a)"), Job.create("other", "CREATE TABLE t (a)")
+    records = [Record("m-stale", queued(aws.s3, settings.bucket, stale)),
+               Record("m-other", queued(aws.s3, settings.bucket, other))]
+    assert worker.process(records) == ["m-stale"]
+    assert client.status(other.job_id).state is JobState.SUCCEEDED
+    assert client.status(stale.job_id).state is JobState.QUEUED
+    assert worker.process(records[:1]) == []  # the next delivery frees the lock and runs
