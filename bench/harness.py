@@ -4,7 +4,6 @@ and a worker thread that drains the job queue as the event source mapping would.
 from __future__ import annotations
 
 import itertools
-import os
 import resource
 import subprocess
 import sys
@@ -20,12 +19,13 @@ from typing import Any
 import boto3
 
 from producer.client import Client
-from producer.local import create_resources, free_port
+from producer.local.poller import Poller
+from producer.local.processes import spawn_worker, stop_all
+from producer.local.stack import create_resources, free_port
 from shared.clients import client_config, client_kwargs
 from shared.settings import Settings
 from worker.batch import Worker
 from worker.handler import run_batch
-from worker.poller import Poller
 
 _names = itertools.count(1)
 
@@ -121,19 +121,13 @@ class Bench:
 @contextmanager
 def worker_processes(settings: Settings, count: int, *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``srdb worker`` processes, as ``srdb local`` runs them: client and workers do not share a CPU."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
-    processes = []
-    for index in range(count):
-        worker_env = {**env, **settings.to_env(), "SRDB_CACHE_DIR": f"{settings.cache_dir}/proc-{index}"}
-        processes.append(subprocess.Popen([sys.executable, "-m", "producer.cli", "worker", *args], env=worker_env,
-                                          stdout=subprocess.DEVNULL))  # their metrics are not the bench's
+    # Their output (metrics) is not the bench's.
+    processes = [spawn_worker(settings, f"{settings.cache_dir}/proc-{index}", *args, output=subprocess.DEVNULL)
+                 for index in range(count)]
     try:
         yield processes
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop_all(processes, timeout=30)
 
 
 @contextmanager

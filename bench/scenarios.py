@@ -18,8 +18,8 @@ from typing import Any
 
 from bench.harness import Bench, peak_rss_mib, percentile, worker_processes
 from bench.seed import SeedWorker
+from producer.cli.load import load_csv, typed
 from producer.client import Client
-from producer.load import load_csv, typed
 from shared.job.result import JobResult, JobState
 from shared.s3 import Bucket
 from shared.snapshot.store import SnapshotStore

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from producer.cli.dlq import DeadLetters
 from producer.client import Client
-from producer.dlq import DeadLetters
-from producer.local import LocalStack
+from producer.local.stack import LocalStack
 from shared.errors import WaitTimeout
 from shared.job.result import JobResult, JobState
 

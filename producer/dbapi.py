@@ -29,9 +29,7 @@ from typing import Any
 import sqlparse
 
 from producer.client import Client
-from shared.errors import ClientError, InfrastructureError, NotConfigured, SrdbError, WaitTimeout, describe
-from shared.guard import Guard, open_job_connection
-from shared.job.classify import is_read_job
+from shared.errors import NotConfigured, SrdbError, describe, error_class
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
 from shared.job.values import SqlValue, decode_row, encode_value
@@ -106,34 +104,21 @@ class NotSupportedError(DatabaseError):
     pass
 
 
-# The class each srdb error type maps to; SqlError looks at the message first (see _error_class).
-_ERROR_CLASSES: dict[str, type[Error]] = {
-    "InvalidJob": ProgrammingError,
-    "SqlError": ProgrammingError,
-    "ConstraintViolation": IntegrityError,
-    "ReadOnlyViolation": OperationalError,
-    "Forbidden": NotSupportedError,
-    "DatabaseNotFound": OperationalError,
-    "VersionNotFound": ProgrammingError,
-    "Timeout": OperationalError,
-    "ResultTooLarge": DataError,
-}
-_DATA_MESSAGES = ("datatype mismatch", "too big", "integer overflow")
+def _dbapi_class(error: type[SrdbError]) -> type[Error]:
+    """The PEP 249 exception an srdb error names for itself (``SrdbError.dbapi``)."""
+    found = globals().get(error.dbapi)
+    return found if isinstance(found, type) and issubclass(found, Error) else OperationalError
 
 
-def _error_class(error: dict[str, Any]) -> type[Error]:
-    kind, message = str(error.get("type", "")), str(error.get("message", ""))
-    if kind == "SqlError" and any(m in message for m in _DATA_MESSAGES):
-        return DataError
-    # Anything else a job can fail with (a dead-lettered job's LockTimeout, StorageError...) is operational.
-    return _ERROR_CLASSES.get(kind, OperationalError)
+def _raised(exc: SrdbError) -> Error:
+    return _dbapi_class(type(exc))(f"{exc.type}: {exc}")
 
 
 def _job_error(result: JobResult) -> Error:
     if result.state is JobState.CANCELLED:
         return OperationalError(f"job {result.job_id} was cancelled", job_id=result.job_id)
     error = result.error or {}
-    return _error_class(error)(describe(error), job_id=result.job_id, error=error)
+    return _dbapi_class(error_class(error.get("type")))(describe(error), job_id=result.job_id, error=error)
 
 
 # -- types -----------------------------------------------------------------------------------
@@ -315,26 +300,17 @@ class Connection:
             self._check_writable("executemany")
             return self._run(lambda: self.client.submit_many(self.database, sql, many, timeout=self.job_timeout))
         return self._run(lambda: self.client.submit(self.database, sql, params, timeout=self.job_timeout,
-                                                    as_of=self.as_of, read_only=self.as_of is not None),
-                         fallback=(sql, params))
+                                                    as_of=self.as_of, read_only=self.as_of is not None))
 
-    def _run(self, submit: Any, fallback: tuple[str, JsonParams] | None = None) -> JobResult:
+    def _run(self, submit: Any) -> JobResult:
         self._check_open()
         try:
             job_id = submit()
             result = self.client.wait(job_id, self.timeout)
-        except WaitTimeout as exc:
-            raise OperationalError(str(exc)) from exc
-        except ClientError as exc:
-            raise InterfaceError(str(exc)) from exc
-        except InfrastructureError as exc:
-            raise OperationalError(str(exc)) from exc
-        except SrdbError as exc:  # refused before it was sent (InvalidJob)
-            raise ProgrammingError(f"{exc.type}: {exc}") from exc
+        except SrdbError as exc:  # refused before it was sent, or the wait failed: the error says which class
+            raise _raised(exc) from exc
         if result.state is JobState.SUCCEEDED:
             return result
-        if fallback is not None and (result.error or {}).get("type") == "DatabaseNotFound" and self.as_of is None:
-            return _read_empty(result.job_id, self.database, *fallback)
         raise _job_error(result)
 
     def _check_open(self) -> None:
@@ -345,33 +321,6 @@ class Connection:
         if self.as_of is not None:
             raise OperationalError(f"{what} on a connection as_of {self.as_of}: such a connection only reads, "
                                    "one execute at a time")
-
-
-def _read_empty(job_id: str, database: str, sql: str, params: JsonParams) -> JobResult:
-    """A database no write has created yet is empty, as a new SQLite file is: run the read on an
-    empty database here, under the same read-only guard the worker uses."""
-    try:
-        job = Job.create(database, sql, params, job_id=job_id, read_only=True)
-        reads = is_read_job(job)
-    except SrdbError as exc:
-        raise ProgrammingError(f"{exc.type}: {exc}", job_id=job_id) from None
-    if not reads:
-        raise OperationalError(f"database {database} does not exist yet")
-    guard = Guard(read_only=True)
-    conn = open_job_connection(":memory:", guard)
-    try:
-        with guard.job(budget=30.0):
-            cursor = conn.execute(sql, job.statements[0].decoded()[0])
-            rows = [[encode_value(v) for v in row] for row in cursor.fetchall()]
-            columns = [d[0] for d in cursor.description or ()]
-    except sqlite3.Error as exc:
-        reason = guard.refusal or exc
-        raise ProgrammingError(f"{type(reason).__name__}: {reason} (database {database} is empty: "
-                               "no write has created it yet)", job_id=job_id) from None
-    finally:
-        conn.close()
-    return JobResult(job_id, JobState.SUCCEEDED, database=database, columns=columns, types=[""] * len(columns),
-                     rows=rows, rowcount=len(rows))
 
 
 # -- cursor ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.errors import ClientError, InvalidJob
+from shared.errors import ClientSideError, InvalidJob
 from shared.job.envelope import COMPRESS_ABOVE, MAX_INLINE_MESSAGE, claim_check, compressed
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
@@ -60,7 +60,7 @@ def resend_needed(submission: Submission, existing: JobResult | None) -> bool:
     if existing is None:
         return True
     if existing.job_digest != submission.queued.job_digest:
-        raise ClientError(f"job id {submission.job.job_id} was already used for a different job "
+        raise ClientSideError(f"job id {submission.job.job_id} was already used for a different job "
                           f"(its status is {existing.state.value}); submit under another id")
     return existing.state is JobState.QUEUED
 

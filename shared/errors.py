@@ -1,14 +1,20 @@
-"""The error tree: every error knows whether it is the user's (never retried) or ours (retried)."""
+"""The error tree: every error knows whether it is the user's (never retried) or ours (retried), the
+exit code the CLI ends with when it meets it, and the PEP 249 exception a driver raises for it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+# The CLI's exit codes (README, "The command line").
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
 
 
 class SrdbError(Exception):
     """Root of every srdb error. ``type`` is the name reported in a FAILED result."""
 
     retryable = False
+    exit_code: ClassVar[int] = EXIT_USAGE
+    dbapi: ClassVar[str] = "OperationalError"  # the name of the PEP 249 exception class
 
     @property
     def type(self) -> str:
@@ -25,13 +31,25 @@ class UserError(SrdbError):
 class InvalidJob(UserError):
     """The job document is malformed or breaks the schema."""
 
+    dbapi = "ProgrammingError"
+
 
 class SqlError(UserError):
     """SQLite refused or failed the SQL."""
 
+    dbapi = "ProgrammingError"
+
+
+class BadValue(SqlError):
+    """A value does not fit where it goes: a datatype mismatch, a text or blob too big, an integer overflow."""
+
+    dbapi = "DataError"
+
 
 class ConstraintViolation(SqlError):
     """A UNIQUE, NOT NULL, CHECK or FOREIGN KEY constraint failed."""
+
+    dbapi = "IntegrityError"
 
 
 class ReadOnlyViolation(UserError):
@@ -41,13 +59,22 @@ class ReadOnlyViolation(UserError):
 class Forbidden(UserError):
     """The SQL tried to reach outside its database (ATTACH, extensions, file pragmas)."""
 
+    dbapi = "NotSupportedError"
+
+
+def no_version_yet(database: str) -> str:
+    """How every part of srdb says that a database has no version: no write has created it."""
+    return f"database {database} has no version yet: no write has created it"
+
 
 class DatabaseNotFound(UserError):
-    """A read named a database that no write has created yet."""
+    """History or restore named a database that no write has created yet."""
 
 
 class VersionNotFound(UserError):
     """A read as of a version or time that no retained snapshot matches."""
+
+    dbapi = "ProgrammingError"
 
 
 class Timeout(UserError):
@@ -57,10 +84,14 @@ class Timeout(UserError):
 class ResultTooLarge(UserError):
     """The result is larger than the configured limit."""
 
+    dbapi = "DataError"
+
 
 class InternalError(UserError):
     """The worker met an error nobody named while handling this job. It is the job's alone: the job
     fails at once (running it again would meet the same error) and the rest of the batch goes on."""
+
+    dbapi = "InternalError"
 
     @classmethod
     def wrapping(cls, exc: BaseException) -> InternalError:
@@ -73,6 +104,7 @@ class InfrastructureError(SrdbError):
     """AWS or the lock failed: the message goes back to SQS and is retried."""
 
     retryable = True
+    exit_code = EXIT_UNAVAILABLE
 
 
 class LockTimeout(InfrastructureError):
@@ -104,20 +136,31 @@ class CommitConflict(InfrastructureError):
     """The manifest changed under the writer (412/409): its jobs run again on the new snapshot."""
 
 
-class ClientError(SrdbError):
-    """Raised on the client side (bad arguments, job not found, wait timed out)."""
+class ClientSideError(SrdbError):
+    """Raised on the client side (bad arguments, a job id used for another job, job not found, wait
+    timed out). Not botocore's ClientError, whose name it once shared."""
+
+    dbapi = "InterfaceError"
 
 
-class NotConfigured(ClientError):
+class NotConfigured(ClientSideError):
     """A setting the command needs is missing."""
 
+    exit_code = EXIT_UNAVAILABLE
 
-class JobNotFound(ClientError):
+
+class JobNotFound(ClientSideError):
     """No job with that id was ever submitted."""
 
+    exit_code = EXIT_NOT_FOUND
+    dbapi = "ProgrammingError"
 
-class WaitTimeout(ClientError):
+
+class WaitTimeout(ClientSideError):
     """The job did not finish before the wait's timeout."""
+
+    exit_code = EXIT_TIMEOUT
+    dbapi = "OperationalError"
 
 
 def describe(error: dict[str, Any]) -> str:
@@ -125,10 +168,24 @@ def describe(error: dict[str, Any]) -> str:
     return f"{error.get('type')}: {error.get('message')}"
 
 
-class JobFailed(ClientError):
-    """The job ended FAILED; ``error`` holds the worker's error document."""
+class JobFailed(ClientSideError):
+    """The job ended FAILED; ``error`` holds the worker's error document (``error_class`` its class)."""
+
+    exit_code = EXIT_FAILED
 
     def __init__(self, job_id: str, error: dict[str, Any]) -> None:
         super().__init__(f"job {job_id} failed: {describe(error)}")
         self.job_id = job_id
         self.error = error
+
+
+def error_class(type_name: object) -> type[SrdbError]:
+    """The class a job's error document names (``{"type": "ConstraintViolation", ...}``); an unknown
+    name (from a newer worker) is an SrdbError, whose meaning is the root's."""
+    pending: list[type[SrdbError]] = [SrdbError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == type_name:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return SrdbError

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ClientError, NotConfigured
+from shared.errors import ClientSideError, NotConfigured
 
 LOCAL_ENV_FILE = Path(".srdb") / "local.env"
 ENV_PREFIX = "SRDB_"
@@ -69,7 +69,7 @@ class Settings:
                        for k, v in overrides.items() if v is not None})
         unknown = set(values) - set(kinds)
         if unknown:
-            raise ClientError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            raise ClientSideError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
@@ -121,5 +121,5 @@ def _convert(name: str, raw: str, kind: Any) -> Any:
         if kind in (float, "float"):
             return float(raw)
     except ValueError:
-        raise ClientError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
+        raise ClientSideError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
     return raw

@@ -14,7 +14,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from producer.client import Client
-from producer.local import create_resources, free_port
+from producer.local.poller import Poller
+from producer.local.stack import create_resources, free_port
 from producer.protocol import prepare
 from shared.clients import client_kwargs
 from shared.job.model import Job
@@ -23,7 +24,6 @@ from shared.s3 import Bucket
 from shared.settings import Settings
 from worker.batch import Worker
 from worker.handler import run_batch
-from worker.poller import Poller
 
 _names = itertools.count(1)
 

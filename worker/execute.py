@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import (
+    BadValue,
     ConstraintViolation,
     InternalError,
     InvalidJob,
@@ -147,21 +148,28 @@ def _feed(batch: list[Any], sink: ResultSink | None, seen: ValueTypes) -> int:
     return len(batch)
 
 
+# Python's sqlite3 refuses a second statement itself, with no SQLite error code: its message is all there is.
 _ONE_STATEMENT = "You can only execute one statement at a time."
+_BAD_VALUE_CODES = {sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG}
 
 
 def _job_error(exc: sqlite3.Error, guard: Guard, index: int | None, budget: float) -> SrdbError:
+    """The job's error, decided by SQLite's own error code (the message is only shown)."""
     where = f"statements[{index}]: " if index is not None else ""
     message = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
     if guard.refusal is not None:
         refusal = guard.refusal
         return type(refusal)(where + str(refusal))
-    if message == "interrupted":
+    if primary == sqlite3.SQLITE_INTERRUPT:
         return Timeout(f"{where}job ran past its time budget of {budget:g}s and was interrupted")
-    if message == _ONE_STATEMENT:
+    if primary is None and message == _ONE_STATEMENT:
         return InvalidJob(f"{where}sql holds more than one statement; send several as `statements`")
-    if isinstance(exc, sqlite3.IntegrityError):
+    if primary == sqlite3.SQLITE_CONSTRAINT or isinstance(exc, sqlite3.IntegrityError):
         return ConstraintViolation(where + message)
-    if "readonly database" in message:
+    if primary == sqlite3.SQLITE_READONLY:
         return ReadOnlyViolation(where + "a read-only job tried to write: " + message)
+    if primary in _BAD_VALUE_CODES:
+        return BadValue(where + message)
     return SqlError(where + message)

@@ -7,9 +7,10 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
-from shared.errors import DatabaseNotFound, InfrastructureError, StorageError, UserError
+from shared.errors import InfrastructureError, StorageError, UserError, VersionNotFound, no_version_yet
 from shared.guard import Guard, open_job_connection
 from shared.job.model import AsOf, Job, as_of_point
 from shared.snapshot.history import History
@@ -39,10 +40,7 @@ class ReadStage:
         try:
             with self.store.reader(database) as snapshot:
                 if snapshot.manifest is None:
-                    # Decided here, once: a database no write has created has no version to read.
-                    missing = DatabaseNotFound(f"database {database} does not exist: no write has created it yet")
-                    return GroupResult({t.record.message_id: Done(Outcome.failed(t.job.job_id, missing), None,
-                                                                  self.now()) for t in tasks})
+                    return GroupResult(self._no_version_yet(database, tasks))
                 by_as_of: dict[AsOf | None, list[Task]] = defaultdict(list)
                 for task in tasks:
                     by_as_of[task.job.as_of].append(task)
@@ -67,7 +65,24 @@ class ReadStage:
             return deferred(tasks, exc if isinstance(exc, InfrastructureError) else StorageError(str(exc)))
         return self._read_file(at, old.version, tasks)
 
-    def _read_file(self, path: Path, version: int, tasks: list[Task]) -> dict[str, Verdict]:
+    def _no_version_yet(self, database: str, tasks: list[Task]) -> dict[str, Verdict]:
+        """Decided here, once, for every client: a database no write has created reads as an empty
+        database at version 0 (as a new SQLite file does), and a failure says why it is empty."""
+        why = no_version_yet(database)
+        old = [t for t in tasks if t.job.as_of is not None]
+        verdicts: dict[str, Verdict] = {
+            t.record.message_id: Done(Outcome.failed(t.job.job_id, VersionNotFound(why)), None, self.now())
+            for t in old}
+        for message_id, verdict in self._read_file(None, 0, [t for t in tasks if t.job.as_of is None]).items():
+            if isinstance(verdict, Done) and verdict.outcome.error is not None:
+                error = {**verdict.outcome.error, "message": f"{verdict.outcome.error['message']} ({why})"}
+                verdict = replace(verdict, outcome=replace(verdict.outcome, error=error))
+            verdicts[message_id] = verdict
+        return verdicts
+
+    def _read_file(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
+        """Read ``path`` (None: an empty database)."""
+
         def read(task: Task) -> Verdict:
             budget = self.budget(task.job)
             if budget is None:
@@ -76,7 +91,8 @@ class ReadStage:
             guard = Guard(read_only=True)
             try:
                 # immutable: nothing changes the local copy while this database's reads run (see reader()).
-                conn = open_job_connection(f"file:{path}?mode=ro&immutable=1", guard, uri=True)
+                conn = (open_job_connection(f"file:{path}?mode=ro&immutable=1", guard, uri=True) if path
+                        else open_job_connection(":memory:", guard))
             except sqlite3.Error as exc:
                 return Deferred(StorageError(f"local copy: {exc}"))
             try:

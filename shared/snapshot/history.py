@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 
-from shared.errors import DatabaseNotFound, VersionNotFound
+from shared.errors import DatabaseNotFound, VersionNotFound, no_version_yet
 from shared.names import check_database
 from shared.s3 import Bucket
 from shared.snapshot.keys import version_key, versions_prefix
@@ -34,7 +34,7 @@ class History:
     def current(self, database: str) -> tuple[Manifest, str]:
         found = current_manifest(self.bucket, check_database(database))
         if found is None:
-            raise DatabaseNotFound(f"database {database} does not exist: no write has created it yet")
+            raise DatabaseNotFound(no_version_yet(database))
         return found
 
     def versions(self, database: str) -> list[int]:

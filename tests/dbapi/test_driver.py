@@ -86,7 +86,7 @@ def test_a_database_no_write_created_reads_as_empty(conn: srdb.Connection) -> No
     cur = conn.cursor()
     assert cur.execute("SELECT name FROM sqlite_master").fetchall() == []
     assert cur.execute("SELECT 1 + ?", (1,)).fetchone() == (2,)
-    with pytest.raises(srdb.ProgrammingError, match=r"no such table: t.*is empty"):
+    with pytest.raises(srdb.ProgrammingError, match=r"no such table: t \(database driver has no version yet"):
         cur.execute("SELECT * FROM t")
 
 

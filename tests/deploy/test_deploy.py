@@ -17,10 +17,10 @@ import boto3
 import pytest
 
 from producer.client import Client
+from producer.local.poller import to_lambda_event
 from shared.job.result import JobState
 from shared.lock import SecurityGroupLock, lock_groups
 from shared.settings import Settings
-from worker.poller import to_lambda_event
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]

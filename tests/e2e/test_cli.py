@@ -48,7 +48,7 @@ def test_submit_status_result(stack: Path) -> None:
 def test_exit_codes(stack: Path) -> None:
     failed = srdb(stack, "query", "--db", "cli3", "SELECT * FROM nowhere")
     assert failed.returncode == 1
-    assert "DatabaseNotFound" in failed.stderr
+    assert "no such table: nowhere (database cli3 has no version yet: no write has created it)" in failed.stderr
     bad_sql = srdb(stack, "query", "--db", "cli", "SELEC 1")
     assert bad_sql.returncode == 1 and "SqlError" in bad_sql.stderr and "syntax error" in bad_sql.stderr
     assert srdb(stack, "query").returncode == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from producer.client import Client
-from producer.local import LocalStack
+from producer.local.stack import LocalStack
 from shared.job.result import JobState
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 
 from producer.aio import AsyncClient
 from producer.client import Client
-from shared.errors import ClientError, InvalidJob, JobFailed, JobNotFound, WaitTimeout
+from shared.errors import ClientSideError, InvalidJob, JobFailed, JobNotFound, WaitTimeout
 from shared.job.result import JobState
 from shared.settings import Settings
 
@@ -43,7 +43,7 @@ def test_a_client_job_id_is_an_idempotency_token(client: Client, settings: Setti
     drain()
     assert client.wait("create-t", 5).state is JobState.SUCCEEDED
     assert client.submit("i", "CREATE TABLE t (a)", job_id="create-t") == "create-t"
-    with pytest.raises(ClientError, match="already used for a different job"):
+    with pytest.raises(ClientSideError, match="already used for a different job"):
         client.submit("i", "DROP TABLE t", job_id="create-t")
 
 
@@ -62,7 +62,9 @@ def test_query_raises_the_job_error(client: Client, settings: Settings, aws: Any
     try:
         with pytest.raises(JobFailed) as failed:
             client.query("e", "SELECT * FROM missing", timeout=10)
-        assert failed.value.error["type"] == "DatabaseNotFound"
+        assert failed.value.error["type"] == "SqlError"
+        assert failed.value.error["message"] == "no such table: missing (database e has no version yet: no write has " \
+                                                "created it)"
     finally:
         done.set()
         runner.join()

@@ -5,10 +5,8 @@ and the database passes ``PRAGMA integrity_check``."""
 from __future__ import annotations
 
 import itertools
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,9 @@ import boto3
 import pytest
 
 from producer.client import Client
-from producer.local import create_resources
+from producer.local.poller import Poller
+from producer.local.processes import WORKER_COMMAND, worker_env
+from producer.local.stack import create_resources
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
 from shared.job.result import JobState
@@ -25,7 +25,6 @@ from shared.lock import lock_groups
 from shared.settings import Settings
 from worker.batch import CRASH_POINTS, Worker
 from worker.handler import run_batch
-from worker.poller import Poller
 
 _names = itertools.count(1)
 CRASHED = 70
@@ -71,10 +70,8 @@ def test_a_worker_killed_at_each_crash_point(stack: Any, point: str, tmp_path: P
 
     jobs = [client.submit("crash", "UPDATE n SET v = v + 1") for _ in range(3)]
     read = client.submit("crash", "SELECT v FROM n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
-    env.update(settings.to_env(), SRDB_CRASH_AT=point, SRDB_CACHE_DIR=str(tmp_path / "doomed"))
-    doomed = subprocess.run([sys.executable, "-m", "producer.cli", "worker"], env=env, timeout=120,
-                            capture_output=True, text=True)
+    doomed = subprocess.run(WORKER_COMMAND, env=worker_env(settings, tmp_path / "doomed", SRDB_CRASH_AT=point),
+                            timeout=120, capture_output=True, text=True)
     assert doomed.returncode == CRASHED, doomed.stdout + doomed.stderr
 
     # The reaper frees the dead worker's lock once its TTL has passed (the reaper's clock says so).

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from producer.cli.dlq import DeadLetters
 from producer.client import Client
-from producer.dlq import DeadLetters
 from shared.clients import client_kwargs
 from shared.job.model import Job
 from shared.job.result import JobState
@@ -181,7 +181,7 @@ def test_poison_messages_end_in_the_dead_letter_queue_saying_why(moto_endpoint: 
 
 
 def _resources(endpoint: str, tmp_path: Any, **kwargs: Any) -> Settings:
-    from producer.local import create_resources
+    from producer.local.stack import create_resources
 
     name = f"dlq{id(tmp_path) % 100000}"
     return create_resources(endpoint, visibility_timeout=1, prefix=name, bucket=f"srdb-{name}",

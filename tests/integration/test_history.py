@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from producer.client import Client
-from shared.errors import JobFailed, VersionNotFound
+from shared.errors import EXIT_UNAVAILABLE, JobFailed, StorageError, VersionNotFound
 from shared.job.result import JobState
 from shared.settings import Settings
 from tests.faults import FaultyClient
@@ -104,3 +104,20 @@ async def test_the_async_client_reads_as_of_a_version(settings: Settings, drain:
         job_id = await aclient.submit("h", "SELECT count(*) FROM t", as_of=versions[1])
         await asyncio.to_thread(drain)
         assert [row async for row in aclient.results(job_id, 5)] == [[1]]
+
+
+def test_an_s3_outage_is_not_a_missing_database(settings: Settings, aws: Any, client: Client,
+                                                versions: list[int]) -> None:
+    s3 = FaultyClient(aws.s3)
+    s3.fail("get_object", times=100, when=lambda kw: kw["Key"].endswith("manifest.json"))
+    broken = Client(settings, s3=s3, sqs=aws.sqs)
+    for call in (lambda: broken.history("h"), lambda: broken.restore("h", 1)):
+        with pytest.raises(StorageError) as raised:
+            call()
+        assert raised.value.exit_code == EXIT_UNAVAILABLE
+    assert len(client.history("h")) == len(versions)
+
+
+def test_a_manifest_prints_short(client: Client, versions: list[int]) -> None:
+    current = client.history("h", limit=1)[0]
+    assert len(repr(current)) < 200 and "chunks=" in repr(current)

@@ -15,7 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from producer.client import Client
-from shared.errors import ClientError, SrdbError
+from shared.errors import ClientSideError, SrdbError
 from shared.job.classify import is_read_job
 from shared.job.model import MAX_SQL_CHARS, Job
 from shared.job.result import JobState
@@ -109,7 +109,7 @@ def test_a_message_runs_only_as_the_job_its_queued_document_names(
     # A raw message sent first under a victim's future id: refused, and the victim hears of it.
     squat = Job.create("acct", "INSERT INTO t VALUES ('attacker')", job_id="future").to_text()
     assert batch(worker, aws, settings, squat) == []
-    with pytest.raises(ClientError, match="already used for a different job"):
+    with pytest.raises(ClientSideError, match="already used for a different job"):
         client.submit("acct", "INSERT INTO t VALUES ('victim')", job_id="future")
     # A forged message under a queued victim's id: left alone; the victim's own message runs as itself.
     victim = Job.create("acct", "INSERT INTO t VALUES ('victim')", job_id="victim")

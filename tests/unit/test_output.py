@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 
 from producer.cli import parse_param
-from producer.load import batches, typed
-from producer.output import csv_text, json_document, table
+from producer.cli.load import batches, typed
+from producer.cli.output import csv_text, json_document, table
 from shared.job.result import JobResult, JobState
 
 

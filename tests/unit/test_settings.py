@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ClientError, NotConfigured
+from shared.errors import ClientSideError, NotConfigured
 from shared.settings import Settings, write_env_file
 
 
@@ -30,11 +30,11 @@ def test_to_env_round_trips(tmp_path: Path) -> None:
 
 
 def test_bad_values_and_missing_settings_are_explained(tmp_path: Path) -> None:
-    with pytest.raises(ClientError, match="SRDB_LOCK_TTL='soon' is not a number"):
+    with pytest.raises(ClientSideError, match="SRDB_LOCK_TTL='soon' is not a number"):
         Settings.load({"SRDB_LOCK_TTL": "soon"}, tmp_path)
     with pytest.raises(NotConfigured, match="SRDB_BUCKET, SRDB_QUEUE_URL"):
         Settings.load({"SRDB_REGION": "eu-west-1"}, tmp_path).require("bucket", "queue_url")
-    with pytest.raises(ClientError, match="unknown setting"):
+    with pytest.raises(ClientSideError, match="unknown setting"):
         Settings.load({}, tmp_path, colour="blue")
 
 

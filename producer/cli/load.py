@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from producer.client import Client
 from producer.protocol import Submission, prepare
-from shared.errors import ClientError, JobFailed
+from shared.errors import ClientSideError, JobFailed
 from shared.job.envelope import MAX_INLINE_MESSAGE
 from shared.job.model import Job
 from shared.job.result import JobState
@@ -43,7 +43,7 @@ class LoadReport:
 
 def quote_identifier(name: str) -> str:
     if not name or "\x00" in name:
-        raise ClientError(f"{name!r} is not a usable column or table name")
+        raise ClientSideError(f"{name!r} is not a usable column or table name")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -93,7 +93,7 @@ def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None,
     size = 0
     for line, row in enumerate(rows, start=2):
         if len(row) != width:
-            raise ClientError(f"line {line}: {len(row)} fields where the header has {width}")
+            raise ClientSideError(f"line {line}: {len(row)} fields where the header has {width}")
         values = [typed(v) for v in row]
         cost = sum(map(len, row)) + 4 * width + 2
         if batch and (size + cost > sizer.target or (rows_per_job and len(batch) >= rows_per_job)):
@@ -116,7 +116,7 @@ def load_csv(client: Client, database: str, table: str, path: Path, *, rows_per_
         try:
             header = next(reader)
         except StopIteration:
-            raise ClientError(f"{path} is empty: the first line must name the columns") from None
+            raise ClientSideError(f"{path} is empty: the first line must name the columns") from None
         columns = ", ".join(quote_identifier(c) for c in header)
         client.query(database, f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} ({columns})",
                      timeout=timeout)

@@ -18,8 +18,8 @@ from typing import Any, TextIO
 
 import sqlparse
 
+from producer.cli.output import FORMATS, render
 from producer.client import Client
-from producer.output import FORMATS, render
 from shared.errors import JobFailed, SrdbError, describe
 from shared.job.classify import is_read_statement
 from shared.job.model import AsOf
@@ -215,8 +215,6 @@ class Shell:
             result = self.client.query(self.database, sql, params, timeout=self.timeout, as_of=self.as_of)
             return [list(r) for r in self.client.store.iter_rows(result)]
         except JobFailed as exc:
-            if exc.error.get("type") == "DatabaseNotFound":
-                return []  # no write has created it yet: it has no tables
             self.error(describe(exc.error))
         except SrdbError as exc:
             self.error(f"{exc.type}: {exc}")

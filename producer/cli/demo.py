@@ -16,9 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from producer.cli.load import load_csv
+from producer.cli.output import summary, table
 from producer.client import Client
-from producer.load import load_csv
-from producer.output import summary, table
 from shared.job.result import JobResult, JobState
 from shared.settings import Settings
 

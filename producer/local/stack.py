@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from producer.local.processes import spawn_worker, stop_all
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
 from shared.settings import LOCAL_ENV_FILE, Settings, write_env_file
@@ -103,22 +102,13 @@ class LocalStack:
     def spawn_worker(self, index: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start one ``srdb worker`` process with its own cache folder and log file."""
         state = self.folder / ".srdb"
-        env = {**os.environ, **self.settings.to_env(),
-               "SRDB_CACHE_DIR": str(state / "cache" / f"worker-{index}"), **(extra_env or {})}
         with open(state / f"worker-{index}.log", "ab") as logfile:
-            return subprocess.Popen([sys.executable, "-m", "producer.cli", "worker"], env=env,
-                                    stdout=logfile, stderr=subprocess.STDOUT, cwd=self.folder)
+            return spawn_worker(self.settings, state / "cache" / f"worker-{index}", output=logfile,
+                                cwd=self.folder, **(extra_env or {}))
 
     def stop(self) -> None:
         self._stop.set()
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(self.processes)
         self.processes.clear()
         if self._reaper is not None:
             self._reaper.join(timeout=10)

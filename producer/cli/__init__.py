@@ -17,22 +17,21 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from shared.errors import (
-    ClientError,
-    InfrastructureError,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    ClientSideError,
     JobFailed,
     JobNotFound,
-    NotConfigured,
     SrdbError,
-    WaitTimeout,
     describe,
 )
 from shared.job.result import JobResult, JobState
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
 
-
-class UsageError(ClientError):
-    pass
+class UsageError(ClientSideError):
+    """The command line is wrong: its usage is printed too."""
 
 
 def parse_param(text: str) -> Any:
@@ -158,19 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
     try:
         return command(args)
-    except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        return _fail(EXIT_USAGE, f"srdb: {exc}")
     except JobFailed as exc:
-        return _fail(EXIT_FAILED, describe(exc.error))
-    except JobNotFound as exc:
-        return _fail(EXIT_NOT_FOUND, f"srdb: {exc}")
-    except WaitTimeout as exc:
-        return _fail(EXIT_TIMEOUT, f"srdb: {exc}")
-    except (InfrastructureError, NotConfigured) as exc:
-        return _fail(EXIT_UNAVAILABLE, f"srdb: {exc}")
-    except SrdbError as exc:  # a job rejected before it was sent (InvalidJob)
-        return _fail(EXIT_USAGE, f"{exc.type}: {exc}")
+        return _fail(exc.exit_code, describe(exc.error))
+    except SrdbError as exc:  # each error knows its exit code
+        if isinstance(exc, UsageError):
+            parser.print_usage(sys.stderr)
+        return _fail(exc.exit_code, f"srdb: {exc.type}: {exc}")
     except KeyboardInterrupt:
         return 130
 
@@ -187,7 +179,7 @@ def _client() -> Any:
 
 
 def _print_result(client: Any, result: JobResult, fmt: str) -> int:
-    from producer.output import render
+    from producer.cli.output import render
 
     if result.state is JobState.NOT_FOUND:
         raise JobNotFound(f"job {result.job_id} was never submitted")
@@ -200,7 +192,7 @@ def _print_result(client: Any, result: JobResult, fmt: str) -> int:
 
 def _print_record(record: dict[str, Any], fmt: str, text: str) -> None:
     """One small record: JSON or CSV for scripts, ``text`` for people."""
-    from producer.output import csv_text
+    from producer.cli.output import csv_text
 
     if fmt == "json":
         print(json.dumps(record, ensure_ascii=False))
@@ -211,7 +203,7 @@ def _print_record(record: dict[str, Any], fmt: str, text: str) -> None:
 
 
 def _print_records(records: list[dict[str, Any]], columns: list[str], fmt: str, empty: str) -> None:
-    from producer.output import csv_text, table
+    from producer.cli.output import csv_text, table
 
     rows = [[r.get(c) for c in columns] for r in records]
     if fmt == "json":
@@ -236,7 +228,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from producer.waiting import wait_all
+    from producer.cli.waiting import wait_all
 
     ids = [line.strip() for line in sys.stdin if line.strip()] if args.job_ids == ["-"] else args.job_ids
     if not ids:
@@ -254,7 +246,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from producer.shell import Shell
+    from producer.cli.shell import Shell
     from shared.names import check_database
 
     check_database(args.db)
@@ -311,7 +303,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from producer.load import load_csv
+    from producer.cli.load import load_csv
 
     if not args.file.is_file():
         raise UsageError(f"no such file: {args.file}")
@@ -325,7 +317,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from producer.dlq import DeadLetters
+    from producer.cli.dlq import DeadLetters
 
     client = _client()
     client.settings.require("dlq_url")
@@ -354,7 +346,7 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from producer.local import LocalStack
+    from producer.local.stack import LocalStack
 
     stack = LocalStack(Path.cwd(), port=args.port, workers=args.workers,
                        visibility_timeout=args.visibility_timeout, lock_ttl=args.lock_ttl)
@@ -371,10 +363,10 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from producer.local.poller import Poller
     from shared.clients import Clients
     from shared.settings import Settings
     from worker.handler import handle
-    from worker.poller import Poller
 
     settings = Settings.load()
     settings.require("bucket", "queue_url", "vpc_id")
@@ -400,7 +392,7 @@ def cmd_reaper(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from producer.demo import run_demo
+    from producer.cli.demo import run_demo
 
     return int(run_demo())
 

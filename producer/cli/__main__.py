@@ -1,0 +1,5 @@
+"""`python -m producer.cli`: the srdb command."""
+
+from producer.cli import run
+
+run()
