@@ -13,6 +13,7 @@ from botocore.config import Config
 from producer.cli.dlq import DeadLetters
 from producer.client import Client
 from shared.clients import client_kwargs
+from shared.errors import EXIT_UNAVAILABLE, QueueError
 from shared.job.model import Job
 from shared.job.result import JobState
 from shared.lock import SecurityGroupLock, lock_groups
@@ -229,3 +230,13 @@ def test_a_network_error_while_freeing_a_lock_retries_only_that_database(
     assert client.status(other.job_id).state is JobState.SUCCEEDED
     assert client.status(stale.job_id).state is JobState.QUEUED
     assert worker.process(records[:1]) == []  # the next delivery frees the lock and runs
+
+
+def test_an_sqs_failure_while_listing_dead_letters_is_one_error_not_a_traceback(
+        settings: Settings, aws: Any, client: Client) -> None:
+    sqs = FaultyClient(aws.sqs)
+    sqs.fail("receive_message", code="AWS.SimpleQueueService.NonExistentQueue")
+    letters = DeadLetters(sqs, client.store, settings.queue_url, settings.dlq_url)
+    with pytest.raises(QueueError, match="receive_message") as raised:
+        letters.peek()
+    assert raised.value.exit_code == EXIT_UNAVAILABLE
