@@ -15,9 +15,10 @@ logger = Logger(service="srdb-reaper")
 
 def handle(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     settings = Settings.load()
-    settings.require("vpc_id")
+    if not (settings.vpc_id or settings.bucket):
+        settings.require("bucket")
     clients = Clients.build(settings)
-    report = Reaper(clients.ec2, settings.vpc_id, ttl=settings.lock_ttl).reap_locks().to_json()
+    report = Reaper.for_settings(settings, ec2=clients.ec2, s3=clients.s3).reap_locks().to_json()
     if report["freed"]:
         logger.warning("freed stale locks", extra=report)
     return report

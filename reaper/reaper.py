@@ -1,9 +1,10 @@
-"""Freeing stale locks: a lock group whose expiry tag has passed belongs to a writer that died.
+"""Freeing stale locks: a lock past its expiry belongs to a writer that died.
 
-Deleting it is safe even if that writer is only stalled: its release deletes by group id, so it
-cannot free a lock taken after this one, and its commit is conditional, so it cannot overwrite
-the snapshot of whoever takes the lock next. (A writer that finds an expired lock in its way
-frees it the same way; the reaper frees the ones nobody is waiting for.)
+Freeing it is safe even if that writer is only stalled: it is freed by its token (the group id,
+or the lease's ETag), so a lock taken after it is never touched, and the stalled writer's commit is
+conditional, so it cannot overwrite the snapshot of whoever takes the lock next. (A writer that
+finds an expired lock in its way frees it the same way; the reaper frees the ones nobody is waiting
+for.) It frees both backends' locks: a deployment may have switched backends with locks held.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.lock import SecurityGroupLock, lock_groups
+from shared.lease import S3Lease
+from shared.lock import WriteLock
+from shared.s3 import Bucket
+from shared.security_group_lock import SecurityGroupLock
+from shared.settings import Settings
 
 
 @dataclass
@@ -27,20 +32,30 @@ class ReapReport:
 
 
 class Reaper:
-    def __init__(self, ec2: Any, vpc_id: str, *, ttl: float, now: Callable[[], float] = time.time) -> None:
-        self.ec2, self.vpc_id = ec2, vpc_id
-        # Lock groups are found by their tag, whatever their prefix: the lock is used for its rules only.
-        self.lock = SecurityGroupLock(ec2, vpc_id, ttl=ttl, now=now)
+    def __init__(self, *locks: WriteLock) -> None:
+        self.locks = locks
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, ec2: Any, s3: Any, now: Callable[[], float] = time.time) -> Reaper:
+        """Both backends that ``settings`` make possible: lock groups when a VPC is set, leases when a
+        bucket is. Lock groups are found by their tag, whatever their prefix."""
+        locks: list[WriteLock] = []
+        if settings.vpc_id:
+            locks.append(SecurityGroupLock(ec2, settings.vpc_id, ttl=settings.lock_ttl, now=now))
+        if settings.bucket:
+            locks.append(S3Lease(Bucket(s3, settings.bucket), ttl=settings.lock_ttl, now=now))
+        return cls(*locks)
 
     def reap_locks(self) -> ReapReport:
-        """Delete every lock group past its expiry (or, lacking tags, older than the TTL)."""
+        """Free every lock past its expiry."""
         report = ReapReport()
-        for group in lock_groups(self.ec2, self.vpc_id):
-            report.checked += 1
-            if not self.lock.expired(group["tags"]):
-                continue
-            if self.lock.free(group):
-                report.freed.append(group["name"])
-            else:
-                report.vanished += 1  # released or freed by someone else meanwhile
+        for lock in self.locks:
+            for held in lock.held():
+                report.checked += 1
+                if not held.expired:
+                    continue
+                if lock.free(held):
+                    report.freed.append(held.name)
+                else:
+                    report.vanished += 1  # released or freed by someone else meanwhile
         return report

@@ -1,200 +1,99 @@
-"""Per-database write lock made from an EC2 security group.
+"""A database's write lock: one interface, two backends (``SRDB_LOCK_BACKEND``).
 
-Creating a group whose name is already taken in a VPC fails with ``InvalidGroup.Duplicate``,
-atomically, so creation is acquisition. Release deletes the group *by the id that acquire
-returned*, never by name: if the reaper freed a stalled holder's lock and another writer took
-it, the stalled holder's release deletes nothing of the new holder's. The lock only avoids
-wasted work; the conditional manifest write is what guarantees that no update is lost.
+- ``security-group`` (the default, as srdb was conceived): an EC2 security group named after the
+  database; creating a group whose name is taken fails atomically (``shared.security_group_lock``).
+- ``s3``: a lease object per database, taken with ``If-None-Match: *`` and renewed, released or
+  taken over with ``If-Match`` on its ETag (``shared.lease``), for accounts that outgrow EC2's API
+  rate (Create/DeleteSecurityGroup refill at 5 a second per account and Region).
+
+Either way the lock only avoids wasted work: the conditional manifest write is what guarantees that
+no update is lost, so a holder that stalls past its expiry and loses the lock cannot overwrite the
+snapshot of whoever took it next.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from shared.errors import LockTimeout, NotConfigured
+from shared.settings import Settings
 
-from shared.awserrors import error_code
-from shared.errors import LockError, LockTimeout
-from shared.names import check_database
-
-log = logging.getLogger("srdb.lock")
-LOCK_TAG = "srdb:lock"
-OWNER_TAG = "srdb:owner"
-CREATED_TAG = "srdb:created"
-EXPIRES_TAG = "srdb:expires"
-NETWORK = "network"  # LockError.code when EC2 gave no answer (the request may or may not have been applied)
-_RETRY_CODES = {"RequestLimitExceeded", "Throttling", "InternalError", "Unavailable", "ServiceUnavailable"}
+BACKENDS = ("security-group", "s3")
 
 
 @dataclass(frozen=True)
 class LockHandle:
+    """A lock held: ``token`` is what release and renew act on (the group id, or the lease's ETag),
+    never the name, so a holder can only ever release its own lock."""
+
     database: str
-    group_id: str
+    token: str
     owner: str
     acquired_at: float
     waited: float
+    expires_at: float = 0.0
 
 
-class SecurityGroupLock:
-    """Acquire and release write locks; ``now``, ``sleep`` and ``rng`` are injected for tests."""
+@dataclass(frozen=True)
+class HeldLock:
+    """A lock as the reaper sees it: its name, the token freeing it acts on, and whether it expired."""
 
-    def __init__(
-        self,
-        ec2: Any,
-        vpc_id: str,
-        *,
-        prefix: str = "srdb",
-        ttl: float = 600.0,
-        now: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.ec2, self.vpc_id, self.prefix, self.ttl = ec2, vpc_id, prefix, ttl
-        self.now, self.sleep, self.rng = now, sleep, rng
+    name: str
+    token: str
+    expired: bool
 
-    def group_name(self, database: str) -> str:
-        return f"{self.prefix}-lock-{check_database(database)}"
+
+class WriteLock(Protocol):
+    ttl: float
 
     def acquire(self, database: str, wait: float) -> LockHandle:
-        """Take the lock, retrying with jittered backoff; LockTimeout once ``wait`` seconds pass."""
-        start = self.now()
-        owner = uuid.uuid4().hex
-        delay = 0.05
-        maybe_created = False
-        next_look = start
-        while True:
-            try:
-                group_id = self._create(database, owner)
-                return LockHandle(database, group_id, owner, self.now(), self.now() - start)
-            except LockError as exc:
-                code = exc.code
-                if code == NETWORK:
-                    maybe_created = True  # the request may have been applied before the connection failed
-                elif code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
-                    raise
-                if code == "InvalidGroup.Duplicate" and (maybe_created or self.now() >= next_look):
-                    next_look = self.now() + 1.0
-                    holder = self.holder(database)
-                    # A create whose response was lost still made the group: it is ours if it has our owner.
-                    if holder is not None and holder["tags"].get(OWNER_TAG) == owner:
-                        return LockHandle(database, holder["group_id"], owner, self.now(), self.now() - start)
-                    if holder is not None and self.expired(holder["tags"]):
-                        self.free(holder)
-                        continue
-            remaining = start + wait - self.now()
-            if remaining <= 0:
-                raise LockTimeout(f"write lock of database {database} not acquired within {wait:g}s")
-            self.sleep(min(remaining, delay * (0.5 + self.rng())))
-            delay = min(delay * 2, 2.0)
+        """Take the lock, waiting at most ``wait`` seconds; LockTimeout after that."""
 
     def release(self, handle: LockHandle) -> bool:
-        """Delete the lock group by id. False when it was already gone (the reaper freed it)."""
-        for attempt in range(3):
-            try:
-                self._ec2("delete_security_group", f"releasing the lock of {handle.database}",
-                          GroupId=handle.group_id)
-                return True
-            except LockError as exc:
-                code = exc.code
-                young = self.now() - handle.acquired_at < 10
-                if code == "InvalidGroup.NotFound" and not young:
-                    return False
-                if code not in _RETRY_CODES and code not in ("InvalidGroup.NotFound", NETWORK):
-                    raise
-                if attempt == 2:
-                    # EC2 is eventually consistent: a group just created may not be visible yet.
-                    # If it never shows, the reaper frees it after the TTL.
-                    return code != "InvalidGroup.NotFound"
-                self.sleep(0.2 * (attempt + 1))
-        return False
+        """Give it back; False when it was no longer ours (freed as expired meanwhile)."""
 
-    def _create(self, database: str, owner: str) -> str:
-        created = self.now()
-        tags = [
-            {"Key": LOCK_TAG, "Value": database},
-            {"Key": OWNER_TAG, "Value": owner},
-            {"Key": CREATED_TAG, "Value": f"{created:.3f}"},
-            {"Key": EXPIRES_TAG, "Value": f"{created + self.ttl:.3f}"},
-        ]
-        response = self._ec2(
-            "create_security_group", f"creating the lock group of {database}",
-            GroupName=self.group_name(database),
-            Description=f"srdb write lock for database {database}",
-            VpcId=self.vpc_id,
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}],
-        )
-        return str(response["GroupId"])
+    def renew(self, handle: LockHandle) -> LockHandle | None:
+        """Push its expiry a TTL further; None when it is no longer ours."""
 
-    def holder(self, database: str) -> dict[str, Any] | None:
-        """The group that holds ``database``'s lock now, with its tags, or None."""
-        try:
-            groups = self._ec2("describe_security_groups", f"looking up the lock of {database}", Filters=[
-                {"Name": "vpc-id", "Values": [self.vpc_id]},
-                {"Name": "group-name", "Values": [self.group_name(database)]},
-            ])["SecurityGroups"]
-        except LockError:
-            return None
-        return _group(groups[0]) if groups else None
+    def held(self) -> list[HeldLock]:
+        """Every lock of this backend, for the reaper."""
 
-    def expired(self, tags: dict[str, str]) -> bool:
-        """Past its expiry tag (or, lacking one, older than the TTL): its holder is dead or stalled."""
-        try:
-            return self.now() >= float(tags[EXPIRES_TAG])
-        except (KeyError, ValueError):
-            try:
-                return self.now() >= float(tags[CREATED_TAG]) + self.ttl
-            except (KeyError, ValueError):
-                return True
-
-    def free(self, group: dict[str, Any]) -> bool:
-        """Delete a stale lock group by id; False if someone else already had. Safe even when its holder
-        is only stalled: that holder's commit is conditional, so it cannot overwrite a newer snapshot."""
-        try:
-            self._ec2("delete_security_group", f"freeing {group['name']}", GroupId=group["group_id"])
-        except LockError as exc:
-            if exc.code == "InvalidGroup.NotFound":
-                return False
-            raise
-        log.warning("freed stale lock %s (%s)", group["name"], group["group_id"])
-        return True
+    def free(self, lock: HeldLock) -> bool:
+        """Free an expired lock by its token; False when someone else already had."""
 
 
-    def _ec2(self, action: str, doing: str, **request: Any) -> Any:
-        with _translated(doing):
-            return getattr(self.ec2, action)(**request)
+class Backoff:
+    """Jittered exponential backoff until a deadline, on an injected clock."""
+
+    def __init__(self, wait: float, now: Callable[[], float], sleep: Callable[[float], None],
+                 rng: Callable[[], float] = random.random, first: float = 0.05, cap: float = 2.0) -> None:
+        self.deadline, self.now, self.sleep, self.rng = now() + wait, now, sleep, rng
+        self.wait, self.delay, self.cap = wait, first, cap
+
+    def pause(self, database: str) -> None:
+        """Sleep before the next try; LockTimeout once the deadline has passed."""
+        remaining = self.deadline - self.now()
+        if remaining <= 0:
+            raise LockTimeout(f"write lock of database {database} not acquired within {self.wait:g}s")
+        self.sleep(min(remaining, self.delay * (0.5 + self.rng())))
+        self.delay = min(self.delay * 2, self.cap)
 
 
-@contextmanager
-def _translated(doing: str) -> Iterator[None]:
-    """The one place EC2's botocore errors become srdb's: LockError, with AWS's error code (or
-    NETWORK when no answer came) for the callers that act on it."""
-    try:
-        yield
-    except ClientError as exc:
-        raise LockError(f"{doing}: {exc}", code=error_code(exc)) from exc
-    except BotoCoreError as exc:
-        raise LockError(f"{doing}: {exc}", code=NETWORK) from exc
+def make_lock(settings: Settings, *, ec2: Any, bucket: Any, now: Callable[[], float] = time.time,
+              sleep: Callable[[float], None] = time.sleep) -> WriteLock:
+    """The backend ``settings.lock_backend`` names. ``bucket``: a ``shared.s3.Bucket``."""
+    if settings.lock_backend == "s3":
+        from shared.lease import S3Lease
 
+        return S3Lease(bucket, ttl=settings.lock_ttl, now=now, sleep=sleep)
+    if settings.lock_backend == "security-group":
+        from shared.security_group_lock import SecurityGroupLock
 
-def _group(group: dict[str, Any]) -> dict[str, Any]:
-    return {"group_id": group["GroupId"], "name": group["GroupName"],
-            "tags": {t["Key"]: t["Value"] for t in group.get("Tags", [])}}
-
-
-def lock_groups(ec2: Any, vpc_id: str) -> list[dict[str, Any]]:
-    """Every srdb lock group in the VPC, with its tags as a dict."""
-    out: list[dict[str, Any]] = []
-    paginator = ec2.get_paginator("describe_security_groups")
-    pages = paginator.paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
-                                        {"Name": "tag-key", "Values": [LOCK_TAG]}])
-    with _translated("listing lock groups"):
-        for page in pages:
-            out.extend(_group(group) for group in page["SecurityGroups"])
-    return out
+        settings.require("vpc_id")
+        return SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=settings.lock_ttl,
+                                 now=now, sleep=sleep)
+    raise NotConfigured(f"SRDB_LOCK_BACKEND={settings.lock_backend!r}: choose one of {', '.join(BACKENDS)}")

@@ -34,6 +34,7 @@ class Settings:
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
     lock_prefix: str = "srdb"
+    lock_backend: str = "security-group"  # or "s3": see shared/lock.py
     lock_ttl: float = 600.0
     lock_wait: float = 60.0
     job_timeout: float = 30.0

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from shared.errors import StorageError
 from shared.job.model import Job
 from shared.job.status import StatusStore
-from shared.lock import SecurityGroupLock
+from shared.lock import make_lock
 from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History
@@ -63,8 +63,7 @@ class Worker:
         self.store = SnapshotStore(bucket, settings.cache_dir, chunk_size=settings.chunk_size,
                                    concurrency=settings.transfer_concurrency, now=now)
         self.status = StatusStore(bucket)
-        lock = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=settings.lock_ttl,
-                                 now=now, sleep=sleep)
+        lock = make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep)
         self.parser = Parser(self.status, settings)
         self.writes = WriteStage(self.store, lock, lock_wait=settings.lock_wait, sink=self._sink,
                                  budget=self._budget, now=now, crash=crash)

@@ -64,7 +64,7 @@ def _warm_worker() -> Worker:
     global _worker
     if _worker is None:
         settings = Settings.load()
-        settings.require("bucket", "vpc_id")
+        settings.require("bucket")  # and vpc_id for the security-group lock (shared.lock.make_lock)
         clients = Clients.build(settings)
         _worker = Worker(settings, clients.s3, clients.sqs, clients.ec2, crash=_crash_hook())
     return _worker

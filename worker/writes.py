@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from shared.errors import CommitConflict, InfrastructureError, StorageError
 from shared.job.model import Job
-from shared.lock import SecurityGroupLock
+from shared.lock import WriteLock
 from shared.snapshot.store import SnapshotStore
 from worker.results import ResultSink
 from worker.transaction import apply_writes
@@ -27,7 +27,7 @@ class WriteStage:
     def __init__(
         self,
         store: SnapshotStore,
-        lock: SecurityGroupLock,
+        lock: WriteLock,
         *,
         lock_wait: float,
         sink: Callable[[Job], ResultSink],

@@ -118,8 +118,8 @@ class LocalStack:
         self.env_file.unlink(missing_ok=True)
 
     def _reap(self) -> None:
-        ec2 = boto3.client("ec2", **client_kwargs(self.settings))
-        reaper = Reaper(ec2, self.settings.vpc_id, ttl=self.lock_ttl)
+        kwargs = client_kwargs(self.settings)
+        reaper = Reaper.for_settings(self.settings, ec2=boto3.client("ec2", **kwargs), s3=boto3.client("s3", **kwargs))
         while not self._stop.wait(self.reaper_interval):
             try:
                 reaper.reap_locks()

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,9 @@ import pytest
 from producer.client import Client
 from producer.local.poller import to_lambda_event
 from shared.job.result import JobState
-from shared.lock import SecurityGroupLock, lock_groups
+from shared.lease import S3Lease
+from shared.s3 import Bucket
+from shared.security_group_lock import SecurityGroupLock, lock_groups
 from shared.settings import Settings
 
 pytestmark = pytest.mark.deploy
@@ -62,16 +64,17 @@ def test_the_stack_template_passes_checkov_and_every_skip_says_why() -> None:
 
 def test_the_artifact_holds_the_handlers_and_their_dependencies_only() -> None:
     names = zipfile.ZipFile(ARTIFACT).namelist()
-    for needed in ("worker/handler.py", "reaper/handler.py", "shared/storage.py", "boto3/__init__.py",
+    for needed in ("worker/handler.py", "reaper/handler.py", "shared/snapshot/store.py", "boto3/__init__.py",
                    "sqlparse/__init__.py", "aws_lambda_powertools/__init__.py"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("producer/", "tests/", "bench/", "moto/"))]
 
 
 @pytest.fixture
-def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[[str], dict[str, str]]]:
     """The packaged templates deployed into moto's CloudFormation as the framework deploys them:
-    the create template (the deployment bucket), the artifact, then the update template."""
+    the create template (the deployment bucket), the artifact, then the update template with the
+    lock backend asked for (the LockBackend parameter; calling again switches it)."""
     kwargs: dict[str, Any] = {"endpoint_url": moto_endpoint, "region_name": "us-east-1",
                               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     cfn, s3 = boto3.client("cloudformation", **kwargs), boto3.client("s3", **kwargs)
@@ -83,16 +86,22 @@ def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     template = json.loads(UPDATE.read_text())
     key = template["Resources"]["WorkerLambdaFunction"]["Properties"]["Code"]["S3Key"]
     s3.put_object(Bucket=bucket, Key=key, Body=ARTIFACT.read_bytes())
-    cfn.update_stack(StackName=name, TemplateBody=UPDATE.read_text(), Capabilities=["CAPABILITY_IAM"])
-    updated = cfn.describe_stacks(StackName=name)["Stacks"][0]
-    assert updated["StackStatus"] == "UPDATE_COMPLETE", updated.get("StackStatusReason")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in updated["Outputs"]}
-    yield {"SRDB_BUCKET": outputs["Bucket"], "SRDB_QUEUE_URL": outputs["QueueUrl"],
-           "SRDB_DLQ_URL": outputs["DeadLetterQueueUrl"], "SRDB_CALLBACK_QUEUE_URL": outputs["CallbackQueueUrl"],
-           "SRDB_VPC_ID": outputs["VpcId"], "SRDB_LOCK_PREFIX": outputs["LockPrefix"],
-           "SRDB_REGION": outputs["Region"], "SRDB_ENDPOINT_URL": moto_endpoint,
-           "SRDB_AWS_ACCESS_KEY_ID": "testing", "SRDB_AWS_SECRET_ACCESS_KEY": "testing",
-           "SRDB_CACHE_DIR": str(tmp_path / "lambda-tmp"), "SRDB_LOCK_WAIT": "5"}
+
+    def deploy(backend: str) -> dict[str, str]:
+        cfn.update_stack(StackName=name, TemplateBody=UPDATE.read_text(), Capabilities=["CAPABILITY_IAM"],
+                         Parameters=[{"ParameterKey": "LockBackend", "ParameterValue": backend}])
+        updated = cfn.describe_stacks(StackName=name)["Stacks"][0]
+        assert updated["StackStatus"] == "UPDATE_COMPLETE", updated.get("StackStatusReason")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in updated["Outputs"]}
+        return {"SRDB_BUCKET": outputs["Bucket"], "SRDB_QUEUE_URL": outputs["QueueUrl"],
+                "SRDB_DLQ_URL": outputs["DeadLetterQueueUrl"], "SRDB_CALLBACK_QUEUE_URL": outputs["CallbackQueueUrl"],
+                "SRDB_VPC_ID": outputs["VpcId"], "SRDB_LOCK_PREFIX": outputs["LockPrefix"],
+                "SRDB_LOCK_BACKEND": outputs["LockBackend"], "SRDB_REGION": outputs["Region"],
+                "SRDB_ENDPOINT_URL": moto_endpoint, "SRDB_AWS_ACCESS_KEY_ID": "testing",
+                "SRDB_AWS_SECRET_ACCESS_KEY": "testing", "SRDB_CACHE_DIR": str(tmp_path / f"lambda-tmp-{backend}"),
+                "SRDB_LOCK_WAIT": "5"}
+
+    yield deploy
 
 
 def lambda_invoke(handler: str, event: dict[str, Any], env: dict[str, str], tmp_path: Path) -> Any:
@@ -110,11 +119,19 @@ def lambda_invoke(handler: str, event: dict[str, Any], env: dict[str, str], tmp_
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_a_job_runs_through_the_deployed_resources(stack: dict[str, str], tmp_path: Path) -> None:
-    settings = Settings.load(stack)
+def test_a_job_runs_through_the_deployed_resources_with_either_lock(stack: Callable[[str], dict[str, str]],
+                                                                    tmp_path: Path) -> None:
+    # One stack (its names are fixed), deployed with the default lock, then switched to the lease.
+    for backend in ("security-group", "s3"):
+        run_through(stack(backend), backend, tmp_path / backend)
+
+
+def run_through(env: dict[str, str], backend: str, tmp_path: Path) -> None:
+    settings = Settings.load(env)
+    database = f"deployed-{backend}"
     client = Client(settings)
-    create = client.submit("deployed", "CREATE TABLE t (a INTEGER)")
-    insert = client.submit("deployed", "INSERT INTO t VALUES (?)", [41])
+    create = client.submit(database, "CREATE TABLE t (a INTEGER)")
+    insert = client.submit(database, "INSERT INTO t VALUES (?)", [41])
     sqs = boto3.client("sqs", endpoint_url=settings.endpoint_url, region_name=settings.region,
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     arn = sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -122,7 +139,7 @@ def test_a_job_runs_through_the_deployed_resources(stack: dict[str, str], tmp_pa
     def deliver() -> None:
         messages = sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10,
                                        MessageSystemAttributeNames=["All"]).get("Messages", [])
-        response = lambda_invoke("worker.handler.handle", to_lambda_event(messages, arn, settings.region), stack,
+        response = lambda_invoke("worker.handler.handle", to_lambda_event(messages, arn, settings.region), env,
                                  tmp_path)
         assert response == {"batchItemFailures": []}
         for m in messages:
@@ -131,15 +148,23 @@ def test_a_job_runs_through_the_deployed_resources(stack: dict[str, str], tmp_pa
     deliver()
     assert client.status(create).state is JobState.SUCCEEDED
     assert client.status(insert).state is JobState.SUCCEEDED
-    read = client.submit("deployed", "SELECT a + 1 FROM t", reply_to=settings.callback_queue_url)
+    read = client.submit(database, "SELECT a + 1 FROM t", reply_to=settings.callback_queue_url)
     deliver()
     assert client.status(read).values() == [[42]]
     callback = sqs.receive_message(QueueUrl=settings.callback_queue_url)["Messages"][0]
     assert json.loads(callback["Body"])["job_id"] == read
 
+    if backend == "s3":
+        assert settings.vpc_id == ""  # no VPC and no EC2 permission: the lease is an object in the bucket
+        leases = S3Lease(Bucket(client.s3, settings.bucket), ttl=-1)
+        leases.acquire(database, wait=1)
+        report = lambda_invoke("reaper.handler.handle", {}, env, tmp_path)
+        assert report["freed"] == [f"locks/{database}.json"]
+        assert leases.held() == []
+        return
     ec2 = boto3.client("ec2", endpoint_url=settings.endpoint_url, region_name=settings.region,
                        aws_access_key_id="testing", aws_secret_access_key="testing")
-    SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=-1).acquire("deployed", wait=1)
-    report = lambda_invoke("reaper.handler.handle", {}, stack, tmp_path)
-    assert report["freed"] == [f"{settings.lock_prefix}-lock-deployed"]
+    SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=-1).acquire(database, wait=1)
+    report = lambda_invoke("reaper.handler.handle", {}, env, tmp_path)
+    assert report["freed"] == [f"{settings.lock_prefix}-lock-{database}"]
     assert lock_groups(ec2, settings.vpc_id) == []

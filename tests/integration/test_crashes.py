@@ -21,7 +21,7 @@ from producer.local.stack import create_resources
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
 from shared.job.result import JobState
-from shared.lock import lock_groups
+from shared.security_group_lock import lock_groups
 from shared.settings import Settings
 from worker.batch import CRASH_POINTS, Worker
 from worker.handler import run_batch
@@ -75,7 +75,7 @@ def test_a_worker_killed_at_each_crash_point(stack: Any, point: str, tmp_path: P
     assert doomed.returncode == CRASHED, doomed.stdout + doomed.stderr
 
     # The reaper frees the dead worker's lock once its TTL has passed (the reaper's clock says so).
-    Reaper(stack.ec2, settings.vpc_id, ttl=settings.lock_ttl, now=lambda: time.time() + 31).reap_locks()
+    Reaper.for_settings(settings, ec2=stack.ec2, s3=stack.s3, now=lambda: time.time() + 31).reap_locks()
     run_until_settled(settings, stack, healthy, client, [*jobs, read])
 
     assert {client.status(j).state for j in jobs} == {JobState.SUCCEEDED}

@@ -16,7 +16,7 @@ from shared.clients import client_kwargs
 from shared.errors import EXIT_UNAVAILABLE, QueueError
 from shared.job.model import Job
 from shared.job.result import JobState
-from shared.lock import SecurityGroupLock, lock_groups
+from shared.security_group_lock import SecurityGroupLock, lock_groups
 from shared.settings import Settings
 from worker.batch import Record, Worker
 
@@ -147,7 +147,7 @@ def test_a_lost_create_response_still_takes_the_lock(settings: Settings, aws: An
     ec2.fail("create_security_group", after_call=True)
     lock = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, sleep=lambda s: None)
     handle = lock.acquire("d", wait=5)
-    assert [g["group_id"] for g in lock_groups(aws.ec2, settings.vpc_id)] == [handle.group_id]
+    assert [g["group_id"] for g in lock_groups(aws.ec2, settings.vpc_id)] == [handle.token]
 
 
 def test_poison_messages_end_in_the_dead_letter_queue_saying_why(moto_endpoint: str, tmp_path: Any) -> None:

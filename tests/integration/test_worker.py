@@ -19,7 +19,7 @@ from shared.errors import InvalidJob
 from shared.job.envelope import MAX_JOB_TEXT, compressed
 from shared.job.model import Job
 from shared.job.result import JobState
-from shared.lock import SecurityGroupLock
+from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
 from worker.batch import Record, Worker
 from worker.handler import run_batch
