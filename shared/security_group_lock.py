@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.awserrors import error_code
-from shared.errors import LockError
+from shared.errors import LockError, LockTimeout
 from shared.lock import Backoff, HeldLock, LockHandle
 from shared.names import check_database
 
@@ -30,6 +30,7 @@ OWNER_TAG = "srdb:owner"
 CREATED_TAG = "srdb:created"
 EXPIRES_TAG = "srdb:expires"
 NETWORK = "network"  # LockError.code when EC2 gave no answer (the request may or may not have been applied)
+RELEASE_WAIT = 10.0  # seconds a release retries a throttled EC2 before it leaves the lock to expire
 _RETRY_CODES = {"RequestLimitExceeded", "Throttling", "InternalError", "Unavailable", "ServiceUnavailable"}
 
 
@@ -102,25 +103,30 @@ class SecurityGroupLock:
         return LockHandle(database, group_id, owner, now, now - start, now + self.ttl)
 
     def release(self, handle: LockHandle) -> bool:
-        """Delete the lock group by id. False when it was already gone (the reaper freed it)."""
-        for attempt in range(3):
+        """Delete the lock group by id. False when it was already gone (the reaper freed it), or when EC2
+        kept refusing for RELEASE_WAIT seconds: then the lock expires by its tag and a waiter frees it."""
+        backoff = Backoff(RELEASE_WAIT, self.now, self.sleep, self.rng)
+        unseen = 0
+        while True:
             try:
                 self._ec2("delete_security_group", f"releasing the lock of {handle.database}",
                           GroupId=handle.token)
                 return True
             except LockError as exc:
                 code = exc.code
-                young = self.now() - handle.acquired_at < 10
-                if code == "InvalidGroup.NotFound" and not young:
-                    return False
-                if code not in _RETRY_CODES and code not in ("InvalidGroup.NotFound", NETWORK):
-                    raise
-                if attempt == 2:
+                if code == "InvalidGroup.NotFound":
                     # EC2 is eventually consistent: a group just created may not be visible yet.
-                    # If it never shows, the reaper frees it after the TTL.
-                    return code != "InvalidGroup.NotFound"
-                self.sleep(0.2 * (attempt + 1))
-        return False
+                    unseen += 1
+                    if self.now() - handle.acquired_at >= 10 or unseen >= 3:
+                        return False
+                elif code not in _RETRY_CODES and code != NETWORK:
+                    raise
+            try:
+                backoff.pause(handle.database)  # throttled: wait for the bucket to refill, do not give up at once
+            except LockTimeout:
+                log.warning("lock of %s not released (EC2 kept refusing); it expires at %.0f", handle.database,
+                            handle.expires_at)
+                return False
 
     def _create(self, database: str, owner: str) -> str:
         created = self.now()

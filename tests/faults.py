@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -73,3 +75,56 @@ def http_errors(client: Any, operation: str, status: int, code: str, times: int)
     service = client.meta.service_model.service_name
     client.meta.events.register(f"before-send.{service}.{operation}", respond)
     return seen
+
+
+class TokenBucket:
+    """EC2's API throttle for one action: ``burst`` tokens, refilled at ``rate`` a second."""
+
+    def __init__(self, rate: float, burst: float, now: Callable[[], float]) -> None:
+        self.rate, self.burst, self.now = rate, burst, now
+        self.tokens, self.at = burst, now()
+
+    def take(self) -> bool:
+        t = self.now()
+        self.tokens = min(self.burst, self.tokens + (t - self.at) * self.rate)
+        self.at = t
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+# The documented buckets (per account and Region): Create/DeleteSecurityGroup refill at 5 a second
+# with a burst of 50, CreateTags 10 (100), DescribeSecurityGroups 20 (100).
+EC2_BUCKETS = {"create_security_group": (5.0, 50.0), "delete_security_group": (5.0, 50.0),
+               "create_tags": (10.0, 100.0), "describe_security_groups": (20.0, 100.0)}
+
+
+class ThrottledEC2:
+    """EC2 as one account sees it: each action draws on its token bucket, shared by every client that
+    wraps the same instance; an empty bucket answers ``RequestLimitExceeded``, as EC2 does."""
+
+    def __init__(self, ec2: Any, now: Callable[[], float], scale: float = 1.0) -> None:
+        self._ec2 = ec2
+        self._lock = threading.Lock()
+        self.buckets = {name: TokenBucket(rate * scale, burst * scale, now)
+                        for name, (rate, burst) in EC2_BUCKETS.items()}
+        self.throttled: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._ec2, name)
+        bucket = self.buckets.get(name)
+        if bucket is None:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                allowed = bucket.take()
+                if not allowed:
+                    self.throttled[name] += 1
+            if not allowed:
+                raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}},
+                                  name)
+            return attr(*args, **kwargs)
+
+        return call

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -21,7 +23,7 @@ from shared.settings import Settings
 from worker.batch import Record, Worker
 
 from ..conftest import queued
-from ..faults import FaultyClient, http_errors
+from ..faults import FaultyClient, ThrottledEC2, http_errors
 
 
 def counter(client: Client, drain: Callable[..., int], database: str = "c") -> None:
@@ -240,3 +242,27 @@ def test_an_sqs_failure_while_listing_dead_letters_is_one_error_not_a_traceback(
     with pytest.raises(QueueError, match="receive_message") as raised:
         letters.peek()
     assert raised.value.exit_code == EXIT_UNAVAILABLE
+
+
+def test_many_databases_under_ec2s_throttle_lose_nothing_and_burn_no_retry(
+        settings: Settings, aws: Any, client: Client, tmp_path: Any) -> None:
+    # EC2's buckets, shared by every worker as by every Lambda of an account, at a fifth of their size
+    # so that a short test spends them: Create/DeleteSecurityGroup 1 a second, burst 10.
+    ec2 = ThrottledEC2(aws.ec2, now=time.monotonic, scale=0.2)
+    roomy = settings.replace(lock_wait=120, lock_ttl=300, worker_timeout=300)  # time for a throttled batch
+    workers = [Worker(roomy.replace(cache_dir=str(tmp_path / f"w{i}")), aws.s3, aws.sqs, ec2)
+               for i in range(3)]
+    databases = [f"many{i}" for i in range(12)]
+    jobs = {db: [Job.create(db, statements=[("CREATE TABLE IF NOT EXISTS t (a)", None),
+                                             ("INSERT INTO t VALUES (?)", [n])], job_id=f"{db}-{n}") for n in range(2)]
+            for db in databases}
+    records = [Record(j.job_id, queued(aws.s3, settings.bucket, j)) for db in databases for j in jobs[db]]
+    batches = [records[i::3] for i in range(3)]  # each worker a batch holding a job of most databases
+    with ThreadPoolExecutor(3) as pool:
+        retried = list(pool.map(lambda wb: wb[0].process(wb[1]), zip(workers, batches, strict=True)))
+    assert retried == [[], [], []]  # throttled calls were waited out, not handed back to SQS
+    assert sum(ec2.throttled.values()) > 0
+    assert all(client.status(j.job_id).state is JobState.SUCCEEDED for db in databases for j in jobs[db])
+    counts = [Job.create(db, "SELECT count(*) FROM t") for db in databases]
+    assert workers[0].process([Record(c.job_id, queued(aws.s3, settings.bucket, c)) for c in counts]) == []
+    assert [client.status(c.job_id).values() for c in counts] == [[[2]]] * len(databases)  # each job once
