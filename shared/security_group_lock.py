@@ -119,7 +119,9 @@ class SecurityGroupLock:
                     unseen += 1
                     if self.now() - handle.acquired_at >= 10 or unseen >= 3:
                         return False
-                elif code not in _RETRY_CODES and code != NETWORK:
+                    self.sleep(0.2 * unseen)
+                    continue
+                if code not in _RETRY_CODES and code != NETWORK:
                     raise
             try:
                 backoff.pause(handle.database)  # throttled: wait for the bucket to refill, do not give up at once
