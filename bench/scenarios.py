@@ -84,10 +84,9 @@ def _initial_database(run: Bench, tmp: str, mode: str, mib: int) -> None:
         return
     store = SnapshotStore(Bucket(run.clients["s3"], run.settings.bucket), f"{tmp}/initial-{mib}",
                           chunk_size=run.settings.chunk_size)
-    snapshot = store.sync("w")
-    snapshot.path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.path.write_bytes(path.read_bytes())
-    store.commit(snapshot, [])
+    with store.writer("w") as writer:
+        writer.path.write_bytes(path.read_bytes())
+        writer.commit([])
 
 
 def etl(bench: Bench, tmp: str, rows: int = 1_000_000, workers: int = 2,
@@ -152,10 +151,9 @@ def write_cost(bench: Bench, tmp: str, sizes: tuple[int, ...] = (4, 256), repeat
         run = bench.fresh(tmp)
         seed_store = SnapshotStore(Bucket(run.clients["s3"], run.settings.bucket), f"{tmp}/seeding-{mib}",
                                    chunk_size=run.settings.chunk_size)
-        snapshot = seed_store.sync(f"db{mib}")
-        snapshot.path.parent.mkdir(parents=True, exist_ok=True)
-        _database_of(snapshot.path, mib)
-        seed_store.commit(snapshot, [])
+        with seed_store.writer(f"db{mib}") as writer:
+            _database_of(writer.path, mib)
+            writer.commit([])
         worker = run.worker()
         client = run.client()
         with run.draining(worker):
@@ -171,7 +169,7 @@ def write_cost(bench: Bench, tmp: str, sizes: tuple[int, ...] = (4, 256), repeat
                 calls += run.counter.reset()
         figures.setdefault("_calls", {})[f"write-cost ({mib} MiB)"] = (calls, repeats)
         figures[f"{mib}MiB"] = {
-            "file_mib": round(snapshot.path.stat().st_size / MIB, 1),
+            "file_mib": round(seed_store.local_path(f"db{mib}").stat().st_size / MIB, 1),
             "bytes_uploaded": int(statistics.median(ups)), "bytes_downloaded": int(statistics.median(downs)),
             "s3_requests_per_write": round(sum(v for k, v in calls.items() if k.startswith("s3.")) / repeats, 1),
             "submit_to_result_ms_median": round(statistics.median(times), 1)}
