@@ -30,7 +30,7 @@ from worker.publish import Publisher
 from worker.reads import ReadStage
 from worker.report import BatchReport, BatchStats, Fate
 from worker.results import ResultSink
-from worker.verdicts import GroupResult, Ignored, Record, Refusal, Task, deferred
+from worker.verdicts import Deferred, GroupResult, Ignored, Record, Refusal, Task, Verdict, deferred
 from worker.writes import WriteStage
 
 __all__ = ["CRASH_POINTS", "BatchStats", "Record", "Worker"]
@@ -91,7 +91,10 @@ class Worker:
             for task in tasks:
                 by_database[task.job.database].append(task)
             groups = _each(pool, self._run_database, list(by_database.values()), _group_failed)
-            verdicts = {m: v for group in groups for m, v in group.verdicts.items()}
+            # Every task has a verdict, whatever a stage returned: one no stage decided runs again.
+            verdicts: dict[str, Verdict] = dict.fromkeys(
+                (t.record.message_id for t in tasks), Deferred(StorageError("no stage decided this job")))
+            verdicts.update((m, v) for group in groups for m, v in group.verdicts.items())
             published = dict(zip((t.record.message_id for t in tasks), _each(
                 pool, lambda t: self.publisher.publish(t, verdicts[t.record.message_id]), tasks,
                 lambda t, exc: False), strict=True))
