@@ -9,7 +9,7 @@ from typing import Any, overload
 
 from shared.errors import InternalError, StorageError
 from shared.job.keys import payload_key, status_key
-from shared.job.result import JobResult, JobState
+from shared.job.result import JobResult
 from shared.s3 import Bucket
 
 JSON = "application/json"
@@ -37,19 +37,6 @@ class StatusStore:
             return self.bucket.put_if_none_match(key, body, content_type=JSON) is not None
         self.bucket.put(key, body, content_type=JSON)
         return True
-
-    def cancel(self, job_id: str) -> JobState:
-        """Mark a QUEUED job CANCELLED (a conditional write on the QUEUED document); return the state now."""
-        current, etag = self.get(job_id)
-        if current is None:
-            return JobState.NOT_FOUND
-        if current.state is not JobState.QUEUED:
-            return current.state
-        current.state = JobState.CANCELLED
-        if self.put(current, if_match=etag):
-            return JobState.CANCELLED
-        latest, _ = self.get(job_id)
-        return latest.state if latest else JobState.NOT_FOUND
 
     def put_bytes(self, key: str, body: bytes) -> None:
         self.bucket.put(key, body)
