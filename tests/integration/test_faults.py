@@ -266,3 +266,18 @@ def test_many_databases_under_ec2s_throttle_lose_nothing_and_burn_no_retry(
     counts = [Job.create(db, "SELECT count(*) FROM t") for db in databases]
     assert workers[0].process([Record(c.job_id, queued(aws.s3, settings.bucket, c)) for c in counts]) == []
     assert [client.status(c.job_id).values() for c in counts] == [[[2]]] * len(databases)  # each job once
+
+
+def test_an_unexpected_error_writing_a_result_retries_the_job_instead_of_dropping_it(
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int]) -> None:
+    counter(client, drain)
+    s3 = FaultyClient(aws.s3)
+    s3.fail("put_object", error=ValueError("not a botocore error"), when=lambda kw: kw["Key"] == "results/odd.json")
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    job = increment(job_id="odd")
+    client.submit_job(job)
+    assert worker.process([Record("m", job.to_text())]) == ["m"]  # not published: SQS delivers it again
+    assert client.status("odd").state is JobState.QUEUED
+    assert worker.process([Record("m", job.to_text())]) == []
+    assert client.status("odd").state is JobState.SUCCEEDED
+    assert value(client, drain) == 1  # applied once: the second delivery found its record
