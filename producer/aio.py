@@ -88,14 +88,19 @@ class AsyncClient:
         return await self._run(core.submit(submission, self.settings))
 
     async def submit_jobs(self, jobs: list[Job], *, concurrency: int = 8) -> list[str]:
-        """Submit many jobs, ``concurrency`` at a time; the ids come back in order."""
+        """Submit many jobs: their QUEUED documents ``concurrency`` at a time, then their messages ten
+        to a SendMessageBatch; the ids come back in order."""
         gate = asyncio.Semaphore(concurrency)
+        submissions = [prepare(job) for job in jobs]
 
-        async def one(job: Job) -> str:
+        async def queue(submission: Submission) -> bool:
             async with gate:
-                return await self.submit_job(job)
+                return await self._run(core.queue(submission, self.settings))
 
-        return list(await asyncio.gather(*(one(job) for job in jobs)))
+        needed = await asyncio.gather(*(queue(s) for s in submissions))
+        sending = [s for s, need in zip(submissions, needed, strict=True) if need]
+        await asyncio.gather(*(self._send_batch(batch) for batch in core.message_batches(sending)))
+        return [s.job.job_id for s in submissions]
 
     # -- poll ------------------------------------------------------------------------------
 
@@ -192,14 +197,30 @@ class AsyncClient:
         except BotoCoreError as exc:
             raise storage_error(f"writing status of {result.job_id}", exc) from exc
 
+    async def _send_batch(self, submissions: list[Submission]) -> None:
+        for submission in submissions:
+            if submission.payload is not None:
+                await self._put_payload(submission)
+        try:
+            response = await self.sqs.send_message_batch(QueueUrl=self.settings.queue_url,
+                                                     Entries=core.batch_entries(submissions))
+        except (BotoClientError, BotoCoreError) as exc:
+            raise QueueError(f"sending {len(submissions)} jobs: {exc}") from exc
+        core.check_batch_sent(submissions, response)
+
+    async def _put_payload(self, submission: Submission) -> None:
+        job_id = submission.job.job_id
+        assert submission.payload is not None
+        try:
+            await self.s3.put_object(Bucket=self.settings.bucket, Key=payload_key(job_id),
+                                     Body=submission.payload.encode())
+        except (BotoClientError, BotoCoreError) as exc:
+            raise storage_error(f"storing the body of job {job_id}", exc) from exc
+
     async def _send(self, submission: Submission) -> None:
         job_id = submission.job.job_id
         if submission.payload is not None:
-            try:
-                await self.s3.put_object(Bucket=self.settings.bucket, Key=payload_key(job_id),
-                                         Body=submission.payload.encode())
-            except (BotoClientError, BotoCoreError) as exc:
-                raise storage_error(f"storing the body of job {job_id}", exc) from exc
+            await self._put_payload(submission)
         try:
             await self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body)
         except (BotoClientError, BotoCoreError) as exc:

@@ -5,12 +5,12 @@ results is written once here, as a generator that yields the I/O it needs and is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from producer.protocol import Submission, check_deployable, poll_delays, resend_needed
-from shared.errors import JobFailed, JobNotFound, WaitTimeout
+from shared.errors import JobFailed, JobNotFound, QueueError, WaitTimeout
 from shared.job.result import JobResult, JobState
 from shared.settings import Settings
 
@@ -55,16 +55,49 @@ Flow = Generator[Op, Any, T]
 
 
 def submit(submission: Submission, settings: Settings) -> Flow[str]:
-    """QUEUED document first (If-None-Match: a job id is used once), then the message. A job id used
-    before is sent again only while its job is the same and still QUEUED."""
+    """QUEUED document first, then the message (see :func:`queue`)."""
+    if (yield from queue(submission, settings)):
+        yield Send(submission)
+    return submission.job.job_id
+
+
+def queue(submission: Submission, settings: Settings) -> Flow[bool]:
+    """Write the QUEUED document (If-None-Match: a job id is used once); True when the message must
+    be sent. A job id used before is sent again only while its job is the same and still QUEUED."""
     job = submission.job
     check_deployable(job, settings)
     if not (yield PutStatus(submission.queued, if_none_match=True)):
         existing, _ = yield GetStatus(job.job_id)
-        if not resend_needed(submission, existing):
-            return job.job_id
-    yield Send(submission)
-    return job.job_id
+        return resend_needed(submission, existing)
+    return True
+
+
+def message_batches(submissions: list[Submission], *, count: int = 10,
+                    size: int = 256 * 1024 - 1024) -> Iterator[list[Submission]]:
+    """Submissions grouped for SendMessageBatch: at most ``count`` messages and ``size`` bytes a batch."""
+    batch: list[Submission] = []
+    total = 0
+    for submission in submissions:
+        length = len(submission.body.encode())
+        if batch and (len(batch) == count or total + length > size):
+            yield batch
+            batch, total = [], 0
+        batch.append(submission)
+        total += length
+    if batch:
+        yield batch
+
+
+def batch_entries(submissions: list[Submission]) -> list[dict[str, str]]:
+    return [{"Id": str(i), "MessageBody": s.body} for i, s in enumerate(submissions)]
+
+
+def check_batch_sent(submissions: list[Submission], response: dict[str, Any]) -> None:
+    """QueueError naming the jobs SQS did not take; their QUEUED documents stand, so submitting the same
+    jobs again under the same ids sends them."""
+    failed = [submissions[int(f["Id"])].job.job_id for f in response.get("Failed", [])]
+    if failed:
+        raise QueueError(f"SQS did not take job(s) {', '.join(failed)}: submit them again under the same ids")
 
 
 def status(job_id: str) -> Flow[JobResult]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from producer.aio import AsyncClient
 from producer.client import Client
 from shared.errors import ClientSideError, InvalidJob, JobFailed, JobNotFound, WaitTimeout
+from shared.job.model import Job
 from shared.job.result import JobState
 from shared.settings import Settings
 
@@ -112,3 +114,37 @@ async def test_the_async_client_reports_slow_waits_and_reads_history(settings: S
         assert current.version == 1
         restored = await client.restore("ah", 1)
         assert (restored.version, restored.restored_from) == (2, 1)
+
+
+class CountingSQS:
+    """Counts the SQS calls made through it (a real client underneath)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs, self.calls = sqs, Counter[str]()
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls[name] += 1
+        return getattr(self.sqs, name)
+
+
+def test_many_jobs_are_sent_ten_to_a_request(settings: Settings, aws: Any, drain: Callable[..., int]) -> None:
+    sqs = CountingSQS(aws.sqs)
+    client = Client(settings, s3=aws.s3, sqs=sqs)
+    jobs = [Job.create("bulk", "CREATE TABLE IF NOT EXISTS t (a)")] + [
+        Job.create("bulk", "INSERT INTO t VALUES (?)", [i]) for i in range(24)]
+    ids = client.submit_jobs(jobs)
+    assert ids == [j.job_id for j in jobs]
+    assert sqs.calls == Counter({"send_message_batch": 3})  # 25 jobs, three requests
+    assert client.submit_jobs(jobs[:3]) == [j.job_id for j in jobs[:3]]  # already queued: nothing sent twice
+    assert sqs.calls["send_message_batch"] == 4
+    drain()
+    count = client.submit("bulk", "SELECT count(*) FROM t")
+    drain()
+    assert client.wait(count, 5).values() == [[24]]
+
+
+async def test_the_async_client_sends_many_jobs_in_batches_too(settings: Settings, drain: Callable[..., int]) -> None:
+    async with AsyncClient(settings) as client:
+        ids = await client.submit_jobs([Job.create("abulk", "SELECT ?", [i]) for i in range(12)])
+        drain()
+        assert [(await client.wait(i, 5)).values() for i in ids] == [[[i]] for i in range(12)]
