@@ -118,11 +118,11 @@ def wait(job_id: str, timeout: float | None, on_slow: Callable[[JobResult], None
         if result.state.final:
             return result
         now = yield Clock()
-        if deadline is not None and now + delay > deadline:
-            raise WaitTimeout(f"job {job_id} still {result.state.value} after {timeout:g}s")
-        if on_slow is not None and now - started > slow_after:
+        if on_slow is not None and now - started > slow_after:  # said even when the wait ends now
             on_slow(result)
             on_slow = None
+        if deadline is not None and now + delay > deadline:
+            raise WaitTimeout(f"job {job_id} still {result.state.value} after {timeout:g}s")
         yield Sleep(delay)
     raise AssertionError("unreachable")
 
