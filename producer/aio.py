@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError as BotoClientError
 from producer import core
 from producer.protocol import Submission, prepare
 from shared.clients import client_config, client_kwargs
-from shared.errors import QueueError
+from shared.errors import QueueError, SrdbError
 from shared.job.keys import payload_key, status_key
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
@@ -93,13 +93,13 @@ class AsyncClient:
         gate = asyncio.Semaphore(concurrency)
         submissions = [prepare(job) for job in jobs]
 
-        async def queue(submission: Submission) -> bool:
+        async def queue(submission: Submission) -> str | None:
             async with gate:
                 return await self._run(core.queue(submission, self.settings))
 
-        needed = await asyncio.gather(*(queue(s) for s in submissions))
-        sending = [s for s, need in zip(submissions, needed, strict=True) if need]
-        await asyncio.gather(*(self._send_batch(batch) for batch in core.message_batches(sending)))
+        etags = await asyncio.gather(*(queue(s) for s in submissions))
+        sending = [(s, etag) for s, etag in zip(submissions, etags, strict=True) if etag is not None]
+        await asyncio.gather(*(self._run(core.submit_batch(sending[i:i + 10])) for i in range(0, len(sending), 10)))
         return [s.job.job_id for s in submissions]
 
     # -- poll ------------------------------------------------------------------------------
@@ -152,14 +152,20 @@ class AsyncClient:
     # -- I/O ---------------------------------------------------------------------------------
 
     async def _run(self, flow: core.Flow[T]) -> T:
-        """Drive a core flow with aioboto3: answer each I/O it yields until it returns."""
+        """Drive a core flow with aioboto3: answer each I/O it yields until it returns; an I/O that fails
+        raises its error inside the flow, which may act on it."""
         answer: Any = None
+        error: SrdbError | None = None
         while True:
             try:
-                op = flow.send(answer)
+                op = flow.throw(error) if error is not None else flow.send(answer)
             except StopIteration as done:
                 return cast(T, done.value)
-            answer = await self._do(op)
+            answer, error = None, None
+            try:
+                answer = await self._do(op)
+            except SrdbError as exc:
+                error = exc
 
     async def _do(self, op: core.Op) -> Any:
         if isinstance(op, core.GetStatus):
@@ -168,6 +174,8 @@ class AsyncClient:
             return await self._put(op.result, if_match=op.if_match, if_none_match=op.if_none_match)
         if isinstance(op, core.Send):
             return await self._send(op.submission)
+        if isinstance(op, core.SendBatch):
+            return await self._send_batch(op.submissions)
         if isinstance(op, core.Sleep):
             return await self.sleep(op.seconds)
         return self.clock()
@@ -184,20 +192,21 @@ class AsyncClient:
             raise storage_error(f"reading status of {job_id}", exc) from exc
         return parse_status(job_id, body), str(response["ETag"])
 
-    async def _put(self, result: JobResult, *, if_match: str | None = None, if_none_match: bool = False) -> bool:
+    async def _put(self, result: JobResult, *, if_match: str | None = None,
+                   if_none_match: bool = False) -> str | None:
         condition = {"IfMatch": if_match} if if_match else ({"IfNoneMatch": "*"} if if_none_match else {})
         try:
-            await self.s3.put_object(Bucket=self.settings.bucket, Key=status_key(result.job_id),
-                                     Body=result.to_bytes(), ContentType="application/json", **condition)
-            return True
+            response = await self.s3.put_object(Bucket=self.settings.bucket, Key=status_key(result.job_id),
+                                                Body=result.to_bytes(), ContentType="application/json", **condition)
+            return str(response["ETag"])
         except BotoClientError as exc:
             if condition and is_precondition_failed(exc):
-                return False
+                return None
             raise storage_error(f"writing status of {result.job_id}", exc) from exc
         except BotoCoreError as exc:
             raise storage_error(f"writing status of {result.job_id}", exc) from exc
 
-    async def _send_batch(self, submissions: list[Submission]) -> None:
+    async def _send_batch(self, submissions: list[Submission]) -> list[str]:
         for submission in submissions:
             if submission.payload is not None:
                 await self._put_payload(submission)
@@ -206,7 +215,7 @@ class AsyncClient:
                                                      Entries=core.batch_entries(submissions))
         except (BotoClientError, BotoCoreError) as exc:
             raise QueueError(f"sending {len(submissions)} jobs: {exc}") from exc
-        core.check_batch_sent(submissions, response)
+        return core.refused_ids(submissions, response)
 
     async def _put_payload(self, submission: Submission) -> None:
         job_id = submission.job.job_id

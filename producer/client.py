@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError as BotoClientError
 from producer import core
 from producer.protocol import Submission, prepare
 from shared.clients import Clients
-from shared.errors import QueueError
+from shared.errors import QueueError, SrdbError
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
 from shared.job.status import StatusStore
@@ -89,9 +89,10 @@ class Client:
         SendMessageBatch (one SQS request for ten jobs); the ids come back in order."""
         submissions = [prepare(job) for job in jobs]
         with ThreadPoolExecutor(concurrency) as pool:
-            needed = list(pool.map(lambda s: self._run(core.queue(s, self.settings)), submissions))
-            sending = [s for s, need in zip(submissions, needed, strict=True) if need]
-            list(pool.map(self._send_batch, core.message_batches(sending)))
+            etags = list(pool.map(lambda s: self._run(core.queue(s, self.settings)), submissions))
+            sending = [(s, etag) for s, etag in zip(submissions, etags, strict=True) if etag is not None]
+            list(pool.map(lambda batch: self._run(core.submit_batch(batch)),
+                          [sending[i:i + 10] for i in range(0, len(sending), 10)]))
         return [s.job.job_id for s in submissions]
 
     # -- poll ------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class Client:
     def wait(self, job_id: str, timeout: float | None = 60.0, *,
              on_slow: Callable[[JobResult], None] | None = None, slow_after: float = 1.0) -> JobResult:
         """Poll until the job ends. JobNotFound for an unknown id, WaitTimeout after ``timeout`` seconds.
-        ``on_slow`` is called once with the job's status when the wait passes ``slow_after`` seconds."""
+        ``on_slow`` is called with the job's status on every poll once the wait passes ``slow_after`` seconds."""
         return self._run(core.wait(job_id, timeout, on_slow, slow_after))
 
     def query(self, database: str, sql: str, params: JsonParams | None = None, *,
@@ -141,7 +142,7 @@ class Client:
         except (BotoClientError, BotoCoreError) as exc:
             raise QueueError(f"sending job {submission.job.job_id}: {exc}") from exc
 
-    def _send_batch(self, submissions: list[Submission]) -> None:
+    def _send_batch(self, submissions: list[Submission]) -> list[str]:
         for submission in submissions:
             if submission.payload is not None:
                 self.store.put_payload(submission.job.job_id, submission.payload)
@@ -150,17 +151,23 @@ class Client:
                                                      Entries=core.batch_entries(submissions))
         except (BotoClientError, BotoCoreError) as exc:
             raise QueueError(f"sending {len(submissions)} jobs: {exc}") from exc
-        core.check_batch_sent(submissions, response)
+        return core.refused_ids(submissions, response)
 
     def _run(self, flow: core.Flow[T]) -> T:
-        """Drive a core flow with boto3: answer each I/O it yields until it returns."""
+        """Drive a core flow with boto3: answer each I/O it yields until it returns; an I/O that fails
+        raises its error inside the flow, which may act on it."""
         answer: Any = None
+        error: SrdbError | None = None
         while True:
             try:
-                op = flow.send(answer)
+                op = flow.throw(error) if error is not None else flow.send(answer)
             except StopIteration as done:
                 return cast(T, done.value)
-            answer = self._do(op)
+            answer, error = None, None
+            try:
+                answer = self._do(op)
+            except SrdbError as exc:
+                error = exc
 
     def _do(self, op: core.Op) -> Any:
         if isinstance(op, core.GetStatus):
@@ -169,6 +176,8 @@ class Client:
             return self.store.put(op.result, if_match=op.if_match, if_none_match=op.if_none_match)
         if isinstance(op, core.Send):
             return self._send(op.submission)
+        if isinstance(op, core.SendBatch):
+            return self._send_batch(op.submissions)
         if isinstance(op, core.Sleep):
             return self.sleep(op.seconds)
         return self.clock()

@@ -55,14 +55,15 @@ def check_deployable(job: Job, settings: Settings) -> None:
 
 def resend_needed(submission: Submission, existing: JobResult | None) -> bool:
     """A job id was already used. Same job still QUEUED: send again (an earlier submit may have died
-    before its message left; the worker applies it once). Same job finished: nothing to do. A document
+    before its message left; the worker applies it once); FAILED but retryable (its message was never
+    sent, or it was dead-lettered): queue it again. Same job running or finished: nothing to do. A document
     that does not carry this job's digest is another job's, or a forged message's: a conflict."""
     if existing is None:
         return True
     if existing.job_digest != submission.queued.job_digest:
         raise ClientSideError(f"job id {submission.job.job_id} was already used for a different job "
                           f"(its status is {existing.state.value}); submit under another id")
-    return existing.state is JobState.QUEUED
+    return existing.state is JobState.QUEUED or (existing.state.final and not existing.settled)
 
 
 def poll_delays(first: float = 0.05, factor: float = 1.5, cap: float = 1.0) -> Iterator[float]:

@@ -22,9 +22,13 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def client_config(settings: Settings) -> Config:
-    # "standard" retries throttling, 5xx and connection errors with jittered backoff.
+def client_config(settings: Settings, *, fail_fast: bool = False) -> Config:
+    """"standard" retries throttling, 5xx and connection errors with jittered backoff. ``fail_fast`` (the
+    command line): an endpoint that does not answer ends the command in seconds, not a minute."""
     pool = max(10, settings.transfer_concurrency + settings.io_concurrency)
+    if fail_fast:
+        return Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=pool,
+                      connect_timeout=1.5, read_timeout=30)
     return Config(retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=pool,
                   connect_timeout=5, read_timeout=30)
 
@@ -36,7 +40,7 @@ class Clients:
     ec2: Any
 
     @classmethod
-    def build(cls, settings: Settings) -> Clients:
+    def build(cls, settings: Settings, *, fail_fast: bool = False) -> Clients:
         session = boto3.session.Session()
-        kwargs, config = client_kwargs(settings), client_config(settings)
+        kwargs, config = client_kwargs(settings), client_config(settings, fail_fast=fail_fast)
         return cls(*(session.client(name, config=config, **kwargs) for name in ("s3", "sqs", "ec2")))

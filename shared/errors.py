@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 # The CLI's exit codes (README, "The command line").
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells count it (128 + SIGINT)
 
 
 class SrdbError(Exception):
@@ -79,6 +80,10 @@ class VersionNotFound(UserError):
 
 class Timeout(UserError):
     """The job ran past its time budget and was interrupted."""
+
+
+class Cancelled(UserError):
+    """The job was cancelled while it ran: interrupted, and nothing it did was committed."""
 
 
 class ResultTooLarge(UserError):

@@ -3,12 +3,13 @@
 Every job's authorizer refuses what reaches outside its database (ATTACH, file functions,
 pragmas outside an allow-list), transaction control, and the worker's own bookkeeping
 (``_srdb_*``); a read job's also refuses every write, on a connection that is read-only anyway.
-The progress handler interrupts a job past its deadline.
+The progress handler interrupts a job past its deadline, or once it is cancelled.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,8 @@ class Guard:
     active: bool = False
     refusal: SrdbError | None = field(default=None)
     wrote: bool = False
+    # Set from another thread (worker.progress) when the job's owner cancels it while it runs.
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def install(self, conn: sqlite3.Connection) -> None:
         conn.set_authorizer(self.authorize)
@@ -107,7 +110,7 @@ class Guard:
             self.active = active
 
     def progress(self) -> int:
-        return 1 if self.now() > self.deadline else 0
+        return 1 if self.cancelled.is_set() or self.now() > self.deadline else 0
 
     def authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None, _src: str | None) -> int:
         if not self.active:

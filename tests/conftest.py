@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -24,6 +25,8 @@ from shared.s3 import Bucket
 from shared.settings import Settings
 from worker.batch import Worker
 from worker.handler import run_batch
+
+T = TypeVar("T")
 
 _names = itertools.count(1)
 
@@ -117,3 +120,14 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"}, "messageAttributes": {},
         "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
         "awsRegion": "us-east-1"} for i, body in enumerate(bodies)]}
+
+
+def until(check: Callable[[], T], timeout: float = 30.0) -> T:
+    """The first true value ``check`` gives, polling; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"still not true after {timeout:g}s: {check}")

@@ -11,10 +11,12 @@ report decides, in one place, which messages SQS delivers again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from shared.errors import StorageError
@@ -26,6 +28,7 @@ from shared.settings import Settings
 from shared.snapshot.history import History
 from shared.snapshot.store import SnapshotStore
 from worker.parse import Parser, parse_failed
+from worker.progress import Watcher
 from worker.publish import Publisher
 from worker.reads import ReadStage
 from worker.report import BatchReport, BatchStats, Fate
@@ -65,10 +68,11 @@ class Worker:
         self.status = StatusStore(bucket)
         lock = make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep)
         self.parser = Parser(self.status, settings)
+        self.watcher = Watcher(self.status, now=now)
         self.writes = WriteStage(self.store, lock, lock_wait=settings.lock_wait, sink=self._sink,
-                                 budget=self._budget, now=now, crash=crash)
+                                 budget=self._budget, now=now, crash=crash, watch=self._watch)
         self.reads = ReadStage(self.store, History(bucket, now=now), concurrency=settings.read_concurrency,
-                               sink=self._sink, budget=self._budget, now=now)
+                               sink=self._sink, budget=self._budget, now=now, watch=self._watch)
         self.publisher = Publisher(self.status, sqs, max_receive_count=settings.max_receive_count, now=now)
         self.last_stats = BatchStats()
         self._deadline = float("inf")
@@ -84,7 +88,8 @@ class Worker:
         seconds = remaining if remaining is not None else self.settings.worker_timeout
         self._deadline = self.now() + seconds - min(PUBLISH_RESERVE_SECONDS, seconds / 4)
         # Status reads and writes are I/O: one thread each, up to io_concurrency at once.
-        with ThreadPoolExecutor(max(1, min(self.settings.io_concurrency, len(records)))) as pool:
+        with ThreadPoolExecutor(max(1, min(self.settings.io_concurrency, len(records)))) as pool, \
+                self.watcher.active():
             parsed = _each(pool, self.parser.parse, records, parse_failed)
             tasks = [p for p in parsed if isinstance(p, Task)]
             by_database: dict[str, list[Task]] = defaultdict(list)
@@ -96,7 +101,8 @@ class Worker:
                 (t.record.message_id for t in tasks), Deferred(StorageError("no stage decided this job")))
             verdicts.update((m, v) for group in groups for m, v in group.verdicts.items())
             published = dict(zip((t.record.message_id for t in tasks), _each(
-                pool, lambda t: self.publisher.publish(t, verdicts[t.record.message_id]), tasks,
+                pool, lambda t: self.publisher.publish(t, verdicts[t.record.message_id],
+                                                       self.watcher.etag(t.job.job_id, t.etag)), tasks,
                 lambda t, exc: False), strict=True))
             refused = [p for p in parsed if isinstance(p, Refusal)]
             written = dict(zip((r.record.message_id for r in refused),
@@ -129,6 +135,9 @@ class Worker:
             return done
         read = self.reads.run(database, reads)
         return GroupResult({**done.verdicts, **read.verdicts}, done.lock_wait_ms, done.commit_bytes)
+
+    def _watch(self, task: Task) -> AbstractContextManager[threading.Event]:
+        return self.watcher.watch(task.job, task.digest, task.etag)
 
     def _sink(self, job: Job) -> ResultSink:
         return ResultSink(job.job_id, self.status.put_bytes, inline_limit=self.settings.inline_result_bytes,

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.errors import (
     BadValue,
+    Cancelled,
     ConstraintViolation,
     InternalError,
     InvalidJob,
@@ -76,7 +77,11 @@ def run_job(
     except Exception as exc:  # confined: this job fails alone, whatever was raised
         log.warning("job %s failed unexpectedly", job.job_id, exc_info=True, extra={"job_id": job.job_id})
         return Outcome.failed(job.job_id, InternalError.wrapping(exc), (clock() - start) * 1000)
-    outcome.run_ms = (clock() - start) * 1000
+    run_ms = (clock() - start) * 1000
+    if guard.cancelled.is_set():  # cancelled after its last statement: still not committed, so not applied
+        return Outcome.failed(job.job_id, Cancelled("job was cancelled while it ran; nothing it did was committed"),
+                              run_ms)
+    outcome.run_ms = run_ms
     outcome.read_only = not guard.wrote
     return outcome
 
@@ -162,6 +167,8 @@ def _job_error(exc: sqlite3.Error, guard: Guard, index: int | None, budget: floa
     if guard.refusal is not None:
         refusal = guard.refusal
         return type(refusal)(where + str(refusal))
+    if primary == sqlite3.SQLITE_INTERRUPT and guard.cancelled.is_set():
+        return Cancelled(f"{where}job was cancelled while it ran and was interrupted; nothing it did was committed")
     if primary == sqlite3.SQLITE_INTERRUPT:
         return Timeout(f"{where}job ran past its time budget of {budget:g}s and was interrupted")
     if primary is None and message == _ONE_STATEMENT:

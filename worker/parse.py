@@ -75,7 +75,7 @@ class Parser:
             read = job.read_only or job.as_of is not None or is_read_job(job)
         except UserError as exc:
             return Refusal(record, job.job_id, exc, etag=etag, digest=digest)
-        return Task(record, job, read, etag, digest)
+        return Task(record, job, read, etag, digest, current.redriven_after)
 
     def _check(self, job: Job) -> None:
         """What this deployment allows beyond the job schema."""

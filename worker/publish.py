@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import StorageError, UserError
-from shared.job.result import JobResult, JobState
+from shared.job.result import JobResult, JobState, epoch, iso
 from shared.job.status import StatusStore
 from worker.verdicts import Deferred, Refusal, Task, Verdict
 
@@ -22,29 +21,34 @@ class Publisher:
     def __init__(self, status: StatusStore, sqs: Any, *, max_receive_count: int, now: Callable[[], float]) -> None:
         self.status, self.sqs, self.max_receive_count, self.now = status, sqs, max_receive_count, now
 
-    def publish(self, task: Task, verdict: Verdict) -> bool:
-        """Write the job's final status document (and the callback). False: retry the message."""
+    def publish(self, task: Task, verdict: Verdict, etag: str | None) -> bool:
+        """Write the job's final status document (and the callback). False: retry the message.
+        ``etag``: the document's ETag as the worker knows it (the QUEUED one, or its RUNNING one)."""
         if isinstance(verdict, Deferred):
             if task.record.receive_count >= self.max_receive_count:
-                self._dead_letter(task, verdict)
+                self._dead_letter(task, verdict, etag)
             return False
         outcome, finished = verdict.outcome, self.now()
-        submitted = _epoch(task.job.submitted_at)
+        submitted = epoch(task.job.submitted_at)
         timings = {"run_ms": round(outcome.run_ms, 3)}
         if submitted is not None:
             timings["queued_ms"] = round(max(0.0, verdict.started - submitted) * 1000, 3)
             timings["total_ms"] = round(max(0.0, finished - submitted) * 1000, 3)
+        state = JobState.SUCCEEDED if outcome.ok else JobState.FAILED
+        if (outcome.error or {}).get("type") == "Cancelled":
+            state = JobState.CANCELLED
         result = JobResult(
-            task.job.job_id, JobState.SUCCEEDED if outcome.ok else JobState.FAILED,
+            task.job.job_id, state,
             database=task.job.database, columns=outcome.columns, types=outcome.types, rows=outcome.rows,
             rowcount=outcome.rowcount, lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts,
-            version=verdict.version, submitted_at=task.job.submitted_at, finished_at=iso(finished),
+            version=verdict.version, submitted_at=task.job.submitted_at, started_at=iso(verdict.started),
+            finished_at=iso(finished),
             timings=timings, job_digest=task.digest,
         )
         try:
             # A read is only published over the document it saw, so a cancel that won the race stands.
             # A write's effect is committed whatever a late cancel said, so its result always lands.
-            written = self.status.put(result, if_match=task.etag if task.read else None)
+            written = self.status.put(result, if_match=etag if task.read else None)
         except (StorageError, OSError) as exc:
             log.warning("job %s: result not published: %s; it will be retried", task.job.job_id, exc,
                         extra={"job_id": task.job.job_id})
@@ -75,17 +79,20 @@ class Publisher:
             pass  # the id is not one a key may hold: there is no document to write
         return True
 
-    def _dead_letter(self, task: Task, verdict: Deferred) -> None:
-        """The last delivery failed too: SQS moves the message to the dead-letter queue, and the
-        status document says why. ``retryable`` stays true: ``srdb dlq redrive`` runs it again."""
-        reason = verdict.reason
-        error = {"type": reason.type, "retryable": True, "message": (
-            f"gave up after {task.record.receive_count} deliveries: {reason}; the job is in the dead-letter "
-            "queue (srdb dlq redrive sends it back)")}
+    def _dead_letter(self, task: Task, verdict: Deferred, etag: str | None) -> None:
+        """The last delivery failed too: SQS moves the message to the dead-letter queue, and the status
+        document says why. It stays ``retryable`` (``srdb dlq redrive`` runs it again) unless it failed
+        the same way before it was redriven: then it is settled, so a redrive cannot loop."""
+        reason, count = verdict.reason, task.record.receive_count
+        again = (task.redriven_after or {}).get("type") == reason.type
+        then = ("it failed the same way before it was redriven, so it is settled FAILED and a redrive will not "
+                "run it again" if again else "the job is in the dead-letter queue (srdb dlq redrive sends it back)")
+        error = {"type": reason.type, "retryable": not again, "deliveries": count,
+                 "message": f"gave up after {count} deliveries: {reason}; {then}"}
         result = JobResult(task.job.job_id, JobState.FAILED, database=task.job.database, error=error,
                            submitted_at=task.job.submitted_at, finished_at=iso(self.now()), job_digest=task.digest)
         try:
-            self.status.put(result, if_match=task.etag)
+            self.status.put(result, if_match=etag)
         except StorageError as exc:
             log.warning("job %s: dead-letter status not written: %s", task.job.job_id, exc)
 
@@ -95,14 +102,3 @@ class Publisher:
             body = json.dumps({"job_id": result.job_id, "state": result.state.value,
                                "status_key": f"results/{result.job_id}.json"}).encode()
         self.sqs.send_message(QueueUrl=queue_url, MessageBody=body.decode())
-
-
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
-def _epoch(text: str) -> float | None:
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None

@@ -4,9 +4,11 @@ the local copy (or to an old snapshot, for reads ``as_of`` it)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,9 +34,10 @@ class ReadStage:
         sink: Callable[[Job], ResultSink],
         budget: Callable[[Job], float | None],
         now: Callable[[], float],
+        watch: Callable[[Task], AbstractContextManager[threading.Event]],
     ) -> None:
         self.store, self.history, self.concurrency = store, history, concurrency
-        self.sink, self.budget, self.now = sink, budget, now
+        self.sink, self.budget, self.now, self.watch = sink, budget, now, watch
 
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
         try:
@@ -88,17 +91,18 @@ class ReadStage:
             if budget is None:
                 return Deferred(OUT_OF_TIME)
             started = self.now()
-            guard = Guard(read_only=True)
-            try:
-                # immutable: nothing changes the local copy while this database's reads run (see reader()).
-                conn = (open_job_connection(f"file:{path}?mode=ro&immutable=1", guard, uri=True) if path
-                        else open_job_connection(":memory:", guard))
-            except sqlite3.Error as exc:
-                return Deferred(StorageError(f"local copy: {exc}"))
-            try:
-                return Done(run_job(conn, guard, task.job, self.sink(task.job), budget=budget), version, started)
-            finally:
-                conn.close()
+            with self.watch(task) as cancelled:
+                guard = Guard(read_only=True, cancelled=cancelled)
+                try:
+                    # immutable: nothing changes the local copy while this database's reads run (see reader()).
+                    conn = (open_job_connection(f"file:{path}?mode=ro&immutable=1", guard, uri=True) if path
+                            else open_job_connection(":memory:", guard))
+                except sqlite3.Error as exc:
+                    return Deferred(StorageError(f"local copy: {exc}"))
+                try:
+                    return Done(run_job(conn, guard, task.job, self.sink(task.job), budget=budget), version, started)
+                finally:
+                    conn.close()
 
         with ThreadPoolExecutor(max(1, min(self.concurrency, len(tasks)))) as pool:
             return dict(zip((t.record.message_id for t in tasks), pool.map(read, tasks), strict=True))

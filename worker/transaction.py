@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +60,12 @@ def apply_writes(
     make_sink: Callable[[Job], ResultSink],
     budget: Callable[[Job], float | None],
     now: Callable[[], float] = time.time,
+    watch: Callable[[Job], AbstractContextManager[threading.Event]] | None = None,
 ) -> Applied:
     """Run ``jobs`` in order on the local copy at ``path``. ``budget(job)``: the seconds the job may
-    run, or None when the batch has no time left to start it."""
+    run, or None when the batch has no time left to start it. ``watch(job)``: held while the job runs;
+    its event is set when the job is cancelled (worker.progress)."""
+    watching = watch or (lambda job: nullcontext(threading.Event()))
     anchor = sqlite3.connect(path, isolation_level=None)
     try:
         was_wal = anchor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -72,7 +77,8 @@ def apply_writes(
             seconds = budget(job)
             if seconds is None:
                 break
-            outcome = _apply_one(path, job, make_sink(job), seconds, now)
+            with watching(job) as cancelled:
+                outcome = _apply_one(path, job, make_sink(job), seconds, now, cancelled)
             outcomes[job.job_id] = outcome
             changed = changed or (outcome.ok and not outcome.replayed and not outcome.read_only)
         if changed:
@@ -86,8 +92,9 @@ def apply_writes(
         anchor.close()
 
 
-def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Callable[[], float]) -> Outcome:
-    guard = Guard(read_only=False)
+def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Callable[[], float],
+               cancelled: threading.Event) -> Outcome:
+    guard = Guard(read_only=False, cancelled=cancelled)
     conn = open_job_connection(path, guard)
     try:
         # The local copy is a cache: the commit to S3 is what is durable, so no fsync per job.
@@ -101,7 +108,7 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
             conn.execute("ROLLBACK")
             return _replay(job.job_id, recorded[0])
         outcome = run_job(conn, guard, job, sink, budget=seconds)
-        if not conn.in_transaction:
+        if not conn.in_transaction and (outcome.error or {}).get("type") != "Cancelled":
             # SQLite ended the transaction itself (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), an interrupted write).
             error = outcome.error or SqlError("the job ended its own transaction").to_json()
             error["message"] = (f"{error['message']} (SQLite rolled back the whole transaction: "

@@ -4,6 +4,7 @@ write and read stages what its job did, publishing whether it is done. Nothing h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from shared.errors import InfrastructureError, SrdbError
 from shared.job.model import Job
@@ -28,6 +29,7 @@ class Task:
     read: bool
     etag: str | None
     digest: str
+    redriven_after: dict[str, Any] | None = None  # the error that dead-lettered it before a redrive
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ the snapshot that won. Infrastructure failures leave the jobs to SQS redelivery 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from shared.errors import CommitConflict, InfrastructureError, StorageError
 from shared.job.model import Job
@@ -34,9 +36,10 @@ class WriteStage:
         budget: Callable[[Job], float | None],
         now: Callable[[], float],
         crash: Callable[[str], None],
+        watch: Callable[[Task], AbstractContextManager[threading.Event]],
     ) -> None:
         self.store, self.lock, self.lock_wait = store, lock, lock_wait
-        self.sink, self.budget, self.now, self.crash = sink, budget, now, crash
+        self.sink, self.budget, self.now, self.crash, self.watch = sink, budget, now, crash, watch
 
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
         try:
@@ -70,7 +73,9 @@ class WriteStage:
     def _apply_and_commit(self, database: str, tasks: list[Task]) -> dict[str, Verdict]:
         with self.store.writer(database) as writer:
             started = self.now()
-            applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now)
+            by_id = {t.job.job_id: t for t in tasks}
+            applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now,
+                                   lambda job: self.watch(by_id[job.job_id]))
             self.crash("before_commit")
             version = writer.version
             if applied.changed:

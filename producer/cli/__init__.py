@@ -12,15 +12,18 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from shared.errors import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
     ClientSideError,
     JobFailed,
     JobNotFound,
@@ -82,9 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages per batch (Lambda's BatchSize)")
     p.add_argument("--batching-window", type=_bounded(float, 0, 300), default=0.0,
                    help="seconds to gather a batch (Lambda's MaximumBatchingWindowInSeconds)")
+    p.add_argument("--parent-pid", type=int, default=None, metavar="PID",
+                   help="stop when process PID, which started this one, ends (srdb local's workers)")
     p = sub.add_parser("reaper", help="free stale locks on a schedule")
     p.add_argument("--once", action="store_true", help="run once, print the report and exit")
     p.add_argument("--interval", type=_bounded(float, 0.1), default=60.0, help="seconds between runs")
+
+    def job_timeout_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--job-timeout", type=_bounded(float, 0.001), default=None, metavar="SECONDS",
+                       help="the job's own time budget in the worker (default SRDB_JOB_TIMEOUT, 30; at most "
+                            "SRDB_MAX_JOB_TIMEOUT, 100): past it the job is interrupted and FAILED Timeout")
+
+    def wait_timeout_arg(p: argparse.ArgumentParser, default: float | None) -> None:
+        shown = "no limit" if default is None else f"{default:g}"
+        p.add_argument("--timeout", type=_bounded(float, 0), default=default, metavar="SECONDS",
+                       help=f"how long this command waits for the result (default {shown}); only the wait: "
+                            "the job runs on, see --job-timeout")
 
     def job_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", required=True, help="database name")
@@ -92,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE",
                        help="a ? parameter, repeatable (JSON literal, else text)")
         p.add_argument("--read-only", action="store_true", help="fail if the statement would write")
+        job_timeout_arg(p)
 
     def output_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--format", choices=("table", "json", "csv"), default="table",
@@ -101,20 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     job_args(p)
     p.add_argument("--job-id", help="your own id (an idempotency token)")
     output_args(p)
-    p = sub.add_parser("query", help="submit, wait, print the result")
+    p = sub.add_parser("query", help="submit, wait, print the result (Ctrl-C cancels the job)")
     job_args(p)
     output_args(p)
-    p.add_argument("--timeout", type=float, default=60.0)
+    wait_timeout_arg(p, 60.0)
     p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
                    help="read the snapshot of that version, or the one current at that ISO 8601 time")
     p = sub.add_parser("wait", help="wait for many jobs, with a progress bar; print each one's state")
     p.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="job ids, or - to read them from stdin")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for all of them")
+    wait_timeout_arg(p, 600.0)
     p.add_argument("--no-progress", action="store_true")
     output_args(p)
     p = sub.add_parser("shell", help="an interactive SQL shell on one database")
     p.add_argument("--db", required=True)
-    p.add_argument("--timeout", type=float, default=None, help="seconds to wait for each statement")
+    wait_timeout_arg(p, None)
+    job_timeout_arg(p)
     p.add_argument("--history-file", type=Path, default=Path("~/.srdb_history"))
     p = sub.add_parser("history", help="list a database's retained snapshots, newest first")
     p.add_argument("--db", required=True)
@@ -130,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("result", help="print a job's result")
     p.add_argument("job_id")
     p.add_argument("--wait", action="store_true", help="wait for the job to finish")
-    p.add_argument("--timeout", type=float, default=60.0)
+    wait_timeout_arg(p, 60.0)
     output_args(p)
-    p = sub.add_parser("cancel", help="cancel a job that is still QUEUED")
+    p = sub.add_parser("cancel", help="cancel a job that is QUEUED or RUNNING; print what became of it")
     p.add_argument("job_id")
     output_args(p)
     p = sub.add_parser("load", help="load a CSV file (header row = column names) into a table")
@@ -142,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-job", type=int, default=None, help="default: as many as fit one message")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--no-progress", action="store_true")
+    job_timeout_arg(p)
     output_args(p)
     p = sub.add_parser("dlq", help="the dead-letter queue: list what is there, or send it back")
     p.add_argument("action", choices=("list", "redrive"))
@@ -162,9 +181,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SrdbError as exc:  # each error knows its exit code
         if isinstance(exc, UsageError):
             parser.print_usage(sys.stderr)
-        return _fail(exc.exit_code, f"srdb: {exc.type}: {exc}")
+        return _fail(exc.exit_code, f"srdb: {exc.type}: {exc}" + _unreachable_hint(exc))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _unreachable_hint(exc: SrdbError) -> str:
+    if exc.exit_code != EXIT_UNAVAILABLE:
+        return ""
+    from producer.local.stack import stale_local_env
+
+    advice = stale_local_env(Path.cwd())
+    return f"\nsrdb: {advice}" if advice else ""
 
 
 def _fail(code: int, message: str) -> int:
@@ -174,8 +202,13 @@ def _fail(code: int, message: str) -> int:
 
 def _client() -> Any:
     from producer.client import Client
+    from shared.clients import Clients
+    from shared.settings import Settings
 
-    return Client()
+    settings = Settings.load()
+    settings.require("bucket", "queue_url")
+    clients = Clients.build(settings, fail_fast=True)  # an endpoint that does not answer: exit 5 in seconds
+    return Client(settings, s3=clients.s3, sqs=clients.sqs)
 
 
 def _print_result(client: Any, result: JobResult, fmt: str) -> int:
@@ -215,16 +248,34 @@ def _print_records(records: list[dict[str, Any]], columns: list[str], fmt: str, 
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    job_id = _client().submit(args.db, args.sql, args.param, job_id=args.job_id, read_only=args.read_only)
+    job_id = _client().submit(args.db, args.sql, args.param, job_id=args.job_id, read_only=args.read_only,
+                              timeout=args.job_timeout)
     _print_record({"job_id": job_id}, args.format, job_id)
     return EXIT_OK
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from producer.cli.waiting import Speaker, cancel_all
+    from shared.names import new_job_id
+
     client = _client()
-    job_id = client.submit(args.db, args.sql, args.param, read_only=args.read_only or args.as_of is not None,
-                           as_of=args.as_of)
-    return _print_result(client, client.wait(job_id, args.timeout), args.format)
+    job_id = new_job_id()  # known before it is sent, so Ctrl-C at any point can cancel it
+    speaker = Speaker(quiet=True)
+    try:
+        client.submit(args.db, args.sql, args.param, read_only=args.read_only or args.as_of is not None,
+                      as_of=args.as_of, timeout=args.job_timeout, job_id=job_id)
+        result = client.wait(job_id, args.timeout, on_slow=speaker)
+    except KeyboardInterrupt:
+        speaker.clear()
+        return _interrupted(cancel_all(client, [job_id]))
+    finally:
+        speaker.clear()
+    return _print_result(client, result, args.format)
+
+
+def _interrupted(lines: list[str]) -> int:
+    print("\n".join(["interrupted", *lines]), file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -233,7 +284,13 @@ def cmd_wait(args: argparse.Namespace) -> int:
     ids = [line.strip() for line in sys.stdin if line.strip()] if args.job_ids == ["-"] else args.job_ids
     if not ids:
         raise UsageError("no job ids to wait for")
-    results = wait_all(_client(), ids, timeout=args.timeout, progress=not args.no_progress)
+    client = _client()
+    try:
+        results = wait_all(client, ids, timeout=args.timeout, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        from producer.cli.waiting import cancel_all
+
+        return _interrupted(cancel_all(client, ids))
     records = [{"job_id": r.job_id, "state": r.state.value, "rowcount": r.rowcount,
                 "error": describe(r.error) if r.error else None} for r in results]
     _print_records(records, ["job_id", "state", "rowcount", "error"], args.format, "")
@@ -250,7 +307,8 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from shared.names import check_database
 
     check_database(args.db)
-    return Shell(_client(), args.db, history_file=args.history_file, timeout=args.timeout).run()
+    return Shell(_client(), args.db, history_file=args.history_file, timeout=args.timeout,
+                 job_timeout=args.job_timeout).run()
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -280,8 +338,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     error: Any = result.error
     if error and args.format == "csv":
         error = describe(error)
-    _print_record({"job_id": result.job_id, "state": result.state.value, "error": error}, args.format,
-                  result.state.value)
+    since = f" since {result.started_at}" if result.state is JobState.RUNNING else ""
+    _print_record({"job_id": result.job_id, "state": result.state.value, "started_at": result.started_at,
+                   "error": error}, args.format, result.state.value + since)
     return EXIT_NOT_FOUND if result.state is JobState.NOT_FOUND else EXIT_OK
 
 
@@ -289,7 +348,8 @@ def cmd_result(args: argparse.Namespace) -> int:
     client = _client()
     result = client.wait(args.job_id, args.timeout) if args.wait else client.status(args.job_id)
     if not result.state.final and result.state is not JobState.NOT_FOUND:
-        print(result.state.value)
+        _print_record({"job_id": result.job_id, "state": result.state.value, "started_at": result.started_at},
+                      args.format, result.state.value)
         return EXIT_OK
     return _print_result(client, result, args.format)
 
@@ -303,12 +363,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from producer.cli.load import load_csv
+    from producer.cli.load import LoadInterrupted, load_csv
 
     if not args.file.is_file():
         raise UsageError(f"no such file: {args.file}")
-    report = load_csv(_client(), args.db, args.table, args.file, rows_per_job=args.rows_per_job,
-                      concurrency=args.concurrency, progress=not args.no_progress)
+    client = _client()
+    try:
+        report = load_csv(client, args.db, args.table, args.file, rows_per_job=args.rows_per_job,
+                          concurrency=args.concurrency, progress=not args.no_progress, job_timeout=args.job_timeout)
+    except LoadInterrupted as stop:
+        from producer.cli.waiting import cancel_all
+
+        return _interrupted([f"{stop.rows} rows in {stop.jobs} jobs had committed", *cancel_all(client, stop.pending)])
     _print_record({"database": args.db, "table": args.table, "rows": report.rows, "jobs": report.jobs,
                    "seconds": round(report.seconds, 3), "rows_per_second": round(report.rows_per_second)},
                   args.format, f"loaded {report.rows} rows into {args.db}.{args.table} in {report.jobs} jobs, "
@@ -345,6 +411,26 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _stop_with_parent(stop: threading.Event, parent: int, every: float = 0.5, grace: float = 5.0) -> None:
+    """End this process once its parent is gone (it was killed, even with SIGKILL: an orphan is adopted by
+    another process, so its parent id changes). ``stop`` is set first; a worker still busy after ``grace``
+    seconds (retrying an endpoint that died with its parent) exits anyway: the messages it held go back
+    to the queue when their visibility timeout ends."""
+    import os
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                logging.getLogger("srdb.worker").warning("the process that started this worker ended; stopping")
+                stop.set()
+                time.sleep(grace)
+                os._exit(EXIT_UNAVAILABLE)
+            if stop.wait(every):
+                return
+
+    threading.Thread(target=watch, name="srdb-parent-watch", daemon=True).start()
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from producer.local.stack import LocalStack
 
@@ -371,6 +457,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.load()
     settings.require("bucket", "queue_url", "vpc_id")
     stop = _stop_on_signals()
+    if args.parent_pid is not None:
+        _stop_with_parent(stop, args.parent_pid)
     Poller(Clients.build(settings).sqs, settings.queue_url, handle, region=settings.region, stop=stop,
            batch_size=args.batch_size, window=args.batching_window).run()
     return EXIT_OK

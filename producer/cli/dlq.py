@@ -1,8 +1,9 @@
 """The dead-letter queue: what is there and why, and sending it back.
 
 A message lands there after ``maxReceiveCount`` deliveries that all failed for infrastructure
-reasons; its status document is FAILED with ``retryable: true`` and says why. Redriving puts
-the document back to QUEUED and the message back on the job queue.
+reasons; its status document is FAILED with ``retryable: true``, the deliveries and why. Redriving
+puts the document back to QUEUED (remembering that error) and the message back on the job queue; a
+job dead-lettered again the same way is settled FAILED, and a redrive sends its message to no effect.
 """
 
 from __future__ import annotations
@@ -99,17 +100,23 @@ class DeadLetters:
             envelope = open_envelope(body)
             if envelope.job_text is not None:
                 database = Job.from_text(envelope.job_text).database
-        reason = "no status document"
+        reason = "no status document: the message was never a job a client submitted"
+        # SQS counts this listing as a receive too: the deliveries the worker recorded do not change.
+        count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0))
         if job_id is not None:
             status, _ = self.store.get(job_id)
             if status is not None:
-                reason = (status.error or {}).get("message", status.state.value)
-        count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0))
+                database = database or status.database
+                error = status.error or {}
+                count = int(error.get("deliveries", count))
+                reason = error.get("message") or (
+                    f"still {status.state.value}: no delivery of it ended (the worker crashed or ran out of "
+                    "time on each one; its log says why)")
         return DeadLetter(message["MessageId"], job_id, database, count, reason)
 
     def _requeue(self, job_id: str) -> None:
         status, etag = self.store.get(job_id)
         if status is not None and status.state is JobState.FAILED and (status.error or {}).get("retryable"):
             queued = JobResult(job_id, JobState.QUEUED, database=status.database, submitted_at=status.submitted_at,
-                               job_digest=status.job_digest)
+                               job_digest=status.job_digest, redriven_after=status.error)
             self.store.put(queued, if_match=etag)

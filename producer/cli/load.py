@@ -30,6 +30,14 @@ TARGET_JOB_BYTES = MAX_INLINE_MESSAGE - 16 * 1024
 MAX_JOB_JSON = 4 * 1024 * 1024
 
 
+class LoadInterrupted(Exception):
+    """Ctrl-C during a load: what had committed, and the jobs sent but not yet finished (to cancel)."""
+
+    def __init__(self, rows: int, jobs: int, pending: list[str]) -> None:
+        super().__init__(f"interrupted after {rows} rows")
+        self.rows, self.jobs, self.pending = rows, jobs, pending
+
+
 @dataclass(frozen=True)
 class LoadReport:
     rows: int
@@ -106,8 +114,10 @@ def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None,
 
 
 def load_csv(client: Client, database: str, table: str, path: Path, *, rows_per_job: int | None = None,
-             concurrency: int = 8, progress: bool = True, timeout: float = 600.0) -> LoadReport:
-    """Create the table when missing, then send the rows; returns once every job has succeeded."""
+             concurrency: int = 8, progress: bool = True, timeout: float = 600.0,
+             job_timeout: float | None = None) -> LoadReport:
+    """Create the table when missing, then send the rows; returns once every job has succeeded.
+    LoadInterrupted on Ctrl-C, naming the jobs sent and not yet finished."""
     start = time.monotonic()
     with open(path, newline="", encoding="utf-8") as f:
         total = max(0, sum(1 for _ in f) - 1)
@@ -126,17 +136,25 @@ def load_csv(client: Client, database: str, table: str, path: Path, *, rows_per_
         pending: list[tuple[Future[str], int]] = []
         jobs = rows = 0
         sizer = Sizer()
+        sent: list[str] = []
         with ThreadPoolExecutor(concurrency) as pool:
-            for batch in batches(reader, len(header), rows_per_job, sizer):
-                submission = prepare(Job.create(database, insert, param_sets=list(batch)))
-                sizer.learn(submission)
-                pending.append((pool.submit(client.submit_prepared, submission), len(batch)))
-                jobs += 1
-                # Bound what is in flight, so memory stays flat whatever the file size.
-                if len(pending) >= 4 * concurrency:
+            try:
+                for batch in batches(reader, len(header), rows_per_job, sizer):
+                    submission = prepare(Job.create(database, insert, param_sets=list(batch), timeout=job_timeout))
+                    sizer.learn(submission)
+                    sent.append(submission.job.job_id)
+                    pending.append((pool.submit(client.submit_prepared, submission), len(batch)))
+                    jobs += 1
+                    # Bound what is in flight, so memory stays flat whatever the file size.
+                    if len(pending) >= 4 * concurrency:
+                        rows += _wait_job(client, pending.pop(0), bar, timeout)
+                while pending:
                     rows += _wait_job(client, pending.pop(0), bar, timeout)
-            while pending:
-                rows += _wait_job(client, pending.pop(0), bar, timeout)
+            except KeyboardInterrupt:
+                bar.close()
+                for future, _ in pending:
+                    future.cancel()
+                raise LoadInterrupted(rows, jobs - len(pending), sent[len(sent) - len(pending):]) from None
         bar.close()
     return LoadReport(rows, jobs, time.monotonic() - start)
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import sqlparse
 
 from producer.cli.output import FORMATS, render
+from producer.cli.waiting import Speaker
 from producer.client import Client
 from shared.errors import JobFailed, SrdbError, describe
 from shared.job.classify import is_read_statement
@@ -41,10 +42,11 @@ SQL ends with ; and may span lines. Ctrl-C cancels a wait, or drops the statemen
 
 class Shell:
     def __init__(self, client: Client, database: str, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
-                 history_file: Path | None = HISTORY_FILE, timeout: float | None = None) -> None:
+                 history_file: Path | None = HISTORY_FILE, timeout: float | None = None,
+                 job_timeout: float | None = None) -> None:
         self.client, self.database, self.out, self.err = client, database, out, err
         self.history_file = history_file.expanduser() if history_file else None
-        self.timeout = timeout
+        self.timeout, self.job_timeout = timeout, job_timeout
         self.mode = "table"
         self.timer = False
         self.as_of: AsOf | None = None
@@ -92,8 +94,8 @@ class Shell:
         job_id = new_job_id()  # known before it is sent, so Ctrl-C at any point can cancel it
         try:
             self.client.submit(self.database, sql, job_id=job_id, as_of=self.as_of,
-                               read_only=self.as_of is not None)
-            result = self.client.wait(job_id, self.timeout, on_slow=self._waiting)
+                               read_only=self.as_of is not None, timeout=self.job_timeout)
+            result = self.client.wait(job_id, self.timeout, on_slow=Speaker(self.err, live=False))
         except KeyboardInterrupt:
             return self._cancel(job_id, sql)
         except SrdbError as exc:
@@ -111,17 +113,14 @@ class Shell:
         except SrdbError as exc:
             return self.error(f"interrupted; job {job_id} may still run (cancelling it failed: {exc})")
         if state is JobState.CANCELLED and self.as_of is None and not _reads(sql):
-            # A write a worker has already begun still commits (see README, Limits).
-            return self.error(f"cancel requested for job {job_id}; if a worker had already begun this write, "
-                              f"it still commits: `srdb result {job_id}` shows what happened")
+            # A write a worker picked up in the second before it shows RUNNING still commits (README, Cancel).
+            return self.error(f"cancelled job {job_id}; a write a worker had begun less than a second before "
+                              f"still commits: `srdb result {job_id}` shows what happened")
         if state is JobState.CANCELLED:
             return self.error(f"cancelled job {job_id}")
         if state is JobState.NOT_FOUND:
             return self.error(f"cancelled: job {job_id} was never sent")
         return self.error(f"interrupted: job {job_id} is {state.value}; `srdb result {job_id}` shows it")
-
-    def _waiting(self, result: JobResult) -> None:
-        print(f"waiting for job {result.job_id} ({result.state.value}); Ctrl-C cancels it", file=self.err, flush=True)
 
     def show(self, result: JobResult) -> bool:
         if result.state is not JobState.SUCCEEDED:

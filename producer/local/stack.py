@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import subprocess
 import threading
@@ -22,10 +23,29 @@ from moto.server import ThreadedMotoServer
 from producer.local.processes import spawn_worker, stop_all
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
-from shared.settings import LOCAL_ENV_FILE, Settings, write_env_file
+from shared.settings import ENV_PREFIX, LOCAL_ENV_FILE, Settings, write_env_file
 
 log = logging.getLogger("srdb.local")
 MAX_RECEIVE_COUNT = 5
+LOCAL_PID_FILE = Path(".srdb") / "local.pid"
+
+
+def stale_local_env(folder: Path, environ: dict[str, str] | None = None) -> str | None:
+    """Advice when this folder's settings come from ``.srdb/local.env`` and no ``srdb local`` that wrote
+    it is alive (it was killed before it could clean up); None otherwise."""
+    env = os.environ if environ is None else environ
+    if any(k.startswith(ENV_PREFIX) for k in env) or not (folder / LOCAL_ENV_FILE).is_file():
+        return None
+    try:
+        pid = int((folder / LOCAL_PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+        return None
+    except PermissionError:
+        return None  # alive, and another user's
+    except (OSError, ValueError):
+        return (f"the settings came from {LOCAL_ENV_FILE}, but the `srdb local` that wrote it is not running "
+                "(it was stopped without cleaning up): start it again with `srdb local`, or delete "
+                f"{LOCAL_ENV_FILE} and set SRDB_* variables for a deployed stack")
 
 
 def free_port() -> int:
@@ -85,6 +105,10 @@ class LocalStack:
     def env_file(self) -> Path:
         return self.folder / LOCAL_ENV_FILE
 
+    @property
+    def pid_file(self) -> Path:
+        return self.folder / LOCAL_PID_FILE
+
     def start(self) -> Settings:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -93,6 +117,7 @@ class LocalStack:
                                          visibility_timeout=self.visibility_timeout, lock_ttl=self.lock_ttl,
                                          prefix=self.prefix)
         write_env_file(self.env_file, self.settings.to_env())
+        self.pid_file.write_text(f"{os.getpid()}\n")
         for index in range(self.workers):
             self.processes.append(self.spawn_worker(index))
         self._reaper = threading.Thread(target=self._reap, name="srdb-reaper", daemon=True)
@@ -103,8 +128,8 @@ class LocalStack:
         """Start one ``srdb worker`` process with its own cache folder and log file."""
         state = self.folder / ".srdb"
         with open(state / f"worker-{index}.log", "ab") as logfile:
-            return spawn_worker(self.settings, state / "cache" / f"worker-{index}", output=logfile,
-                                cwd=self.folder, **(extra_env or {}))
+            return spawn_worker(self.settings, state / "cache" / f"worker-{index}", "--parent-pid", str(os.getpid()),
+                                output=logfile, cwd=self.folder, **(extra_env or {}))
 
     def stop(self) -> None:
         self._stop.set()
@@ -116,6 +141,7 @@ class LocalStack:
             self.server.stop()
             self.server = None
         self.env_file.unlink(missing_ok=True)
+        self.pid_file.unlink(missing_ok=True)
 
     def _reap(self) -> None:
         kwargs = client_kwargs(self.settings)

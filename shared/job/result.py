@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -12,6 +13,7 @@ from shared.job.values import SqlValue, decode_row
 
 class JobState(str, Enum):
     QUEUED = "QUEUED"
+    RUNNING = "RUNNING"  # a worker has run it for over a second (short jobs go from QUEUED to their end)
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -51,9 +53,12 @@ class JobResult:
     parts: list[ResultPart] = field(default_factory=list)
     version: int | None = None
     submitted_at: str | None = None
+    started_at: str | None = None
     finished_at: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     job_digest: str | None = None
+    # A QUEUED document that `srdb dlq redrive` wrote: the error that dead-lettered the job before.
+    redriven_after: dict[str, Any] | None = None
 
     @property
     def settled(self) -> bool:
@@ -70,7 +75,8 @@ class JobResult:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"job_id": self.job_id, "state": self.state.value}
-        for name in ("database", "submitted_at", "finished_at", "version", "lastrowid", "error", "job_digest"):
+        for name in ("database", "submitted_at", "started_at", "finished_at", "version", "lastrowid", "error",
+                     "job_digest", "redriven_after"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -99,9 +105,11 @@ class JobResult:
             parts=[ResultPart(p["key"], int(p["rows"])) for p in doc.get("parts", [])],
             version=doc.get("version"),
             submitted_at=doc.get("submitted_at"),
+            started_at=doc.get("started_at"),
             finished_at=doc.get("finished_at"),
             timings=dict(doc.get("timings", {})),
             job_digest=doc.get("job_digest"),
+            redriven_after=doc.get("redriven_after"),
         )
 
     @classmethod
@@ -111,3 +119,16 @@ class JobResult:
     @classmethod
     def not_found(cls, job_id: str) -> JobResult:
         return cls(job_id, JobState.NOT_FOUND)
+
+
+def iso(epoch_seconds: float) -> str:
+    """A status document's time: ISO 8601 in UTC, to the millisecond."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def epoch(text: str) -> float | None:
+    """The epoch seconds of a status document's time; None when it is not one."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None

@@ -10,7 +10,7 @@ from typing import Any, overload
 from shared.errors import InternalError, StorageError
 from shared.job.keys import payload_key, status_key
 from shared.job.result import JobResult
-from shared.s3 import Bucket
+from shared.s3 import Bucket, Unchanged
 
 JSON = "application/json"
 
@@ -28,15 +28,23 @@ class StatusStore:
             return None, None
         return parse_status(job_id, found.body), found.etag
 
-    def put(self, result: JobResult, *, if_match: str | None = None, if_none_match: bool = False) -> bool:
-        """Write a status document; False when its condition failed (someone else wrote first)."""
+    def get_if_changed(self, job_id: str, etag: str | None) -> tuple[JobResult | None, str | None] | None:
+        """The document when its ETag is no longer ``etag`` (a 304 costs no body); None when unchanged."""
+        found = self.bucket.get_if_changed(status_key(job_id), etag)
+        if isinstance(found, Unchanged):
+            return None
+        if found is None:
+            return None, None
+        return parse_status(job_id, found.body), found.etag
+
+    def put(self, result: JobResult, *, if_match: str | None = None, if_none_match: bool = False) -> str | None:
+        """Write a status document; its new ETag, or None when its condition failed (someone else wrote first)."""
         key, body = status_key(result.job_id), result.to_bytes()
         if if_match:
-            return self.bucket.put_if_match(key, body, if_match, content_type=JSON) is not None
+            return self.bucket.put_if_match(key, body, if_match, content_type=JSON)
         if if_none_match:
-            return self.bucket.put_if_none_match(key, body, content_type=JSON) is not None
-        self.bucket.put(key, body, content_type=JSON)
-        return True
+            return self.bucket.put_if_none_match(key, body, content_type=JSON)
+        return self.bucket.put(key, body, content_type=JSON)
 
     def put_bytes(self, key: str, body: bytes) -> None:
         self.bucket.put(key, body)

@@ -107,7 +107,7 @@ async def test_the_async_client_reports_slow_waits_and_reads_history(settings: S
         job_id = await client.submit("ah", "CREATE TABLE t (a)")
         with pytest.raises(WaitTimeout):
             await client.wait(job_id, 1.0, on_slow=lambda r: slow.append(r.state), slow_after=0.1)
-        assert slow == [JobState.QUEUED]
+        assert slow and set(slow) == {JobState.QUEUED}
         drain()
         assert (await client.wait(job_id, 5)).state is JobState.SUCCEEDED
         [current] = await client.history("ah")

@@ -153,11 +153,7 @@ def test_a_lost_create_response_still_takes_the_lock(settings: Settings, aws: An
 
 
 def test_poison_messages_end_in_the_dead_letter_queue_saying_why(moto_endpoint: str, tmp_path: Any) -> None:
-    settings = _resources(moto_endpoint, tmp_path, max_receive_count=2)
-    kwargs = client_kwargs(settings)
-    s3, sqs, ec2 = (boto3.client(n, **kwargs) for n in ("s3", "sqs", "ec2"))
-    client = Client(settings, s3=s3, sqs=sqs)
-    worker = Worker(settings.replace(lock_wait=0.1), s3, sqs, ec2)
+    settings, (_, sqs, ec2), client, worker = dead_letter_stack(moto_endpoint, tmp_path, max_receive_count=2)
     holder = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix)
     handle = holder.acquire("stuck", wait=1)
     job_id = client.submit("stuck", "CREATE TABLE t (a)")
@@ -181,6 +177,17 @@ def test_poison_messages_end_in_the_dead_letter_queue_saying_why(moto_endpoint: 
     assert worker.process([Record(message["MessageId"], message["Body"])]) == []
     assert client.status(job_id).state is JobState.SUCCEEDED
     assert letters.peek() == []
+
+
+def dead_letter_stack(endpoint: str, tmp_path: Any, max_receive_count: int) -> tuple[Settings, tuple[Any, Any, Any],
+                                                                                   Client, Worker]:
+    """Queues of their own whose dead-letter queue takes a message after ``max_receive_count`` deliveries;
+    settings, boto3 clients (s3, sqs, ec2), a client, and a worker that waits 0.1 s for a lock."""
+    settings = _resources(endpoint, tmp_path, max_receive_count=max_receive_count)
+    kwargs = client_kwargs(settings)
+    s3, sqs, ec2 = (boto3.client(n, **kwargs) for n in ("s3", "sqs", "ec2"))
+    return (settings, (s3, sqs, ec2), Client(settings, s3=s3, sqs=sqs),
+            Worker(settings.replace(lock_wait=0.1), s3, sqs, ec2))
 
 
 def _resources(endpoint: str, tmp_path: Any, **kwargs: Any) -> Settings:
