@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,11 +201,13 @@ class Transaction:
 
 def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, timeout: float | None = 60.0,
             job_timeout: float | None = None, client: Client | None = None, settings: Settings | None = None,
-            **overrides: Any) -> Connection:
+            on_wait: Callable[[JobResult], None] | None = None, **overrides: Any) -> Connection:
     """Open a connection to ``database``. Settings come from ``settings``, ``overrides`` (the
     Settings field names: bucket, queue_url, endpoint_url, region...), ``SRDB_*`` variables or
     ``.srdb/local.env``. ``as_of`` (a version or a time) makes a read-only connection to an old
-    snapshot. ``timeout``: seconds to wait for each job; ``job_timeout``: each job's run budget."""
+    snapshot. ``timeout``: seconds to wait for each job; ``job_timeout``: each job's run budget;
+    ``on_wait``: called with the job's status (QUEUED, then RUNNING with ``started_at``) on each poll once
+    a wait has passed a second."""
     try:
         client = client or Client(settings, **overrides)
     except NotConfigured as exc:
@@ -216,7 +218,7 @@ def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, tim
         Job.create(database, "SELECT 1", as_of=as_of)  # the same checks a job gets, now rather than later
     except SrdbError as exc:
         raise ProgrammingError(str(exc)) from exc
-    return Connection(client, database, as_of=as_of, timeout=timeout, job_timeout=job_timeout)
+    return Connection(client, database, as_of=as_of, timeout=timeout, job_timeout=job_timeout, on_wait=on_wait)
 
 
 class Connection:
@@ -233,9 +235,10 @@ class Connection:
     NotSupportedError = NotSupportedError
 
     def __init__(self, client: Client, database: str, *, as_of: AsOf | datetime.datetime | None = None,
-                 timeout: float | None = 60.0, job_timeout: float | None = None) -> None:
+                 timeout: float | None = 60.0, job_timeout: float | None = None,
+                 on_wait: Callable[[JobResult], None] | None = None) -> None:
         self.client, self.database, self.as_of = client, database, as_of
-        self.timeout, self.job_timeout = timeout, job_timeout
+        self.timeout, self.job_timeout, self.on_wait = timeout, job_timeout, on_wait
         self.closed = False
         self._transaction: Transaction | None = None
 
@@ -306,7 +309,7 @@ class Connection:
         self._check_open()
         try:
             job_id = submit()
-            result = self.client.wait(job_id, self.timeout)
+            result = self.client.wait(job_id, self.timeout, on_slow=self.on_wait)
         except SrdbError as exc:  # refused before it was sent, or the wait failed: the error says which class
             raise _raised(exc) from exc
         if result.state is JobState.SUCCEEDED:

@@ -3,12 +3,16 @@ interrupts it within about a second, and a cancelled write leaves the database u
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from producer.aio import AsyncClient
 from producer.client import Client
 from producer.core import cancel
-from shared.job.result import JobState
+from shared.job.result import JobResult, JobState
 from shared.settings import Settings
 from worker.batch import Worker
 
@@ -76,3 +80,24 @@ def test_a_cancel_the_worker_never_answers_stands_when_its_message_comes_back(
     drain()
     failed = client.wait(read, 5)
     assert failed.error is not None and "no such table" in failed.error["message"]
+
+
+def test_the_dbapi_driver_and_the_async_client_show_running(client: Client, serving: Worker,
+                                                            settings: Settings) -> None:
+    from producer import dbapi
+
+    seen: list[JobResult] = []
+    conn = dbapi.connect("rundb", client=client, job_timeout=2, on_wait=seen.append)
+    with pytest.raises(dbapi.OperationalError, match="budget"):  # Timeout: the job's own budget of 2 s
+        conn.cursor().execute(ENDLESS)
+    running = [r for r in seen if r.state is JobState.RUNNING]
+    assert running and running[-1].started_at is not None
+
+    async def waited() -> set[JobState]:
+        states: set[JobState] = set()
+        async with AsyncClient(settings) as aclient:
+            job_id = await aclient.submit("rundb", ENDLESS, timeout=2)
+            await aclient.wait(job_id, 20, on_slow=lambda r: states.add(r.state))
+        return states
+
+    assert JobState.RUNNING in asyncio.run(waited())
