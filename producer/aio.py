@@ -26,10 +26,11 @@ from shared.errors import QueueError, SrdbError
 from shared.job.keys import payload_key, status_key
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
-from shared.job.status import parse_part, parse_status
+from shared.job.status import StatusStore, parse_part, parse_status
 from shared.job.values import SqlValue, decode_row
 from shared.s3 import Bucket, is_missing, is_precondition_failed, storage_error
 from shared.settings import Settings
+from shared.snapshot.catalog import Catalog, DatabaseInfo
 from shared.snapshot.history import History
 from shared.snapshot.manifest import Manifest
 
@@ -42,12 +43,13 @@ class AsyncClient:
                  clock: Callable[[], float] = time.monotonic, **overrides: Any) -> None:
         self.settings = settings or Settings.load(**overrides)
         self.settings.require("bucket", "queue_url")
-        self.session = session or aioboto3.Session()
+        self.session = session or aioboto3.Session(profile_name=self.settings.profile or None)
         self.sleep, self.clock = sleep, clock
         self._stack = AsyncExitStack()
         self.s3: Any = None
         self.sqs: Any = None
         self._history: History | None = None
+        self._boto_bucket: Bucket | None = None
 
     async def __aenter__(self) -> AsyncClient:
         kwargs, config = client_kwargs(self.settings), client_config(self.settings)
@@ -65,21 +67,21 @@ class AsyncClient:
 
     async def submit(self, database: str, sql: str, params: JsonParams | None = None, *,
                      job_id: str | None = None, reply_to: str | None = None, read_only: bool = False,
-                     timeout: float | None = None, as_of: AsOf | datetime | None = None) -> str:
+                     timeout: float | None = None, as_of: AsOf | datetime | None = None, create: bool = True) -> str:
         return await self.submit_job(Job.create(database, sql, params, job_id=job_id, reply_to=reply_to,
-                                                read_only=read_only, timeout=timeout, as_of=as_of))
+                                                read_only=read_only, timeout=timeout, as_of=as_of, create=create))
 
     async def submit_statements(self, database: str, statements: list[tuple[str, JsonParams | None]], *,
                                 job_id: str | None = None, reply_to: str | None = None,
-                                timeout: float | None = None) -> str:
+                                timeout: float | None = None, create: bool = True) -> str:
         return await self.submit_job(Job.create(database, statements=statements, job_id=job_id,
-                                                reply_to=reply_to, timeout=timeout))
+                                                reply_to=reply_to, timeout=timeout, create=create))
 
     async def submit_many(self, database: str, sql: str, param_sets: list[JsonParams], *,
                           job_id: str | None = None, reply_to: str | None = None,
-                          timeout: float | None = None) -> str:
+                          timeout: float | None = None, create: bool = True) -> str:
         return await self.submit_job(Job.create(database, sql, param_sets=param_sets, job_id=job_id,
-                                                reply_to=reply_to, timeout=timeout))
+                                                reply_to=reply_to, timeout=timeout, create=create))
 
     async def submit_job(self, job: Job) -> str:
         return await self.submit_prepared(prepare(job))
@@ -141,13 +143,31 @@ class AsyncClient:
         """Make an old version current again as a new version (nothing is overwritten)."""
         return await asyncio.to_thread(self._versions().restore, database, version)
 
+    async def databases(self) -> list[DatabaseInfo]:
+        """Every database: name, size, current version and the time of its last write."""
+        return await asyncio.to_thread(Catalog(self._bucket()).databases)
+
+    async def drop(self, database: str) -> int:
+        """Delete a database and its whole history; the number of objects deleted."""
+        return await asyncio.to_thread(Catalog(self._bucket()).drop, database)
+
+    async def jobs(self, since: float | None = None, limit: int = 20) -> list[JobResult]:
+        """The newest ``limit`` jobs submitted since ``since`` (epoch seconds; default the last hour)."""
+        store = StatusStore(self._bucket())
+        return await asyncio.to_thread(store.recent, time.time() - 3600 if since is None else since, limit)
+
     def _versions(self) -> History:
-        # History is the engine's and speaks boto3; its calls run on a thread, a few per command.
         if self._history is None:
-            s3 = boto3.session.Session().client("s3", config=client_config(self.settings),
-                                                **client_kwargs(self.settings))
-            self._history = History(Bucket(s3, self.settings.bucket))
+            self._history = History(self._bucket())
         return self._history
+
+    def _bucket(self) -> Bucket:
+        # History and listings are the engine's and speak boto3; their calls run on a thread, a few a command.
+        if self._boto_bucket is None:
+            session = boto3.session.Session(profile_name=self.settings.profile or None)
+            s3 = session.client("s3", config=client_config(self.settings), **client_kwargs(self.settings))
+            self._boto_bucket = Bucket(s3, self.settings.bucket)
+        return self._boto_bucket
 
     # -- I/O ---------------------------------------------------------------------------------
 

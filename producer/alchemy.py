@@ -6,7 +6,8 @@ Registered under the URL scheme ``srdb://`` (an entry point), so after ``pip ins
     engine = create_engine("srdb:///shop?bucket=b&queue_url=https://...&region=eu-west-1")
 
 The query string takes any ``Settings`` field, plus ``as_of`` (a read-only engine on an old
-snapshot), ``timeout`` (seconds to wait for each job) and ``job_timeout``. SQL is SQLite's; every
+snapshot), ``timeout`` (seconds to wait for each job), ``job_timeout`` and ``create=false`` (writes to a
+database that does not exist fail instead of creating it). SQL is SQLite's; every
 statement SQLAlchemy executes is one srdb job, committed when it returns (see producer.dbapi).
 """
 
@@ -44,6 +45,10 @@ class SrdbDialect(SQLiteDialect):
         as_of = options.get("as_of")
         if isinstance(as_of, str) and as_of.isdigit():
             options["as_of"] = int(as_of)
+        if "create" in options:
+            if options["create"] not in ("true", "false"):
+                raise ValueError("create in an srdb URL is true or false")
+            options["create"] = options["create"] == "true"
         return [], {"database": url.database, **options}
 
     def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:

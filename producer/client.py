@@ -21,6 +21,7 @@ from shared.job.status import StatusStore
 from shared.job.values import SqlValue, decode_row
 from shared.s3 import Bucket
 from shared.settings import Settings
+from shared.snapshot.catalog import Catalog, DatabaseInfo
 from shared.snapshot.history import History
 from shared.snapshot.manifest import Manifest
 
@@ -52,29 +53,31 @@ class Client:
         bucket = Bucket(s3, self.settings.bucket)
         self.store = StatusStore(bucket)
         self.versions = History(bucket)
+        self.catalog = Catalog(bucket)
 
     # -- submit ----------------------------------------------------------------------------
 
     def submit(self, database: str, sql: str, params: JsonParams | None = None, *, job_id: str | None = None,
                reply_to: str | None = None, read_only: bool = False, timeout: float | None = None,
-               as_of: AsOf | datetime | None = None) -> str:
+               as_of: AsOf | datetime | None = None, create: bool = True) -> str:
         """Queue one statement; return the job id. A given ``job_id`` is an idempotency token.
-        ``as_of`` (a version number or a time) reads an old snapshot; such a job may only read."""
+        ``as_of`` (a version number or a time) reads an old snapshot; such a job may only read.
+        ``create=False``: a write to a database that does not exist fails (DatabaseNotFound)."""
         return self.submit_job(Job.create(database, sql, params, job_id=job_id, reply_to=reply_to,
-                                          read_only=read_only, timeout=timeout, as_of=as_of))
+                                          read_only=read_only, timeout=timeout, as_of=as_of, create=create))
 
     def submit_statements(self, database: str, statements: list[tuple[str, JsonParams | None]], *,
                           job_id: str | None = None, reply_to: str | None = None,
-                          timeout: float | None = None) -> str:
+                          timeout: float | None = None, create: bool = True) -> str:
         """Queue several statements that run as one atomic transaction."""
         return self.submit_job(Job.create(database, statements=statements, job_id=job_id, reply_to=reply_to,
-                                          timeout=timeout))
+                                          timeout=timeout, create=create))
 
     def submit_many(self, database: str, sql: str, param_sets: list[JsonParams], *, job_id: str | None = None,
-                    reply_to: str | None = None, timeout: float | None = None) -> str:
+                    reply_to: str | None = None, timeout: float | None = None, create: bool = True) -> str:
         """Queue one statement with many parameter sets (executemany): the batch load path."""
         return self.submit_job(Job.create(database, sql, param_sets=param_sets, job_id=job_id,
-                                          reply_to=reply_to, timeout=timeout))
+                                          reply_to=reply_to, timeout=timeout, create=create))
 
     def submit_job(self, job: Job) -> str:
         return self.submit_prepared(prepare(job))
@@ -118,9 +121,24 @@ class Client:
         for row in self.store.iter_rows(result):
             yield decode_row(row)
 
+    def jobs(self, since: float | None = None, limit: int = 20) -> list[JobResult]:
+        """The newest ``limit`` jobs submitted since ``since`` (epoch seconds; default the last hour),
+        newest first, each as its status document (state, database, times, error)."""
+        return self.store.recent(time.time() - 3600 if since is None else since, limit)
+
     def cancel(self, job_id: str) -> JobState:
         """Cancel a job that no worker has finished; returns the state it is in afterwards."""
         return self._run(core.cancel(job_id))
+
+    # -- databases -------------------------------------------------------------------------
+
+    def databases(self) -> list[DatabaseInfo]:
+        """Every database: name, size, current version and the time of its last write."""
+        return self.catalog.databases()
+
+    def drop(self, database: str) -> int:
+        """Delete a database and its whole history (DatabaseNotFound if there is none); objects deleted."""
+        return self.catalog.drop(database)
 
     # -- time travel -----------------------------------------------------------------------
 

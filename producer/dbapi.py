@@ -201,13 +201,15 @@ class Transaction:
 
 def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, timeout: float | None = 60.0,
             job_timeout: float | None = None, client: Client | None = None, settings: Settings | None = None,
-            on_wait: Callable[[JobResult], None] | None = None, **overrides: Any) -> Connection:
+            on_wait: Callable[[JobResult], None] | None = None, create: bool = True,
+            **overrides: Any) -> Connection:
     """Open a connection to ``database``. Settings come from ``settings``, ``overrides`` (the
     Settings field names: bucket, queue_url, endpoint_url, region...), ``SRDB_*`` variables or
     ``.srdb/local.env``. ``as_of`` (a version or a time) makes a read-only connection to an old
     snapshot. ``timeout``: seconds to wait for each job; ``job_timeout``: each job's run budget;
     ``on_wait``: called with the job's status (QUEUED, then RUNNING with ``started_at``) on each poll once
-    a wait has passed a second."""
+    a wait has passed a second; ``create=False``: a write to a database that does not exist fails
+    (OperationalError, DatabaseNotFound) instead of creating it."""
     try:
         client = client or Client(settings, **overrides)
     except NotConfigured as exc:
@@ -218,7 +220,8 @@ def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, tim
         Job.create(database, "SELECT 1", as_of=as_of)  # the same checks a job gets, now rather than later
     except SrdbError as exc:
         raise ProgrammingError(str(exc)) from exc
-    return Connection(client, database, as_of=as_of, timeout=timeout, job_timeout=job_timeout, on_wait=on_wait)
+    return Connection(client, database, as_of=as_of, timeout=timeout, job_timeout=job_timeout, on_wait=on_wait,
+                      create=create)
 
 
 class Connection:
@@ -236,8 +239,8 @@ class Connection:
 
     def __init__(self, client: Client, database: str, *, as_of: AsOf | datetime.datetime | None = None,
                  timeout: float | None = 60.0, job_timeout: float | None = None,
-                 on_wait: Callable[[JobResult], None] | None = None) -> None:
-        self.client, self.database, self.as_of = client, database, as_of
+                 on_wait: Callable[[JobResult], None] | None = None, create: bool = True) -> None:
+        self.client, self.database, self.as_of, self.create = client, database, as_of, create
         self.timeout, self.job_timeout, self.on_wait = timeout, job_timeout, on_wait
         self.closed = False
         self._transaction: Transaction | None = None
@@ -289,7 +292,8 @@ class Connection:
     def run_statements(self, statements: list[tuple[str, JsonParams]]) -> JobResult:
         self._check_writable("a transaction block or script")
         return self._run(lambda: self.client.submit_statements(
-            self.database, [(sql, params) for sql, params in statements], timeout=self.job_timeout))
+            self.database, [(sql, params) for sql, params in statements], timeout=self.job_timeout,
+            create=self.create))
 
     def run(self, sql: str, params: JsonParams, many: list[JsonParams] | None = None) -> JobResult:
         """Run one statement as one job and wait for it; a failed job raises its DB-API error."""
@@ -301,9 +305,11 @@ class Connection:
             return JobResult("", JobState.QUEUED)
         if many is not None:
             self._check_writable("executemany")
-            return self._run(lambda: self.client.submit_many(self.database, sql, many, timeout=self.job_timeout))
+            return self._run(lambda: self.client.submit_many(self.database, sql, many, timeout=self.job_timeout,
+                                                             create=self.create))
         return self._run(lambda: self.client.submit(self.database, sql, params, timeout=self.job_timeout,
-                                                    as_of=self.as_of, read_only=self.as_of is not None))
+                                                    as_of=self.as_of, read_only=self.as_of is not None,
+                                                    create=self.create))
 
     def _run(self, submit: Any) -> JobResult:
         self._check_open()

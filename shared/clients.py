@@ -41,6 +41,6 @@ class Clients:
 
     @classmethod
     def build(cls, settings: Settings, *, fail_fast: bool = False) -> Clients:
-        session = boto3.session.Session()
+        session = boto3.session.Session(profile_name=settings.profile or None)
         kwargs, config = client_kwargs(settings), client_config(settings, fail_fast=fail_fast)
         return cls(*(session.client(name, config=config, **kwargs) for name in ("s3", "sqs", "ec2")))

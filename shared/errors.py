@@ -182,6 +182,7 @@ class JobFailed(ClientSideError):
         super().__init__(f"job {job_id} failed: {describe(error)}")
         self.job_id = job_id
         self.error = error
+        self.shown = False  # the command line printed the job's document already
 
 
 def error_class(type_name: object) -> type[SrdbError]:

@@ -27,6 +27,13 @@ def check_job_id(job_id: object) -> str:
 
 def new_job_id(now: float | None = None) -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by submission time."""
-    millis = int((time.time() if now is None else now) * 1000)
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    return job_id_floor(time.time() if now is None else now) + _crockford(int.from_bytes(os.urandom(10), "big"), 16)
+
+
+def job_id_floor(when: float) -> str:
+    """The first ten characters of every ULID made at or after ``when`` (epoch seconds) sort at or after this."""
+    return _crockford(int(when * 1000), 10)
+
+
+def _crockford(value: int, length: int) -> str:
+    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in range(length - 1, -1, -1))

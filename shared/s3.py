@@ -7,7 +7,7 @@ is the list below — get, get-if-changed, put, put-if-match / put-if-none-match
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +83,11 @@ class Bucket:
         """Write only where there is no object; None when there is one."""
         return self._put(key, body, content_type, {"IfNoneMatch": "*"})
 
-    def list(self, prefix: str, *, limit: int | None = None) -> Iterator[str]:
-        """The keys under ``prefix``, in S3's (lexicographic) order; at most ``limit``."""
+    def list(self, prefix: str, *, limit: int | None = None, start_after: str | None = None) -> Iterator[str]:
+        """The keys under ``prefix`` (after ``start_after``), in S3's (lexicographic) order; at most ``limit``."""
         request: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+        if start_after:
+            request["StartAfter"] = start_after
         if limit is not None:
             request["PaginationConfig"] = {"MaxItems": limit, "PageSize": min(limit, 1000)}
         try:
@@ -95,6 +97,32 @@ class Bucket:
                     yield str(item["Key"])
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"listing s3://{self.name}/{prefix}: {exc}") from exc
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        """The names one level below ``prefix`` (S3's common prefixes for the delimiter ``/``)."""
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix,
+                                                                           Delimiter="/"):
+                self.requests += 1
+                for item in page.get("CommonPrefixes", []):
+                    yield str(item["Prefix"])[len(prefix):].rstrip("/")
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"listing s3://{self.name}/{prefix}: {exc}") from exc
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete up to 1,000 objects in one request; StorageError naming any S3 kept."""
+        if not keys:
+            return
+        try:
+            response = self.s3.delete_objects(Bucket=self.name, Delete={"Objects": [{"Key": k} for k in keys],
+                                                                          "Quiet": True})
+            self.requests += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"deleting {len(keys)} objects from s3://{self.name}: {exc}") from exc
+        errors = response.get("Errors", [])
+        if errors:
+            raise StorageError(f"S3 did not delete {len(errors)} object(s), e.g. {errors[0].get('Key')}: "
+                               f"{errors[0].get('Message')}")
 
     def delete(self, key: str) -> None:
         try:

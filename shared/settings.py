@@ -31,6 +31,7 @@ class Settings:
     vpc_id: str = ""
     region: str = "us-east-1"
     endpoint_url: str = ""
+    profile: str = ""  # a named profile of ~/.aws/config (boto3's AWS_PROFILE works too)
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
     lock_prefix: str = "srdb"
@@ -54,24 +55,45 @@ class Settings:
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None, **overrides: Any) -> Settings:
         """Build settings from ``overrides``, then the environment (or ``.srdb/local.env``), then defaults."""
+        values, _ = cls._gather(environ, cwd, overrides)
+        return cls(**values)
+
+    @classmethod
+    def sources(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None,
+                **overrides: Any) -> dict[str, str]:
+        """Where each setting :meth:`load` would use comes from: an argument, a variable, the file, a default."""
+        _, origin = cls._gather(environ, cwd, overrides)
+        return {f.name: origin.get(f.name, "default") for f in fields(cls)}
+
+    @classmethod
+    def _gather(cls, environ: Mapping[str, str] | None, cwd: Path | None,
+                overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         env = dict(os.environ if environ is None else environ)
+        where = "environment"
         if not any(k.startswith(ENV_PREFIX) for k in env):
-            env.update(read_env_file((cwd or Path.cwd()) / LOCAL_ENV_FILE))
+            local = read_env_file((cwd or Path.cwd()) / LOCAL_ENV_FILE)
+            env.update(local)
+            where = str(LOCAL_ENV_FILE) if local else where
         values: dict[str, Any] = {}
-        if env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"):
-            values["region"] = env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]
+        origin: dict[str, str] = {}
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            if env.get(name) and "region" not in values:
+                values["region"], origin["region"] = env[name], f"environment ({name})"
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            variable = ENV_PREFIX + f.name.upper()
+            raw = env.get(variable)
             if raw is not None and raw != "":
-                values[f.name] = _convert(f.name, raw, f.type)
+                values[f.name], origin[f.name] = _convert(f.name, raw, f.type), f"{where} ({variable})"
         kinds = {f.name: f.type for f in fields(cls)}
         # Overrides may be text too (a URL's query string): numbers are converted as the environment's are.
-        values.update({k: _convert(k, v, kinds[k]) if isinstance(v, str) and k in kinds else v
-                       for k, v in overrides.items() if v is not None})
+        given = {k: _convert(k, v, kinds[k]) if isinstance(v, str) and k in kinds else v
+                 for k, v in overrides.items() if v is not None}
+        values.update(given)
+        origin.update(dict.fromkeys(given, "argument"))
         unknown = set(values) - set(kinds)
         if unknown:
             raise ClientSideError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return values, origin
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -43,7 +43,7 @@ class Publisher:
             rowcount=outcome.rowcount, lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts,
             version=verdict.version, submitted_at=task.job.submitted_at, started_at=iso(verdict.started),
             finished_at=iso(finished),
-            timings=timings, job_digest=task.digest,
+            timings=timings, job_digest=task.digest, created=verdict.created,
         )
         try:
             # A read is only published over the document it saw, so a cancel that won the race stands.
@@ -53,6 +53,10 @@ class Publisher:
             log.warning("job %s: result not published: %s; it will be retried", task.job.job_id, exc,
                         extra={"job_id": task.job.job_id})
             return False
+        log.info("job %s %s on %s: %s, run %.0f ms", task.job.job_id, "read" if task.read else "write",
+                 task.job.database, result.state.value, outcome.run_ms,
+                 extra={"job_id": task.job.job_id, "database": task.job.database, "state": result.state.value,
+                        "run_ms": round(outcome.run_ms, 3), "version": verdict.version})
         if written and task.job.reply_to:
             try:
                 self._callback(task.job.reply_to, result)

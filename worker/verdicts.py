@@ -70,6 +70,7 @@ class Done:
     outcome: Outcome
     version: int | None
     started: float
+    created: bool = False  # its commit created the database
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from shared.errors import CommitConflict, InfrastructureError, StorageError
+from shared.errors import CommitConflict, DatabaseNotFound, InfrastructureError, StorageError
 from shared.job.model import Job
 from shared.lock import WriteLock
 from shared.snapshot.store import SnapshotStore
+from worker.execute import Outcome
 from worker.results import ResultSink
 from worker.transaction import apply_writes
 from worker.verdicts import Deferred, Done, GroupResult, Task, Verdict, deferred
@@ -71,20 +72,29 @@ class WriteStage:
         return GroupResult(verdicts, handle.waited * 1000, self.store.stats.bytes_up - bytes_before)
 
     def _apply_and_commit(self, database: str, tasks: list[Task]) -> dict[str, Verdict]:
+        verdicts: dict[str, Verdict] = {}
         with self.store.writer(database) as writer:
             started = self.now()
+            new = writer.version == 0
+            if new:  # a job that may not create the database fails; the others create it
+                for task in [t for t in tasks if not t.job.may_create]:
+                    verdicts[task.record.message_id] = Done(Outcome.failed(task.job.job_id, DatabaseNotFound(
+                        f"database {database} does not exist, and the job may not create it (create: false)")),
+                        None, started)
+                tasks = [t for t in tasks if t.job.may_create]
             by_id = {t.job.job_id: t for t in tasks}
             applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now,
                                    lambda job: self.watch(by_id[job.job_id]))
             self.crash("before_commit")
             version = writer.version
+            committed: list[str] = []
             if applied.changed:
-                jobs = [j for j, o in applied.outcomes.items() if o.ok and not o.replayed and not o.read_only]
-                version = writer.commit(jobs, applied.pages).version
+                committed = [j for j, o in applied.outcomes.items() if o.ok and not o.replayed and not o.read_only]
+                version = writer.commit(committed, applied.pages).version
         self.crash("after_commit")
-        verdicts: dict[str, Verdict] = {}
         for task in tasks:
             outcome = applied.outcomes.get(task.job.job_id)
-            verdicts[task.record.message_id] = (Done(outcome, version, started) if outcome is not None
+            created = new and task.job.job_id in committed
+            verdicts[task.record.message_id] = (Done(outcome, version, started, created) if outcome is not None
                                                 else Deferred(OUT_OF_TIME))
         return verdicts

@@ -6,13 +6,17 @@ import csv
 import io
 import json
 import shutil
+import unicodedata
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.job.result import JobResult
 from shared.job.values import BLOB_TAG, decode_row
 
 FORMATS = ("table", "json", "csv")
+# The shell's .mode, as sqlite3's: box (the table above), table (ASCII), markdown, line, list, csv, json.
+MODES = ("table", "box", "markdown", "line", "list", "csv", "json")
 
 
 def render(result: JobResult, rows: Iterable[list[Any]], fmt: str) -> str:
@@ -21,13 +25,14 @@ def render(result: JobResult, rows: Iterable[list[Any]], fmt: str) -> str:
         return json_document(result, list(rows))
     if fmt == "csv":
         return csv_text(result.columns, rows)
-    return table(result.columns, [decode_row(r) for r in rows]) + "\n" + summary(result)
+    shown = table(result.columns, [decode_row(r) for r in rows])
+    return (shown + "\n" if shown else "") + summary(result)
 
 
 def json_document(result: JobResult, rows: list[list[Any]]) -> str:
     doc = {"job_id": result.job_id, "state": result.state.value, "database": result.database,
            "columns": result.columns, "rows": rows, "rowcount": result.rowcount, "lastrowid": result.lastrowid,
-           "error": result.error, "version": result.version, "timings": result.timings}
+           "error": result.error, "version": result.version, "timings": result.timings, "created": result.created}
     return json.dumps(doc, ensure_ascii=False)
 
 
@@ -50,24 +55,24 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def table(columns: list[str], rows: list[list[Any]], width: int | None = None) -> str:
-    """A boxed table; columns shrink (longest first) until it fits ``width``."""
+def table(columns: list[str], rows: list[list[Any]], width: int | None = None, *, nullvalue: str = "NULL") -> str:
+    """A boxed table when it fits ``width``; otherwise psql's expanded display (one ``column | value``
+    line per field, a record at a time), so no value is ever cut. Widths count what a terminal shows:
+    East Asian wide characters take two cells, combining marks none."""
     if not columns:
         return ""
     width = width or shutil.get_terminal_size((120, 24)).columns
-    cells = [[cell(v).replace("\n", " ") for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    while sum(widths) + 3 * len(widths) + 1 > width and max(widths) > 4:
-        widest = widths.index(max(widths))
-        widths[widest] -= 1
+    cells = [[(nullvalue if v is None else cell(v)).replace("\n", " ") for v in row] for row in rows]
+    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    if sum(widths) + 3 * len(widths) + 1 > width:
+        return expanded(columns, cells)
 
-    def fit(text: str, w: int) -> str:
-        return text if len(text) <= w else text[: max(0, w - 1)] + "…"
+    def pad(text: str, w: int, right: bool) -> str:
+        fill = " " * (w - display_width(text))
+        return fill + text if right else text + fill
 
     def line(values: list[str], numeric: list[bool]) -> str:
-        parts = [fit(v, w).rjust(w) if num else fit(v, w).ljust(w)
-                 for v, w, num in zip(values, widths, numeric, strict=True)]
-        return "│ " + " │ ".join(parts) + " │"
+        return "│ " + " │ ".join(pad(v, w, num) for v, w, num in zip(values, widths, numeric, strict=True)) + " │"
 
     numeric = [all(isinstance(r[i], (int, float)) for r in rows if r[i] is not None) and bool(rows)
                for i in range(len(columns))]
@@ -79,8 +84,63 @@ def table(columns: list[str], rows: list[list[Any]], width: int | None = None) -
     return "\n".join(out)
 
 
+def expanded(columns: list[str], cells: list[list[str]]) -> str:
+    """psql's ``\\x``: each record as ``column | value`` lines under a ``-[ RECORD n ]`` rule."""
+    name_width = max(display_width(c) for c in columns)
+    out: list[str] = []
+    for number, row in enumerate(cells, start=1):
+        out.append(f"-[ RECORD {number} ]" + "-" * max(0, name_width - 9))
+        out += [c + " " * (name_width - display_width(c)) + " | " + v for c, v in zip(columns, row, strict=True)]
+    return "\n".join(out) if out else " | ".join(columns) + "\n(0 rows)"
+
+
+def display_width(text: str) -> int:
+    """The cells ``text`` takes on a terminal."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
 def summary(result: JobResult) -> str:
     t = result.timings
     timing = ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in t.items())
     rows = f"{result.rowcount} row{'s' if result.rowcount != 1 else ''}"
-    return f"{result.state.value}: {rows}, snapshot v{result.version} ({timing}) job {result.job_id}"
+    snapshot = f", snapshot v{result.version}" if result.version is not None else ""
+    timing = f" ({timing})" if timing else ""
+    return f"{result.state.value}: {rows}{snapshot}{timing} job {result.job_id}"
+
+
+def human_size(size: int) -> str:
+    """Bytes for people: 812 B, 4.0 KiB, 1.5 MiB, …"""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def rows_text(columns: list[str], rows: list[list[Any]], mode: str, *, headers: bool = True,
+              nullvalue: str = "NULL", width: int | None = None) -> str:
+    """Rows (encoded: blobs tagged) as the shell prints them in ``mode``."""
+    if mode == "json":
+        return json.dumps([dict(zip(columns, row, strict=True)) for row in rows], ensure_ascii=False)
+    values = [decode_row(r) for r in rows]
+    if mode == "csv":
+        text = csv_text(columns, rows)
+        return text if headers else text.partition("\n")[2]
+    cells = [[nullvalue if v is None else cell(v) for v in row] for row in values]
+    if mode in ("table", "box") and headers:
+        return table(columns, values, width, nullvalue=nullvalue)
+    if mode == "line":
+        name_width = max(map(display_width, columns))
+        return "\n\n".join("\n".join(" " * (name_width - display_width(c)) + f"{c} = {v}"
+                                       for c, v in zip(columns, row, strict=True)) for row in cells)
+    if mode == "markdown":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"] if headers else []
+        return "\n".join(lines + ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells])
+    lines = ["|".join(columns)] if headers else []  # list, and the tables without their header
+    return "\n".join(lines + ["|".join(row) for row in cells])

@@ -14,20 +14,43 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
 
+from producer.local.persist import SYNC_SECONDS, Mirror
 from producer.local.processes import spawn_worker, stop_all
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
+from shared.errors import ClientSideError
 from shared.settings import ENV_PREFIX, LOCAL_ENV_FILE, Settings, write_env_file
 
 log = logging.getLogger("srdb.local")
 MAX_RECEIVE_COUNT = 5
 LOCAL_PID_FILE = Path(".srdb") / "local.pid"
+LOCAL_DATA_FOLDER = Path(".srdb") / "data" / "s3"
+
+
+class LocalStackError(ClientSideError):
+    """``srdb local`` cannot start: the port is taken, or another one runs in this folder."""
+
+
+def running_pid(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` when that process is alive; None otherwise."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return pid  # alive, and another user's
+    except OSError:
+        return None
+    return pid
 
 
 def stale_local_env(folder: Path, environ: dict[str, str] | None = None) -> str | None:
@@ -36,16 +59,11 @@ def stale_local_env(folder: Path, environ: dict[str, str] | None = None) -> str 
     env = os.environ if environ is None else environ
     if any(k.startswith(ENV_PREFIX) for k in env) or not (folder / LOCAL_ENV_FILE).is_file():
         return None
-    try:
-        pid = int((folder / LOCAL_PID_FILE).read_text().strip())
-        os.kill(pid, 0)
-        return None
-    except PermissionError:
-        return None  # alive, and another user's
-    except (OSError, ValueError):
+    if running_pid(folder / LOCAL_PID_FILE) is None:
         return (f"the settings came from {LOCAL_ENV_FILE}, but the `srdb local` that wrote it is not running "
                 "(it was stopped without cleaning up): start it again with `srdb local`, or delete "
                 f"{LOCAL_ENV_FILE} and set SRDB_* variables for a deployed stack")
+    return None
 
 
 def free_port() -> int:
@@ -90,9 +108,11 @@ class LocalStack:
     """Start with :meth:`start`, stop with :meth:`stop`; ``settings`` then names everything."""
 
     def __init__(self, folder: Path, *, port: int = 0, workers: int = 2, visibility_timeout: int = 60,
-                 lock_ttl: float = 60.0, reaper_interval: float | None = None, prefix: str = "srdb") -> None:
-        self.prefix = prefix
+                 lock_ttl: float = 60.0, reaper_interval: float | None = None, prefix: str = "srdb",
+                 ephemeral: bool = True) -> None:
+        self.prefix, self.ephemeral = prefix, ephemeral
         self.folder, self.port, self.workers = folder, port or free_port(), workers
+        self.mirror: Mirror | None = None
         self.visibility_timeout, self.lock_ttl = visibility_timeout, lock_ttl
         self.reaper_interval = reaper_interval or max(1.0, min(60.0, lock_ttl / 4))
         self.server: Any = None
@@ -109,13 +129,38 @@ class LocalStack:
     def pid_file(self) -> Path:
         return self.folder / LOCAL_PID_FILE
 
+    @property
+    def data_folder(self) -> Path:
+        return self.folder / LOCAL_DATA_FOLDER
+
+    def _check_alone(self) -> None:
+        running = running_pid(self.pid_file)
+        if running is not None and running != os.getpid():
+            raise LocalStackError(f"srdb local already runs in {self.folder} (pid {running}); its settings are in "
+                                  f"{self.env_file}. Use that one, or stop it (Ctrl-C, or kill {running}) first")
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise LocalStackError(f"port {self.port} on 127.0.0.1 is in use ({exc.strerror}): "
+                                      "choose another with --port, or leave it out for a free one") from None
+
     def start(self) -> Settings:
+        """Start everything. LocalStackError at once when the port is taken or another ``srdb local``
+        runs in this folder."""
+        self._check_alone()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
         self.settings = create_resources(f"http://127.0.0.1:{self.port}",
                                          visibility_timeout=self.visibility_timeout, lock_ttl=self.lock_ttl,
                                          prefix=self.prefix)
+        if not self.ephemeral:
+            self.mirror = Mirror(boto3.client("s3", **client_kwargs(self.settings)), self.settings.bucket,
+                                 self.data_folder)
+            loaded = self.mirror.load()
+            if loaded:
+                log.info("loaded %d objects from %s", loaded, self.data_folder)
         write_env_file(self.env_file, self.settings.to_env())
         self.pid_file.write_text(f"{os.getpid()}\n")
         for index in range(self.workers):
@@ -137,6 +182,8 @@ class LocalStack:
         self.processes.clear()
         if self._reaper is not None:
             self._reaper.join(timeout=10)
+        if self.mirror is not None:
+            self._sync()
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -146,8 +193,21 @@ class LocalStack:
     def _reap(self) -> None:
         kwargs = client_kwargs(self.settings)
         reaper = Reaper.for_settings(self.settings, ec2=boto3.client("ec2", **kwargs), s3=boto3.client("s3", **kwargs))
-        while not self._stop.wait(self.reaper_interval):
+        next_reap = time.monotonic() + self.reaper_interval
+        while not self._stop.wait(SYNC_SECONDS if self.mirror else self.reaper_interval):
+            if self.mirror is not None:
+                self._sync()
+            if time.monotonic() < next_reap:
+                continue
+            next_reap = time.monotonic() + self.reaper_interval
             try:
                 reaper.reap_locks()
             except Exception:  # the reaper keeps its schedule whatever one run met
                 log.exception("reaper run failed")
+
+    def _sync(self) -> None:
+        assert self.mirror is not None
+        try:
+            self.mirror.sync()
+        except Exception:  # the next sync tries again
+            log.exception("copying the bucket to %s failed", self.data_folder)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from shared.names import check_job_id
 
+RESULTS_PREFIX = "results/"
+
 
 def status_key(job_id: str) -> str:
     return f"results/{check_job_id(job_id)}.json"
@@ -15,3 +17,11 @@ def result_part_key(job_id: str, index: int) -> str:
 
 def payload_key(job_id: str) -> str:
     return f"jobs/{check_job_id(job_id)}/payload.json"
+
+
+def job_id_of_status_key(key: str) -> str | None:
+    """The job id a key under ``results/`` is the status document of; None for a result part."""
+    name = key.removeprefix(RESULTS_PREFIX)
+    if "/" in name or not name.endswith(".json"):
+        return None
+    return name.removesuffix(".json")

@@ -24,7 +24,7 @@ JsonParams = list[Any] | dict[str, Any]
 Params = list[SqlValue] | dict[str, SqlValue]
 JobKind = Literal["sql", "statements", "many"]
 _FIELDS = {"v", "job_id", "database", "sql", "params", "statements", "param_sets",
-           "reply_to", "submitted_at", "read_only", "timeout", "as_of"}
+           "reply_to", "submitted_at", "read_only", "timeout", "as_of", "create"}
 AsOf = int | str
 
 
@@ -67,6 +67,8 @@ class Job:
     timeout: float | None = None
     # A read of an old snapshot: its version number, or an ISO 8601 time (the snapshot current then).
     as_of: AsOf | None = None
+    # False: a write to a database that does not exist fails (DatabaseNotFound) instead of creating it.
+    may_create: bool = True  # "create" in the job document
     v: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -84,6 +86,7 @@ class Job:
         read_only: bool = False,
         timeout: float | None = None,
         as_of: AsOf | datetime | None = None,
+        create: bool = True,
         now: datetime | None = None,
     ) -> Job:
         """Build a job from client arguments, with the same checks a worker applies."""
@@ -108,6 +111,8 @@ class Job:
                 doc[name] = value
         if read_only:
             doc["read_only"] = True
+        if not create:
+            doc["create"] = False
         return cls.from_json(doc)
 
     @classmethod
@@ -137,8 +142,11 @@ class Job:
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT_SECONDS
         ):
             raise InvalidJob(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]")
+        create = doc.get("create", True)
+        if not isinstance(create, bool):
+            raise InvalidJob("create must be true or false")
         job = cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
-                  float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")))
+                  float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")), create)
         try:
             job.digest()  # computed once here; it also proves every text encodes as UTF-8
         except UnicodeEncodeError as exc:
@@ -174,6 +182,8 @@ class Job:
             doc["timeout"] = self.timeout
         if self.as_of is not None:
             doc["as_of"] = self.as_of
+        if not self.may_create:
+            doc["create"] = False
         return doc
 
     def digest(self) -> str:

@@ -59,6 +59,7 @@ class JobResult:
     job_digest: str | None = None
     # A QUEUED document that `srdb dlq redrive` wrote: the error that dead-lettered the job before.
     redriven_after: dict[str, Any] | None = None
+    created: bool = False  # a write whose commit created its database
 
     @property
     def settled(self) -> bool:
@@ -85,6 +86,8 @@ class JobResult:
                        timings=self.timings)
             if self.parts:
                 doc["parts"] = [p.to_json() for p in self.parts]
+            if self.created:
+                doc["created"] = True
         return doc
 
     def to_bytes(self) -> bytes:
@@ -110,6 +113,7 @@ class JobResult:
             timings=dict(doc.get("timings", {})),
             job_digest=doc.get("job_digest"),
             redriven_after=doc.get("redriven_after"),
+            created=bool(doc.get("created", False)),
         )
 
     @classmethod

@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, overload
 
 from shared.errors import InternalError, StorageError
-from shared.job.keys import payload_key, status_key
+from shared.job.keys import RESULTS_PREFIX, job_id_of_status_key, payload_key, status_key
 from shared.job.result import JobResult
+from shared.names import job_id_floor
 from shared.s3 import Bucket, Unchanged
 
 JSON = "application/json"
@@ -45,6 +47,17 @@ class StatusStore:
         if if_none_match:
             return self.bucket.put_if_none_match(key, body, content_type=JSON)
         return self.bucket.put(key, body, content_type=JSON)
+
+    def recent(self, since: float, limit: int, *, concurrency: int = 16) -> list[JobResult]:
+        """The status documents of jobs submitted since ``since`` (epoch seconds), newest first, at most
+        ``limit``. Job ids are ULIDs that sort by time, so the listing starts at ``since``; an id of the
+        client's own choosing is listed when it sorts after that point."""
+        start = RESULTS_PREFIX + job_id_floor(since)
+        ids = [j for j in map(job_id_of_status_key, self.bucket.list(RESULTS_PREFIX, start_after=start)) if j]
+        with ThreadPoolExecutor(max(1, min(concurrency, len(ids)))) as pool:
+            found = [r for r, _ in pool.map(self.get, ids) if r is not None]
+        found.sort(key=lambda r: r.submitted_at or "", reverse=True)
+        return found[:limit]
 
     def put_bytes(self, key: str, body: bytes) -> None:
         self.bucket.put(key, body)

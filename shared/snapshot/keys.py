@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from shared.names import check_database
 
+DATABASES_PREFIX = "db/"
+
+
+def database_prefix(database: str) -> str:
+    return f"{DATABASES_PREFIX}{check_database(database)}/"
+
 
 def manifest_key(database: str) -> str:
     return f"db/{check_database(database)}/manifest.json"

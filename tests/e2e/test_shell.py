@@ -44,7 +44,7 @@ def test_a_session_at_the_shell(shell: pexpect.spawn, tmp_path: Path) -> None:
     run(shell, ".mode csv")
     assert "id,name\r\n1,wren\r\n2,kite" in run(shell, "SELECT id, name FROM birds ORDER BY id LIMIT 2;")
     run(shell, ".mode json")
-    assert '"rows": [[3, "Ωmega"]]' in run(shell, "SELECT id, name FROM birds WHERE id = 3;")
+    assert '[{"id": 3, "name": "Ωmega"}]' in run(shell, "SELECT id, name FROM birds WHERE id = 3;")
     run(shell, ".timer on")
     assert "Run Time: total" in run(shell, "SELECT count(*) FROM birds;")
     run(shell, ".timer off")
@@ -83,3 +83,12 @@ def test_ctrl_c_cancels_the_wait_and_keeps_the_shell(shell: pexpect.spawn) -> No
     assert "│ 8 │" in run(shell, "SELECT 8;")
     shell.sendeof()
     shell.expect(pexpect.EOF)
+
+
+def test_the_prompt_shows_as_of_mode_and_a_bad_as_of_is_refused(shell: pexpect.spawn) -> None:
+    run(shell, "CREATE TABLE v (a);")
+    assert "not a version number" in run(shell, ".as_of yesterday")
+    shell.sendline(".as_of 1")
+    shell.expect_exact("srdb:sh@1> ")
+    run(shell, ".as_of off")
+    assert "│        0 │" in run(shell, "SELECT count(*) FROM v;")

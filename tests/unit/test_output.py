@@ -8,12 +8,17 @@ from producer.cli.output import csv_text, json_document, table
 from shared.job.result import JobResult, JobState
 
 
-def test_tables_fit_the_width_they_are_given() -> None:
-    text = table(["id", "note"], [[1, "x" * 200], [22, None]], width=40)
+def test_a_table_that_fits_is_boxed_and_aligned_by_what_a_terminal_shows() -> None:
+    text = table(["id", "city"], [[90210, "東京"], [-855.13, "Zürich"], [1, None]], width=40)
     lines = text.splitlines()
-    assert all(len(line) <= 40 for line in lines)
-    assert "NULL" in text and "…" in text
-    assert lines[3].startswith("│  1 │")
+    assert lines[3] == "│   90210 │ 東京   │"  # two cells a character: the borders line up
+    assert lines[4] == "│ -855.13 │ Zürich │" and "NULL" in lines[5]
+
+
+def test_a_table_too_wide_switches_to_expanded_display_and_hides_nothing() -> None:
+    text = table(["id", "note"], [[90210, "x" * 200], [22, None]], width=40)
+    assert "…" not in text and "x" * 200 in text and "90210" in text
+    assert text.splitlines()[:3] == ["-[ RECORD 1 ]", "id   | 90210", "note | " + "x" * 200]
 
 
 def test_json_keeps_types_and_tags_blobs() -> None:

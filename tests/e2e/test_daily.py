@@ -1,0 +1,159 @@
+"""The CLI and the shell as daily tools: sqlite3's script habits, SQL from files and stdin, databases as
+objects, the AWS CLI's options, JSON that jq can always read, and a local stack that keeps its data."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import until
+from tests.e2e.conftest import SRDB, srdb, srdb_env
+
+pytestmark = pytest.mark.e2e
+
+
+def shell(stack: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``srdb shell`` with ``script`` on stdin, as ``srdb shell --db d < script.sql`` runs it."""
+    return subprocess.run([*SRDB, "shell", *args], input=script, cwd=stack, env=srdb_env(), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_piped_script_runs_without_prompts_and_stops_at_the_first_error(stack: Path) -> None:
+    done = shell(stack, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);\n"
+                        "INSERT INTO t (name) VALUES ('a'), (NULL);\n"
+                        ".mode json\nSELECT * FROM t ORDER BY id;\n"
+                        ".mode line\n.nullvalue -\nSELECT * FROM t WHERE id = 2;\n"
+                        "SELECT * FROM missing;\nSELECT 'never';\n", "--db", "script")
+    assert done.returncode == 1
+    assert "srdb:" not in done.stdout and "srdb shell" not in done.stdout  # no banner, no prompt
+    lines = done.stdout.splitlines()
+    assert json.loads(lines[0]) == [{"id": 1, "name": "a"}, {"id": 2, "name": None}]
+    assert lines[1:] == ["  id = 2", "name = -"]
+    assert "near line 8" in done.stderr and "no such table: missing" in done.stderr
+    assert "never" not in done.stdout
+    relaxed = shell(stack, ".bail off\nSELECT * FROM missing;\nSELECT 'reached';\n", "--db", "script")
+    assert relaxed.returncode == 1 and "reached" in relaxed.stdout
+
+
+def test_shell_c_and_f_and_the_sqlite3_dot_commands(stack: Path, tmp_path: Path) -> None:
+    ok = srdb(stack, "shell", "--db", "dots", "-c", "CREATE TABLE t (a, b); CREATE INDEX t_a ON t (a);")
+    assert ok.returncode == 0, ok.stderr
+    csv = tmp_path / "rows.csv"
+    csv.write_text("a,b\n1,x\n2,it's\n")
+    script = tmp_path / "s.sql"
+    out = tmp_path / "out.txt"
+    script.write_text(f".import --csv {csv} t\n.headers off\n.mode csv\n.once {out}\nSELECT a, b FROM t ORDER BY a;\n"
+                      ".indexes t\n.databases\n.dump t\n")
+    done = srdb(stack, "shell", "--db", "dots", "-f", str(script))
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == "1,x\n2,it's\n"  # .once: that result only
+    assert "t_a" in done.stdout and "* dots" in done.stdout
+    assert "INSERT INTO \"t\" VALUES(2,'it''s');" in done.stdout and "CREATE INDEX t_a ON t (a);" in done.stdout
+    dump = tmp_path / "dump.sql"
+    dump.write_text(srdb(stack, "shell", "--db", "dots", "-c", ".dump").stdout)
+    assert srdb(stack, "query", "--db", "dots2", "-f", str(dump)).returncode == 0  # a dump runs as one job
+    copied = srdb(stack, "query", "--db", "dots2", "SELECT a, b FROM t ORDER BY a", "--format", "json")
+    assert json.loads(copied.stdout)["rows"] == [[1, "x"], [2, "it's"]]
+    bogus = srdb(stack, "shell", "--db", "dots", "-c", ".as_of bogus")
+    assert bogus.returncode == 1 and "not a version number" in bogus.stderr
+
+
+def test_sql_from_a_file_or_stdin_runs_as_one_transaction(stack: Path, tmp_path: Path) -> None:
+    setup = tmp_path / "setup.sql"
+    setup.write_text("CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER);\n"
+                     "INSERT INTO acct VALUES (1, 100), (2, 50);\n")
+    assert srdb(stack, "query", "--db", "files", "-f", str(setup)).returncode == 0
+    broken = "UPDATE acct SET balance = balance - 10 WHERE id = 1;\nINSERT INTO acct VALUES (1, 0);\n"
+    failed = subprocess.run([*SRDB, "query", "--db", "files", "-"], input=broken, cwd=stack, env=srdb_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "UNIQUE" in failed.stderr
+    total = srdb(stack, "query", "--db", "files", "SELECT sum(balance) FROM acct", "--format", "json")
+    assert json.loads(total.stdout)["rows"] == [[150]]  # the UPDATE before the failure was not applied
+    many = subprocess.run([*SRDB, "submit", "--db", "files", "--many", "line", "-", "--format", "json"],
+                          input="SELECT 1\nSELECT 2\n\nSELECT 3\n", cwd=stack, env=srdb_env(), capture_output=True,
+                          text=True, timeout=60)
+    ids = [r["job_id"] for r in json.loads(many.stdout)]
+    assert len(ids) == 3
+    waited = srdb(stack, "wait", *ids, "--format", "json", "--no-progress")
+    assert {r["state"] for r in json.loads(waited.stdout)} == {"SUCCEEDED"}
+
+
+def test_databases_are_listed_created_on_purpose_and_dropped(stack: Path) -> None:
+    refused = srdb(stack, "query", "--db", "typo", "--no-create", "CREATE TABLE t (a)")
+    assert refused.returncode == 1 and "DatabaseNotFound" in refused.stderr
+    made = srdb(stack, "query", "--db", "shop2", "CREATE TABLE t (a)")
+    assert "created database shop2" in made.stderr
+    again = srdb(stack, "query", "--db", "shop2", "INSERT INTO t VALUES (1)")
+    assert "created database" not in again.stderr
+    listed = {d["database"]: d for d in json.loads(srdb(stack, "databases", "--format", "json").stdout)}
+    assert listed["shop2"]["version"] == 2 and listed["shop2"]["size"] > 0 and "typo" not in listed
+    unsure = srdb(stack, "drop", "--db", "shop2")  # no terminal to ask, and no --yes
+    assert unsure.returncode == 2 and "--yes" in unsure.stderr
+    dropped = srdb(stack, "drop", "--db", "shop2", "--yes", "--format", "json")
+    assert json.loads(dropped.stdout)["dropped"] is True
+    assert "shop2" not in srdb(stack, "databases").stdout
+    gone = srdb(stack, "query", "--db", "shop2", "SELECT * FROM t")
+    assert gone.returncode == 1 and "no such table: t" in gone.stderr
+
+
+def test_config_jobs_and_json_errors(stack: Path) -> None:
+    config = {r["setting"]: r for r in json.loads(srdb(stack, "config", "--format", "json").stdout)}
+    assert config["bucket"]["source"].startswith(".srdb/local.env")
+    assert config["job_timeout"]["source"] in ("default",) or "SRDB_JOB_TIMEOUT" in config["job_timeout"]["source"]
+    assert config["aws_secret_access_key"]["value"] == "****"
+    given = {r["setting"]: r for r in json.loads(srdb(stack, "config", "--region", "eu-west-1",
+                                                       "--format", "json").stdout)}
+    assert given["region"] == {**given["region"], "value": "eu-west-1", "source": "argument"}
+    job = srdb(stack, "submit", "--db", "jobs", "SELECT 1").stdout.strip()
+    until(lambda: json.loads(srdb(stack, "status", job, "--format", "json").stdout)["state"] == "SUCCEEDED")
+    recent = json.loads(srdb(stack, "jobs", "--db", "jobs", "--format", "json").stdout)
+    assert recent[0]["job_id"] == job and recent[0]["state"] == "SUCCEEDED" and recent[0]["run_ms"] is not None
+    missing = srdb(stack, "result", "no-such-job", "--format", "json")
+    assert missing.returncode == 3 and json.loads(missing.stdout)["error"]["type"] == "JobNotFound"
+    unreachable = srdb(stack, "status", "x", "--endpoint-url", "http://127.0.0.1:9", "--format", "json")
+    assert unreachable.returncode == 5 and "127.0.0.1:9" in json.loads(unreachable.stdout)["error"]["message"]
+
+
+def test_srdb_local_keeps_its_data_refuses_a_second_one_and_a_busy_port(tmp_path: Path) -> None:
+    first = _start_local(tmp_path)
+    second = srdb(tmp_path, "local", "--workers", "0")
+    assert second.returncode == 2 and "already runs" in second.stderr
+    assert srdb(tmp_path, "query", "--db", "kept", "CREATE TABLE t (a); INSERT INTO t VALUES (7);").returncode == 0
+    _stop_local(first)
+    assert "kept" in next((tmp_path / ".srdb" / "data" / "s3" / "db").iterdir()).name
+    log = "".join(p.read_text() for p in (tmp_path / ".srdb").glob("worker-*.log"))
+    assert '"state":"SUCCEEDED"' in log.replace(" ", "") and '"database":"kept"' in log.replace(" ", "")
+    again = _start_local(tmp_path)
+    try:
+        read = srdb(tmp_path, "query", "--db", "kept", "SELECT a FROM t", "--format", "json")
+        assert json.loads(read.stdout)["rows"] == [[7]]
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            taken = srdb(tmp_path / ".srdb", "local", "--workers", "0", "--port", str(port))
+            assert taken.returncode == 2 and f"port {port}" in taken.stderr
+    finally:
+        _stop_local(again)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    gone = _start_local(fresh, "--ephemeral")
+    _stop_local(gone)
+    assert not (fresh / ".srdb" / "data").exists()
+
+
+def _start_local(folder: Path, *args: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen([*SRDB, "local", "--workers", "1", *args], cwd=folder, env=srdb_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    assert "ready" in process.stdout.readline()
+    return process
+
+
+def _stop_local(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    assert process.wait(timeout=30) == 0
