@@ -49,7 +49,7 @@ node_modules/.installed: package.json
 
 build/srdb-lambda.zip: lambda-requirements.txt $(STAMP) $(shell find shared worker reaper -name '*.py')
 	rm -rf build/lambda build/srdb-lambda.zip
-	$(BIN)/python -m pip install --quiet --target build/lambda --platform $(LAMBDA_PLATFORM) \
+	$(BIN)/python -m pip install --quiet --no-warn-conflicts --target build/lambda --platform $(LAMBDA_PLATFORM) \
 		--implementation cp --python-version 3.12 --only-binary=:all: -r lambda-requirements.txt
 	cp -r shared worker reaper build/lambda/
 	find build/lambda -name __pycache__ -prune -exec rm -rf {} +

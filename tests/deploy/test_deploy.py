@@ -168,3 +168,12 @@ def run_through(env: dict[str, str], backend: str, tmp_path: Path) -> None:
     report = lambda_invoke("reaper.handler.handle", {}, env, tmp_path)
     assert report["freed"] == [f"{settings.lock_prefix}-lock-{database}"]
     assert lock_groups(ec2, settings.vpc_id) == []
+
+
+def test_the_functions_run_python_3_12_with_the_frameworks_schema_check_on() -> None:
+    """v3's schema predates python3.12: the template gets it through resources.extensions, so the
+    framework validates the rest of serverless.yml (configValidationMode: error) and prints no warning."""
+    functions = {name: r["Properties"]["Runtime"] for name, r in json.loads(UPDATE.read_text())["Resources"].items()
+                 if r["Type"] == "AWS::Lambda::Function"}
+    assert functions == {"WorkerLambdaFunction": "python3.12", "ReaperLambdaFunction": "python3.12"}
+    assert "configValidationMode: error" in (ROOT / "serverless.yml").read_text()
