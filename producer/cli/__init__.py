@@ -138,11 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"how long this command waits for the result (default {shown}); only the wait: "
                             "the job runs on, see --job-timeout")
 
-    def job_args(p: argparse.ArgumentParser) -> None:
+    def job_args(p: argparse.ArgumentParser, file_help: str = "read the SQL from FILE (- for stdin)") -> None:
         p.add_argument("--db", required=True, help="database name")
         p.add_argument("sql", nargs="?", help="the SQL; several statements run as one job (one transaction); "
                                               "- reads it from stdin")
-        p.add_argument("-f", "--file", type=Path, metavar="FILE", help="read the SQL from FILE (- for stdin)")
+        p.add_argument("-f", "--file", type=Path, metavar="FILE", help=file_help)
         p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE",
                        help="a ? parameter, repeatable (JSON literal, else text)")
         p.add_argument("--read-only", action="store_true", help="fail if the statement would write")
@@ -156,12 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-pager", action="store_true",
                        help="never page long output on a terminal (default: $PAGER, else less -FRX)")
 
-    p = add("submit", help="queue a job and print its id (or, with --many, many jobs from one file)")
-    job_args(p)
+    p = add("submit", help="queue a job and print its id; with --file, a job per statement of the file")
+    job_args(p, file_help="submit a job per statement (or per line, --per line) of FILE (- for stdin), ten to "
+                          "an SQS request, and print every id")
+    p.add_argument("--per", choices=("statement", "line"), default="statement",
+                   help="with --file: a job per statement (default) or per non-empty line")
     p.add_argument("--job-id", help="your own id (an idempotency token)")
-    p.add_argument("--many", choices=("statement", "line"), default=None,
-                   help="with -f or -: submit one job per statement (or per non-empty line) of the input, "
-                        "ten to an SQS request, and print every id")
     output_args(p)
     p = add("query", help="submit, wait, print the result (Ctrl-C cancels the job)")
     job_args(p)
@@ -364,7 +364,7 @@ def _job(args: argparse.Namespace, *, job_id: str | None = None) -> Any:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    if args.many:
+    if args.file is not None:
         return _submit_many(args)
     job_id = _client(args).submit_job(_job(args))
     _print_record({"job_id": job_id}, args.format, job_id)
@@ -376,13 +376,16 @@ def _submit_many(args: argparse.Namespace) -> int:
     from shared.job.model import Job
 
     if args.job_id or args.param:
-        raise UsageError("--many makes a job per statement: --job-id and --param do not apply")
+        raise UsageError("submit --file makes a job per statement: --job-id and --param do not apply")
     text = read_sql(args.sql, args.file)
-    sqls = statements_of(text) if args.many == "statement" else [s for s in text.splitlines() if s.strip()]
+    sqls = statements_of(text) if args.per == "statement" else [s for s in text.splitlines() if s.strip()]
     jobs = [Job.create(args.db, sql, read_only=args.read_only, timeout=args.job_timeout,
                        create=not args.no_create) for sql in sqls]
     ids = _client(args).submit_jobs(jobs)
-    _print_records([{"job_id": j} for j in ids], ["job_id"], args.format, "no statements to submit")
+    if args.format == "table":  # an id a line, as submit prints one: `srdb wait -` reads them back
+        print("\n".join(ids))
+    else:
+        _print_records([{"job_id": j} for j in ids], ["job_id"], args.format, "")
     return EXIT_OK
 
 
@@ -498,7 +501,9 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     state = _client(args).cancel(args.job_id)
-    _print_record({"job_id": args.job_id, "state": state.value}, args.format, state.value)
+    said = state.value if state in (JobState.CANCELLED, JobState.NOT_FOUND) else (
+        f"{state.value}: the job had already finished; nothing was cancelled")
+    _print_record({"job_id": args.job_id, "state": state.value}, args.format, said)
     if state is JobState.NOT_FOUND:
         return EXIT_NOT_FOUND
     return EXIT_OK if state is JobState.CANCELLED else EXIT_FAILED

@@ -73,11 +73,18 @@ def test_sql_from_a_file_or_stdin_runs_as_one_transaction(stack: Path, tmp_path:
     assert failed.returncode == 1 and "UNIQUE" in failed.stderr
     total = srdb(stack, "query", "--db", "files", "SELECT sum(balance) FROM acct", "--format", "json")
     assert json.loads(total.stdout)["rows"] == [[150]]  # the UPDATE before the failure was not applied
-    many = subprocess.run([*SRDB, "submit", "--db", "files", "--many", "line", "-", "--format", "json"],
+    many = subprocess.run([*SRDB, "submit", "--db", "files", "--file", "-", "--per", "line", "--format", "json"],
                           input="SELECT 1\nSELECT 2\n\nSELECT 3\n", cwd=stack, env=srdb_env(), capture_output=True,
                           text=True, timeout=60)
     ids = [r["job_id"] for r in json.loads(many.stdout)]
     assert len(ids) == 3
+    script = tmp_path / "many.sql"
+    script.write_text("SELECT 1;\nSELECT 2; SELECT 3;\n-- a comment alone is no job\n")
+    per_statement = srdb(stack, "submit", "--db", "files", "--file", str(script)).stdout.split()
+    assert len(per_statement) == 3  # an id a line
+    piped = subprocess.run([*SRDB, "wait", "-", "--no-progress", "--format", "json"], input="\n".join(per_statement),
+                           cwd=stack, env=srdb_env(), capture_output=True, text=True, timeout=60)
+    assert [r["state"] for r in json.loads(piped.stdout)] == ["SUCCEEDED"] * 3
     waited = srdb(stack, "wait", *ids, "--format", "json", "--no-progress")
     assert {r["state"] for r in json.loads(waited.stdout)} == {"SUCCEEDED"}
 
