@@ -20,6 +20,8 @@ from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
 from producer import core
+from producer.bulk import LoadReport
+from producer.client import Client
 from producer.protocol import Submission, prepare
 from shared.clients import client_config, client_kwargs
 from shared.errors import QueueError, SrdbError
@@ -50,6 +52,7 @@ class AsyncClient:
         self.sqs: Any = None
         self._history: History | None = None
         self._boto_bucket: Bucket | None = None
+        self._client: Client | None = None
 
     async def __aenter__(self) -> AsyncClient:
         kwargs, config = client_kwargs(self.settings), client_config(self.settings)
@@ -142,6 +145,21 @@ class AsyncClient:
     async def restore(self, database: str, version: int) -> Manifest:
         """Make an old version current again as a new version (nothing is overwritten)."""
         return await asyncio.to_thread(self._versions().restore, database, version)
+
+    async def load(self, database: str, table: str, source: str, **options: Any) -> LoadReport:
+        """``Client.load``, on a thread: staging and the wait are boto3's."""
+        return await asyncio.to_thread(self._sync().load, database, table, source, **options)
+
+    async def load_frame(self, database: str, table: str, frame: Any, **options: Any) -> LoadReport:
+        return await asyncio.to_thread(self._sync().load_frame, database, table, frame, **options)
+
+    async def export(self, database: str, sql: str, dest: str, *args: Any, **options: Any) -> int:
+        return await asyncio.to_thread(self._sync().export, database, sql, dest, *args, **options)
+
+    def _sync(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.settings)
+        return self._client
 
     async def databases(self) -> list[DatabaseInfo]:
         """Every database: name, size, current version and the time of its last write."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import IO, Any, TypeVar, cast
 
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
 from producer import core
+from producer.bulk import Bulk, LoadReport, export_format, export_lines, load_job, load_spec, report, write_export
 from producer.protocol import Submission, prepare
 from shared.clients import Clients
 from shared.errors import QueueError, SrdbError
@@ -19,6 +21,7 @@ from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
 from shared.job.status import StatusStore
 from shared.job.values import SqlValue, decode_row
+from shared.names import new_job_id
 from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.catalog import Catalog, DatabaseInfo
@@ -129,6 +132,42 @@ class Client:
     def cancel(self, job_id: str) -> JobState:
         """Cancel a job that no worker has finished; returns the state it is in afterwards."""
         return self._run(core.cancel(job_id))
+
+    # -- bulk in and out -------------------------------------------------------------------
+
+    def load(self, database: str, table: str, source: str, *, timeout: float | None = 3600.0,
+             job_timeout: float | None = None, create: bool = True, input_format: str | None = None,
+             progress: Callable[[int], None] | None = None, stdin: IO[bytes] | None = None,
+             on_wait: Callable[[JobResult], None] | None = None, job_id: str | None = None,
+             **options: Any) -> LoadReport:
+        """COPY ``source`` (a local path, ``-`` for ``stdin``, ``s3://bucket/key`` or ``s3://bucket/prefix/``)
+        into ``table``: all rows or none, in one job that runs once. ``options``: the fields of
+        ``shared.load.spec.LoadSpec`` (delimiter, quote, encoding, header, null_string, schema, types,
+        if_exists, max_errors, columns). JobFailed naming the file, line and column when it fails."""
+        started = time.monotonic()
+        job_id = job_id or new_job_id()
+        bulk = Bulk(self.s3, self.settings.bucket)
+        sources = bulk.sources(source, job_id, progress=progress, stdin=stdin)
+        spec = load_spec(table, sources, input_format=input_format, **options)
+        self.submit_job(load_job(database, spec, job_id=job_id, timeout=job_timeout or self.settings.max_job_timeout,
+                                 create=create))
+        result = self.wait(job_id, timeout, on_slow=on_wait)
+        bulk.unstage(sources)
+        return report(core.succeeded(result), time.monotonic() - started)
+
+    def load_frame(self, database: str, table: str, frame: Any, **options: Any) -> LoadReport:
+        """A pandas DataFrame into ``table`` through the same COPY path (JSON Lines: numbers stay numbers,
+        text stays text, NaN is NULL, times are ISO 8601)."""
+        text = frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
+        return self.load(database, table, "-", stdin=io.BytesIO(text.encode()), input_format="jsonl", **options)
+
+    def export(self, database: str, sql: str, dest: str, params: JsonParams | None = None, *,
+               fmt: str | None = None, timeout: float | None = 600.0, as_of: AsOf | datetime | None = None) -> int:
+        """Run a query and write its whole result as one file (CSV with a header, or JSON Lines; gzipped
+        when ``dest`` ends in .gz) at a local path or an ``s3://`` URL, streamed part by part. The bytes."""
+        result = self.query(database, sql, params, timeout=timeout, as_of=as_of)
+        blocks = export_lines(result.columns, self.store.iter_rows(result), export_format(dest, fmt))
+        return write_export(self.s3, dest, blocks, compress=dest.endswith(".gz"))
 
     # -- databases -------------------------------------------------------------------------
 

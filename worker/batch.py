@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any, TypeVar
 
 from shared.errors import StorageError
@@ -27,6 +28,7 @@ from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History
 from shared.snapshot.store import SnapshotStore
+from worker.load import Loader, open_source
 from worker.parse import Parser, parse_failed
 from worker.progress import Watcher
 from worker.publish import Publisher
@@ -70,7 +72,8 @@ class Worker:
         self.parser = Parser(self.status, settings)
         self.watcher = Watcher(self.status, now=now)
         self.writes = WriteStage(self.store, lock, lock_wait=settings.lock_wait, sink=self._sink,
-                                 budget=self._budget, now=now, crash=crash, watch=self._watch)
+                                 budget=self._budget, now=now, crash=crash, watch=self._watch,
+                                 loader=Loader(partial(open_source, s3), self.status.put_bytes))
         self.reads = ReadStage(self.store, History(bucket, now=now), concurrency=settings.read_concurrency,
                                sink=self._sink, budget=self._budget, now=now, watch=self._watch)
         self.publisher = Publisher(self.status, sqs, max_receive_count=settings.max_receive_count, now=now)

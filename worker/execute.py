@@ -110,7 +110,7 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
                         rowcount = fetched if guard.read_only else max(rowcount, fetched)
                         types = merge(_declared(conn, guard, statement.sql, len(columns)), seen.found)
             except sqlite3.Error as exc:
-                raise _job_error(exc, guard, index if len(job.statements) > 1 else None, budget) from None
+                raise job_error(exc, guard, index if len(job.statements) > 1 else None, budget) from None
         rows, parts = sink.finish()
         columns = columns if cursor.description is not None else []
         lastrowid = None if guard.read_only else cursor.lastrowid
@@ -158,7 +158,7 @@ _ONE_STATEMENT = "You can only execute one statement at a time."
 _BAD_VALUE_CODES = {sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG}
 
 
-def _job_error(exc: sqlite3.Error, guard: Guard, index: int | None, budget: float) -> SrdbError:
+def job_error(exc: sqlite3.Error, guard: Guard, index: int | None, budget: float) -> SrdbError:
     """The job's error, decided by SQLite's own error code (the message is only shown)."""
     where = f"statements[{index}]: " if index is not None else ""
     message = str(exc)

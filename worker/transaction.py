@@ -61,10 +61,11 @@ def apply_writes(
     budget: Callable[[Job], float | None],
     now: Callable[[], float] = time.time,
     watch: Callable[[Job], AbstractContextManager[threading.Event]] | None = None,
+    load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None = None,
 ) -> Applied:
     """Run ``jobs`` in order on the local copy at ``path``. ``budget(job)``: the seconds the job may
     run, or None when the batch has no time left to start it. ``watch(job)``: held while the job runs;
-    its event is set when the job is cancelled (worker.progress)."""
+    its event is set when the job is cancelled (worker.progress). ``load``: runs a load job (worker.load)."""
     watching = watch or (lambda job: nullcontext(threading.Event()))
     anchor = sqlite3.connect(path, isolation_level=None)
     try:
@@ -78,7 +79,7 @@ def apply_writes(
             if seconds is None:
                 break
             with watching(job) as cancelled:
-                outcome = _apply_one(path, job, make_sink(job), seconds, now, cancelled)
+                outcome = _apply_one(path, job, make_sink(job), seconds, now, cancelled, load)
             outcomes[job.job_id] = outcome
             changed = changed or (outcome.ok and not outcome.replayed and not outcome.read_only)
         if changed:
@@ -93,7 +94,8 @@ def apply_writes(
 
 
 def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Callable[[], float],
-               cancelled: threading.Event) -> Outcome:
+               cancelled: threading.Event,
+               load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None) -> Outcome:
     guard = Guard(read_only=False, cancelled=cancelled)
     conn = open_job_connection(path, guard)
     try:
@@ -107,7 +109,12 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         if recorded:
             conn.execute("ROLLBACK")
             return _replay(job.job_id, recorded[0])
-        outcome = run_job(conn, guard, job, sink, budget=seconds)
+        if job.load is not None:
+            if load is None:
+                raise InternalError(f"job {job.job_id} is a load, and this worker was given no loader")
+            outcome = load(conn, guard, job, seconds)
+        else:
+            outcome = run_job(conn, guard, job, sink, budget=seconds)
         if not conn.in_transaction and (outcome.error or {}).get("type") != "Cancelled":
             # SQLite ended the transaction itself (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), an interrupted write).
             error = outcome.error or SqlError("the job ended its own transaction").to_json()

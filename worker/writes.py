@@ -17,6 +17,7 @@ from shared.job.model import Job
 from shared.lock import WriteLock
 from shared.snapshot.store import SnapshotStore
 from worker.execute import Outcome
+from worker.load import Loader
 from worker.results import ResultSink
 from worker.transaction import apply_writes
 from worker.verdicts import Deferred, Done, GroupResult, Task, Verdict, deferred
@@ -38,8 +39,9 @@ class WriteStage:
         now: Callable[[], float],
         crash: Callable[[str], None],
         watch: Callable[[Task], AbstractContextManager[threading.Event]],
+        loader: Loader,
     ) -> None:
-        self.store, self.lock, self.lock_wait = store, lock, lock_wait
+        self.store, self.lock, self.lock_wait, self.loader = store, lock, lock_wait, loader
         self.sink, self.budget, self.now, self.crash, self.watch = sink, budget, now, crash, watch
 
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
@@ -84,7 +86,7 @@ class WriteStage:
                 tasks = [t for t in tasks if t.job.may_create]
             by_id = {t.job.job_id: t for t in tasks}
             applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now,
-                                   lambda job: self.watch(by_id[job.job_id]))
+                                   lambda job: self.watch(by_id[job.job_id]), self.loader.run)
             self.crash("before_commit")
             version = writer.version
             committed: list[str] = []

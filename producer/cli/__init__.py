@@ -96,6 +96,12 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, name, None)}
 
 
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    from producer.cli.load import add_arguments
+
+    add_arguments(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srdb", description="srdb: SQLite in S3, SQL jobs over SQS.")
     aws_args(parser, None)
@@ -200,14 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cancel", help="cancel a job that is QUEUED or RUNNING; print what became of it")
     p.add_argument("job_id")
     output_args(p)
-    p = add("load", help="load a CSV file (header row = column names) into a table")
-    p.add_argument("--db", required=True)
-    p.add_argument("--table", required=True)
-    p.add_argument("file", type=Path)
-    p.add_argument("--rows-per-job", type=int, default=None, help="default: as many as fit one message")
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--no-progress", action="store_true")
+    p = add("load", help="COPY a file (CSV, TSV, JSON Lines, gzip; local, stdin or S3) into a table: all rows or none")
+    add_load_arguments(p)
     job_timeout_arg(p)
+    output_args(p)
+    p = add("export", help="write a query's whole result as one file (CSV or JSON Lines), locally or to s3://")
+    p.add_argument("--db", required=True)
+    p.add_argument("sql")
+    p.add_argument("dest", metavar="DEST", help="a path or s3://bucket/key (.csv, .jsonl; .gz to compress)")
+    p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE")
+    p.add_argument("--output-format", choices=("csv", "jsonl"), default=None,
+                   help="the file's format (default: from DEST's name, else csv)")
+    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME")
+    wait_timeout_arg(p, 600.0)
     output_args(p)
     p = add("dlq", help="the dead-letter queue: list what is there, or send it back")
     p.add_argument("action", choices=("list", "redrive"))
@@ -510,22 +521,33 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from producer.cli.load import LoadInterrupted, load_csv
+    from producer.cli.load import run_load
+    from shared.names import new_job_id
 
-    if not args.file.is_file():
-        raise UsageError(f"no such file: {args.file}")
     client = _client(args)
+    job_id = new_job_id()  # known before anything is sent, so Ctrl-C can cancel it
     try:
-        report = load_csv(client, args.db, args.table, args.file, rows_per_job=args.rows_per_job,
-                          concurrency=args.concurrency, progress=not args.no_progress, job_timeout=args.job_timeout)
-    except LoadInterrupted as stop:
+        report, said = run_load(client, args, job_id)
+    except KeyboardInterrupt:
         from producer.cli.waiting import cancel_all
 
-        return _interrupted([f"{stop.rows} rows in {stop.jobs} jobs had committed", *cancel_all(client, stop.pending)])
-    _print_record({"database": args.db, "table": args.table, "rows": report.rows, "jobs": report.jobs,
-                   "seconds": round(report.seconds, 3), "rows_per_second": round(report.rows_per_second)},
-                  args.format, f"loaded {report.rows} rows into {args.db}.{args.table} in {report.jobs} jobs, "
-                               f"{report.seconds:.1f}s, {report.rows_per_second:,.0f} rows/s")
+        return _interrupted(cancel_all(client, [job_id]))
+    if report is None or args.format == "table":
+        print(said)
+    else:
+        _print_record({"database": args.db, "table": args.table, **report.to_json()}, args.format, said)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import time as clock
+
+    started = clock.monotonic()
+    written = _client(args).export(args.db, args.sql, args.dest, args.param, fmt=args.output_format,
+                                   timeout=args.timeout, as_of=args.as_of)
+    seconds = clock.monotonic() - started
+    _print_record({"database": args.db, "dest": args.dest, "bytes": written, "seconds": round(seconds, 3)},
+                  args.format, f"wrote {written:,} bytes to {args.dest} in {seconds:.1f}s")
     return EXIT_OK
 
 
@@ -695,6 +717,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "export": cmd_export,
     "submit": cmd_submit, "query": cmd_query, "wait": cmd_wait, "shell": cmd_shell, "history": cmd_history,
     "restore": cmd_restore, "status": cmd_status, "result": cmd_result, "cancel": cmd_cancel,
     "load": cmd_load, "dlq": cmd_dlq, "local": cmd_local, "worker": cmd_worker, "reaper": cmd_reaper, "demo": cmd_demo,

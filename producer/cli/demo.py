@@ -98,7 +98,7 @@ def run_demo(rows: int = ROWS) -> int:
             generate_csv(csv_path, rows)
             print(f"\n== batch load: {rows:,} generated rows from {csv_path.name}")
             report = load_csv(client, "shop", "orders", csv_path)
-            print(f"loaded {report.rows:,} rows in {report.jobs} jobs, {report.seconds:.1f}s, "
+            print(f"loaded {report.rows:,} rows in one load job, {report.seconds:.1f}s, "
                   f"{report.rows_per_second:,.0f} rows/s")
             versions = {}
             for title, sql, params in WRITES:

@@ -1,168 +1,138 @@
-"""``srdb load``: a CSV file into a table, as executemany jobs packed near the message size limit."""
+"""``srdb load`` and ``srdb export``: COPY a file into a table, or a query's result into a file.
+
+A load stages a local file (or stdin) in S3 with a progress bar in bytes, sends one load job that names
+the object(s) and waits for it: every row or none (see producer.bulk and worker.load)."""
 
 from __future__ import annotations
 
-import csv
+import argparse
+import contextlib
 import re
-import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tqdm import tqdm
 
+from producer.bulk import Bulk, LoadReport, format_of, load_spec
+from producer.cli.output import table
 from producer.client import Client
-from producer.protocol import Submission, prepare
-from shared.errors import ClientSideError, JobFailed
-from shared.job.envelope import MAX_INLINE_MESSAGE
-from shared.job.model import Job
-from shared.job.result import JobState
+from shared.errors import ClientSideError
+from shared.load.spec import Source
 
-# One match tells an integer (group 1) from a real. ASCII digits only.
+# What the old loader guessed from text (kept for the bench's sqlite3 baseline): integers and reals.
 _NUMBER = re.compile(r"([-+]?\d{1,19})|[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?", re.ASCII)
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_NUMBER_START = frozenset("0123456789+-.")
-_NUMBER_END = frozenset("0123456789.")
-TARGET_JOB_BYTES = MAX_INLINE_MESSAGE - 16 * 1024
-# A job's JSON at most, however well it compresses: what one worker decodes and runs in one go.
-MAX_JOB_JSON = 4 * 1024 * 1024
-
-
-class LoadInterrupted(Exception):
-    """Ctrl-C during a load: what had committed, and the jobs sent but not yet finished (to cancel)."""
-
-    def __init__(self, rows: int, jobs: int, pending: list[str]) -> None:
-        super().__init__(f"interrupted after {rows} rows")
-        self.rows, self.jobs, self.pending = rows, jobs, pending
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    rows: int
-    jobs: int
-    seconds: float
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-
-def quote_identifier(name: str) -> str:
-    if not name or "\x00" in name:
-        raise ClientSideError(f"{name!r} is not a usable column or table name")
-    return '"' + name.replace('"', '""') + '"'
 
 
 def typed(value: str) -> Any:
-    """CSV text to a SQLite value: integers and reals keep their type, an empty field is NULL."""
+    """CSV text as sqlite3 users usually pass it: integers and reals as numbers, an empty field NULL."""
     if value == "":
         return None
-    if value[0] not in _NUMBER_START or value[-1] not in _NUMBER_END:
-        return value  # the cheap test first: most text is not a number
     number = _NUMBER.fullmatch(value)
     if number is None:
         return value
-    if number.group(1):
-        integer = int(value)
-        if _INT64_MIN <= integer <= _INT64_MAX:
-            return integer
-    return float(value)  # a real, or an integer too large for SQLite's 64 bits
+    if number.group(1) and -(2**63) <= int(value) < 2**63:
+        return int(value)
+    return float(value)
 
 
-class Sizer:
-    """How much JSON to pack into one job so that, compressed, it fills a message.
-
-    Starts from the plain message size and learns the compression ratio from each job sent,
-    keeping a margin; a job that still comes out too large travels by claim check, so the
-    estimate only decides efficiency, never correctness."""
-
-    def __init__(self, margin: float = 0.8, most: int = MAX_JOB_JSON) -> None:
-        self.target = TARGET_JOB_BYTES
-        self.margin, self.most = margin, most
-
-    def learn(self, submission: Submission) -> None:
-        if submission.compressed:
-            ratio = submission.text_bytes / max(1, len(submission.body))
-            self.target = int(min(self.most, max(TARGET_JOB_BYTES, TARGET_JOB_BYTES * ratio * self.margin)))
-        elif not submission.inline:
-            self.target = max(TARGET_JOB_BYTES, int(self.target * self.margin))  # overshot: back off
-
-
-def batches(rows: Iterator[list[str]], width: int, rows_per_job: int | None,
-            sizer: Sizer | None = None) -> Iterator[list[list[Any]]]:
-    """Pack rows into parameter sets whose JSON stays near ``sizer.target`` bytes.
-
-    The size is estimated from the CSV text (a value's JSON is its text, plus quotes for
-    strings)."""
-    sizer = sizer or Sizer()
-    batch: list[list[Any]] = []
-    size = 0
-    for line, row in enumerate(rows, start=2):
-        if len(row) != width:
-            raise ClientSideError(f"line {line}: {len(row)} fields where the header has {width}")
-        values = [typed(v) for v in row]
-        cost = sum(map(len, row)) + 4 * width + 2
-        if batch and (size + cost > sizer.target or (rows_per_job and len(batch) >= rows_per_job)):
-            yield batch
-            batch, size = [], 0
-        batch.append(values)
-        size += cost
-    if batch:
-        yield batch
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("source", metavar="SOURCE", help="a local file, - for stdin, s3://bucket/key, or s3://bucket/prefix/")
+    p.add_argument("--input-format", choices=("csv", "tsv", "jsonl"), default=None,
+                   help="default: from the name (.csv .tsv .jsonl .ndjson, each perhaps .gz), else csv")
+    p.add_argument("--delimiter", default=None, help="CSV field separator (default , and tab for TSV)")
+    p.add_argument("--quote", default=None, help='CSV quote character (default ")')
+    p.add_argument("--encoding", default=None, help="utf-8 (default; a BOM is dropped), latin-1, cp1252, …")
+    p.add_argument("--header", dest="header", action="store_true", default=None,
+                   help="the first line names the columns (the default)")
+    p.add_argument("--no-header", dest="header", action="store_false", help="every line is data: c1, c2, …")
+    p.add_argument("--null-string", default=None, help="the field that means NULL (default: the empty field)")
+    p.add_argument("--schema", default=None, metavar="COLUMNS",
+                   help='a new table\'s columns, as CREATE TABLE takes them: "id INTEGER PRIMARY KEY, zip TEXT"')
+    p.add_argument("--types", choices=("infer", "text"), default=None,
+                   help="a new table's column types: inferred so no value changes (default), or all TEXT")
+    p.add_argument("--if-exists", choices=("append", "replace", "fail"), default=None,
+                   help="when the table exists: add the rows (default), replace it atomically, or fail")
+    p.add_argument("--max-errors", type=int, default=None, metavar="N",
+                   help="set up to N bad rows aside (see --reject-file) instead of failing at the first")
+    p.add_argument("--reject-file", default=None, metavar="PATH",
+                   help="where the rejected rows go (file, line, column, reason): a path or s3://")
+    p.add_argument("--dry-run", action="store_true", help="print the inferred schema and the first rows; load nothing")
+    p.add_argument("--no-create", action="store_true", help="fail if the database does not exist")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the load (default 3600)")
+    # What the row-by-message loader took: accepted, no longer needed.
+    p.add_argument("--rows-per-job", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--concurrency", type=int, default=None, help=argparse.SUPPRESS)
 
 
-def load_csv(client: Client, database: str, table: str, path: Path, *, rows_per_job: int | None = None,
-             concurrency: int = 8, progress: bool = True, timeout: float = 600.0,
-             job_timeout: float | None = None) -> LoadReport:
-    """Create the table when missing, then send the rows; returns once every job has succeeded.
-    LoadInterrupted on Ctrl-C, naming the jobs sent and not yet finished."""
-    start = time.monotonic()
-    with open(path, newline="", encoding="utf-8") as f:
-        total = max(0, sum(1 for _ in f) - 1)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ClientSideError(f"{path} is empty: the first line must name the columns") from None
-        columns = ", ".join(quote_identifier(c) for c in header)
-        client.query(database, f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} ({columns})",
-                     timeout=timeout)
-        insert = (f"INSERT INTO {quote_identifier(table)} ({columns}) "
-                  f"VALUES ({', '.join('?' for _ in header)})")
-        bar = tqdm(total=total, unit="rows", disable=not progress, desc=f"load {table}", unit_scale=True)
-        pending: list[tuple[Future[str], int]] = []
-        jobs = rows = 0
-        sizer = Sizer()
-        sent: list[str] = []
-        with ThreadPoolExecutor(concurrency) as pool:
-            try:
-                for batch in batches(reader, len(header), rows_per_job, sizer):
-                    submission = prepare(Job.create(database, insert, param_sets=list(batch), timeout=job_timeout))
-                    sizer.learn(submission)
-                    sent.append(submission.job.job_id)
-                    pending.append((pool.submit(client.submit_prepared, submission), len(batch)))
-                    jobs += 1
-                    # Bound what is in flight, so memory stays flat whatever the file size.
-                    if len(pending) >= 4 * concurrency:
-                        rows += _wait_job(client, pending.pop(0), bar, timeout)
-                while pending:
-                    rows += _wait_job(client, pending.pop(0), bar, timeout)
-            except KeyboardInterrupt:
-                bar.close()
-                for future, _ in pending:
-                    future.cancel()
-                raise LoadInterrupted(rows, jobs - len(pending), sent[len(sent) - len(pending):]) from None
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    given = {"delimiter": args.delimiter, "quote": args.quote, "encoding": args.encoding, "header": args.header,
+             "null_string": args.null_string, "schema": args.schema, "types": args.types,
+             "if_exists": args.if_exists, "max_errors": args.max_errors}
+    if args.input_format == "tsv" and args.delimiter is None:
+        given["delimiter"] = "\t"
+    return given
+
+
+def run_load(client: Client, args: argparse.Namespace, job_id: str) -> tuple[LoadReport | None, str]:
+    """The load (or its dry run); the report, and the lines to print for people."""
+    if args.dry_run:
+        return None, dry_run(client, args)
+    local = not args.source.startswith("s3://") and args.source != "-"
+    if local and not Path(args.source).expanduser().is_file():
+        raise ClientSideError(f"no such file: {args.source}")
+    size = Path(args.source).expanduser().stat().st_size if local else None
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"stage {args.table}", leave=False,
+               disable=args.no_progress or not sys.stderr.isatty())
+    try:
+        report = client.load(args.db, args.table, args.source, timeout=args.timeout, job_timeout=args.job_timeout,
+                             create=not args.no_create, input_format=args.input_format, progress=bar.update,
+                             job_id=job_id, **options(args))
+    finally:
         bar.close()
-    return LoadReport(rows, jobs, time.monotonic() - start)
+    lines = [f"loaded {report.rows:,} rows into {args.db}.{args.table}"
+             f"{f' ({report.rejected:,} rejected)' if report.rejected else ''}: {report.bytes / 1e6:,.1f} MB in "
+             f"{report.seconds:.1f}s, {report.rows_per_second:,.0f} rows/s, job {report.job_id}, "
+             f"snapshot v{report.version}"]
+    if report.reject_key:
+        if args.reject_file:
+            Bulk(client.s3, client.settings.bucket).fetch(report.reject_key, args.reject_file)
+            lines.append(f"rejected rows are in {args.reject_file}")
+        else:
+            lines.append(f"rejected rows are in s3://{client.settings.bucket}/{report.reject_key}")
+    return report, "\n".join(lines)
 
 
-def _wait_job(client: Client, item: tuple[Future[str], int], bar: Any, timeout: float) -> int:
-    future, count = item
-    result = client.wait(future.result(), timeout)
-    if result.state is not JobState.SUCCEEDED:
-        raise JobFailed(result.job_id, result.error or {"type": result.state.value, "message": ""})
-    bar.update(count)
-    return count
+def dry_run(client: Client, args: argparse.Namespace) -> str:
+    bulk = Bulk(client.s3, client.settings.bucket)
+    if args.source.startswith("s3://"):
+        sources = bulk.sources(args.source, "dry-run")
+        opener = None
+    else:
+        name = "stdin" if args.source == "-" else args.source
+        if name != "stdin" and not Path(args.source).expanduser().is_file():
+            raise ClientSideError(f"no such file: {args.source}")
+        sources = [Source("local", name, name)]
+
+        def opener(source: Source) -> IO[bytes]:
+            return sys.stdin.buffer if source.name == "stdin" else open(Path(source.name).expanduser(), "rb")
+
+    spec = load_spec(args.table, sources, input_format=args.input_format or format_of(sources[0].name),
+                     **options(args))
+    columns, types, first = bulk.preview(spec, open_source=opener)
+    definition = ", ".join(f'"{c}" {t}' for c, t in zip(columns, types, strict=True))
+    shown = table(columns, [[None if v is None else v for v in row] for row in first]) if columns else ""
+    return f"CREATE TABLE \"{args.table}\" ({definition});\n{shown}\n(dry run: nothing was loaded)"
+
+
+def load_csv(client: Client, database: str, table: str, path: Path, *, progress: bool = True,
+             timeout: float = 3600.0, job_timeout: float | None = None) -> LoadReport:
+    """A CSV file into ``table`` through the COPY path (for the demo, the shell's ``.import`` and the bench)."""
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"load {table}", disable=not progress,
+               leave=False)
+    with contextlib.closing(bar):
+        return client.load(database, table, str(path), timeout=timeout, job_timeout=job_timeout,
+                           progress=bar.update)

@@ -57,4 +57,4 @@ def _meaningful(statement: Statement) -> bool:
 
 def is_read_job(job: Job) -> bool:
     """Route a job: reads run concurrently on read-only connections, writes under the lock."""
-    return all(is_read_statement(s.sql) for s in job.statements)
+    return job.load is None and all(is_read_statement(s.sql) for s in job.statements)

@@ -11,6 +11,7 @@ from typing import Any, Literal, cast
 
 from shared.errors import InvalidJob
 from shared.job.values import SqlValue, decode_value
+from shared.load.spec import LoadSpec
 from shared.names import check_database, check_job_id, new_job_id
 
 SCHEMA_VERSION = 1
@@ -22,8 +23,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 JsonParams = list[Any] | dict[str, Any]
 Params = list[SqlValue] | dict[str, SqlValue]
-JobKind = Literal["sql", "statements", "many"]
-_FIELDS = {"v", "job_id", "database", "sql", "params", "statements", "param_sets",
+JobKind = Literal["sql", "statements", "many", "load"]
+_FIELDS = {"v", "job_id", "database", "sql", "params", "statements", "param_sets", "load",
            "reply_to", "submitted_at", "read_only", "timeout", "as_of", "create"}
 AsOf = int | str
 
@@ -69,6 +70,7 @@ class Job:
     as_of: AsOf | None = None
     # False: a write to a database that does not exist fails (DatabaseNotFound) instead of creating it.
     may_create: bool = True  # "create" in the job document
+    load: LoadSpec | None = None  # a bulk load (COPY): files in S3 into a table, in this job's transaction
     v: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -87,6 +89,7 @@ class Job:
         timeout: float | None = None,
         as_of: AsOf | datetime | None = None,
         create: bool = True,
+        load: LoadSpec | None = None,
         now: datetime | None = None,
     ) -> Job:
         """Build a job from client arguments, with the same checks a worker applies."""
@@ -96,7 +99,9 @@ class Job:
             "database": database,
             "submitted_at": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
         }
-        if statements is not None:
+        if load is not None:
+            doc["load"] = load.to_json()
+        elif statements is not None:
             doc["statements"] = [{"sql": s, "params": p if p is not None else []} for s, p in statements]
         else:
             doc["sql"] = sql
@@ -127,7 +132,15 @@ class Job:
             raise InvalidJob(f"unsupported schema version {doc.get('v')!r}; this worker speaks v{SCHEMA_VERSION}")
         job_id = check_job_id(_required(doc, "job_id"))
         database = check_database(_required(doc, "database"))
-        kind, statements = _statements(doc)
+        load = None
+        kind: JobKind
+        statements: tuple[Statement, ...]
+        if "load" in doc:
+            if any(name in doc for name in ("sql", "statements", "params", "param_sets", "as_of", "read_only")):
+                raise InvalidJob("a load job has no sql, statements, params, as_of or read_only")
+            kind, statements, load = "load", (), LoadSpec.from_json(doc["load"])
+        else:
+            kind, statements = _statements(doc)
         submitted_at = doc.get("submitted_at", "")
         if not isinstance(submitted_at, str) or len(submitted_at) > 64:
             raise InvalidJob("submitted_at must be an ISO 8601 timestamp string")
@@ -146,7 +159,7 @@ class Job:
         if not isinstance(create, bool):
             raise InvalidJob("create must be true or false")
         job = cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
-                  float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")), create)
+                  float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")), create, load)
         try:
             job.digest()  # computed once here; it also proves every text encodes as UTF-8
         except UnicodeEncodeError as exc:
@@ -165,7 +178,9 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"v": self.v, "job_id": self.job_id, "database": self.database,
                                "submitted_at": self.submitted_at}
-        if self.kind == "statements":
+        if self.load is not None:
+            doc["load"] = self.load.to_json()
+        elif self.kind == "statements":
             doc["statements"] = [{"sql": s.sql, "params": s.param_sets[0]} for s in self.statements]
         elif self.kind == "many":
             doc["sql"] = self.statements[0].sql

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 from pathlib import Path
@@ -69,12 +70,20 @@ def test_wait_timeout_exit_code(stack: Path) -> None:
 def test_load_a_csv(stack: Path, tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_text("id,name,score\n" + "".join(f"{i},person {i},{i * 0.5}\n" for i in range(12000)))
-    loaded = srdb(stack, "load", "--db", "etl", "--table", "people", str(path), "--rows-per-job", "1000")
+    loaded = srdb(stack, "load", "--db", "etl", "--table", "people", str(path))
     assert loaded.returncode == 0, loaded.stderr
-    assert "loaded 12000 rows into etl.people in 12 jobs" in loaded.stdout
+    assert "loaded 12,000 rows into etl.people" in loaded.stdout and "snapshot v1" in loaded.stdout
     doc = json.loads(srdb(stack, "query", "--db", "etl", "SELECT count(*), sum(id), typeof(score) FROM people",
                           "--format", "json").stdout)
     assert doc["rows"] == [[12000, sum(range(12000)), "real"]]
+    dry = srdb(stack, "load", "--db", "etl", "--table", "p2", str(path), "--dry-run")
+    assert 'CREATE TABLE "p2" ("id" INTEGER, "name" TEXT, "score" REAL);' in dry.stdout
+    assert "nothing was loaded" in dry.stdout
+    piped = subprocess.run([*SRDB, "load", "--db", "etl", "--table", "p3", "-", "--input-format", "csv", "--format",
+                            "json"], input=gzip.compress(path.read_bytes()), cwd=stack, env=srdb_env(),
+                           capture_output=True, timeout=120)
+    report = json.loads(piped.stdout)
+    assert (report["rows_loaded"], report["rows_rejected"], report["version"]) == (12000, 0, 2)
 
 
 def test_the_dead_letter_queue_can_be_listed(stack: Path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from producer.cli import parse_param
-from producer.cli.load import batches, typed
+from producer.cli.load import typed
 from producer.cli.output import csv_text, json_document, table
 from shared.job.result import JobResult, JobState
 
@@ -39,12 +39,3 @@ def test_params_from_the_command_line() -> None:
 def test_csv_values_are_typed() -> None:
     assert [typed(v) for v in ["1", "-2", "1.5", "1e3", "", "abc", "007x"]] == [1, -2, 1.5, 1000.0, None, "abc",
                                                                                  "007x"]
-
-
-def test_rows_are_packed_under_the_message_size() -> None:
-    rows = iter([[str(i), "x" * 1000] for i in range(1000)])
-    packed = list(batches(rows, 2, None))
-    assert sum(len(b) for b in packed) == 1000
-    assert all(len(json.dumps(b)) < 240 * 1024 for b in packed)
-    assert len(packed) > 1
-    assert [len(b) for b in batches(iter([["1"]] * 10), 1, 3)] == [3, 3, 3, 1]

@@ -1,0 +1,100 @@
+"""Reading a load's files as rows: gzip found by content, the encoding as asked (a UTF-8 BOM dropped),
+CSV/TSV with its delimiter and quote, or JSON Lines. Every problem names the file and the line."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from typing import IO, Any
+
+from shared.errors import UserError
+from shared.load.spec import LoadSpec
+
+GZIP_MAGIC = b"\x1f\x8b"
+csv.field_size_limit(64 * 1024 * 1024)  # a field may be as long as a value may (shared.guard.MAX_VALUE_BYTES)
+
+
+class LoadError(UserError):
+    """The input cannot be read as asked: the message names the file, the line and, where it can, the column."""
+
+    dbapi = "DataError"
+
+
+class RowError(Exception):
+    """One row that cannot be loaded (too few or too many fields, a value its column refuses): rejectable."""
+
+    def __init__(self, line: int, column: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.line, self.column, self.reason = line, column, reason
+
+    def describe(self, name: str) -> str:
+        where = f", column {self.column}" if self.column else ""
+        return f"{name}: line {self.line}{where}: {self.reason}"
+
+
+def open_text(raw: IO[bytes], spec: LoadSpec) -> IO[str]:
+    """The bytes of one file as text: gunzipped when they start as gzip does, whatever the name says."""
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw), 1024 * 1024)
+    stream: IO[bytes] = buffered
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        stream = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
+    encoding = "utf-8-sig" if spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else spec.encoding
+    return io.TextIOWrapper(stream, encoding=encoding, newline="")
+
+
+class _Raw(io.RawIOBase):
+    """Anything with ``read(n)`` (an S3 body, a pipe) as a raw stream that buffering and gzip can use."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def rows(text: IO[str], spec: LoadSpec, name: str) -> Iterator[tuple[int, list[Any]]]:
+    """(line, fields) for each record; CSV fields are text (None for the null string), JSON Lines
+    records are objects. LoadError when the file itself cannot be read on."""
+    try:
+        if spec.format == "jsonl":
+            yield from _json_lines(text, name)
+        else:
+            delimiter = "\t" if spec.format == "tsv" and spec.delimiter == "," else spec.delimiter
+            reader = csv.reader(text, delimiter=delimiter, quotechar=spec.quote, strict=True)
+            null = spec.null_string
+            line = 0
+            try:
+                for record in reader:
+                    line = reader.line_num
+                    if record:  # a blank line is no record
+                        yield line, [None if v == null else v for v in record]
+            except csv.Error as exc:
+                raise LoadError(f"{name}: line {reader.line_num}: not {spec.format.upper()}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"{name}: not {spec.encoding} text ({exc.reason} at byte {exc.start} of a block); "
+                        "give the file's encoding with --encoding (e.g. latin-1, cp1252)") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise LoadError(f"{name}: a damaged or truncated gzip file ({exc})") from None
+
+
+def _json_lines(text: IO[str], name: str) -> Iterator[tuple[int, list[Any]]]:
+    for line, content in enumerate(text, start=1):
+        if not content.strip():
+            continue
+        try:
+            record = json.loads(content)
+        except ValueError as exc:
+            raise LoadError(f"{name}: line {line}: not JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise LoadError(f"{name}: line {line}: a JSON Lines record must be an object, not "
+                            f"{type(record).__name__}")
+        yield line, [record]

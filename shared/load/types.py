@@ -1,0 +1,101 @@
+"""Column types a load may give a new table without changing a value: INTEGER or REAL only when every
+value in the column reads back exactly as it was written; anything else is TEXT."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")
+_REAL = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EXACT_IN_REAL = 2**53
+INTEGER, REAL, TEXT = "INTEGER", "REAL", "TEXT"
+
+
+def text_kind(value: str) -> str:
+    """The narrowest type that keeps ``value`` as written: 42 INTEGER; 1.5 REAL; 02134, +1, 1e3, 1.50 TEXT."""
+    if _INT.fullmatch(value) and (len(value) < 19 or _INT64_MIN <= int(value) <= _INT64_MAX):
+        return INTEGER
+    if _REAL.fullmatch(value) and repr(float(value)) == value:
+        return REAL
+    return TEXT
+
+
+def json_kind(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return TEXT
+    if isinstance(value, int):
+        return INTEGER if _INT64_MIN <= value <= _INT64_MAX else TEXT
+    return REAL if math.isfinite(value) else TEXT
+
+
+def widen(current: str | None, seen: str, value: Any) -> str:
+    """The type a column needs once it holds ``value`` of kind ``seen`` as well. An integer joins REAL
+    only when a double holds it exactly."""
+    if current is None or current == seen:
+        return seen
+    if TEXT in (current, seen):
+        return TEXT
+    integer = value if seen == INTEGER else None  # current is REAL, seen INTEGER (or the reverse)
+    if integer is not None:
+        number = int(integer) if isinstance(integer, str) else integer
+        return REAL if abs(number) <= _EXACT_IN_REAL else TEXT
+    return REAL  # a real joins a column of integers: each was checked when it came
+
+
+class Inference:
+    """Types for columns, learnt from every value (None until a non-null value is seen; TEXT then)."""
+
+    def __init__(self) -> None:
+        self.types: list[str | None] = []
+        self.big_ints: list[bool] = []  # an integer past 2**53 is in the column: it can never be REAL
+
+    def feed_text(self, row: list[str | None]) -> None:
+        self._grow(len(row))
+        types = self.types
+        for i, value in enumerate(row):
+            current = types[i]
+            if value is None or current == TEXT:
+                continue
+            seen = text_kind(value)
+            self._note(i, seen, value)
+
+    def feed_json(self, row: list[Any]) -> None:
+        self._grow(len(row))
+        for i, value in enumerate(row):
+            if value is None or self.types[i] == TEXT:
+                continue
+            self._note(i, json_kind(value), value)
+
+    def result(self, width: int) -> list[str]:
+        self._grow(width)
+        return [t or TEXT for t in self.types[:width]]
+
+    def _note(self, i: int, seen: str, value: Any) -> None:
+        if seen == INTEGER and abs(int(value)) > _EXACT_IN_REAL:
+            self.big_ints[i] = True
+        current = self.types[i]
+        new = widen(current, seen, value)
+        if new == REAL and self.big_ints[i]:
+            new = TEXT
+        self.types[i] = new
+
+    def _grow(self, width: int) -> None:
+        while len(self.types) < width:
+            self.types.append(None)
+            self.big_ints.append(False)
+
+
+def json_value(value: Any) -> Any:
+    """A JSON Lines value as SQLite takes it: numbers and text as they are (an integer past 64 bits as its
+    digits), true/false as text, objects and arrays as their JSON text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        return str(value)  # past SQLite's 64 bits: its digits, whole
+    return value
