@@ -4,8 +4,9 @@ the same run, the request counts behind them, and nothing that passes or fails o
 from __future__ import annotations
 
 import csv
+import gzip
+import json
 import random
-import resource
 import sqlite3
 import statistics
 import tempfile
@@ -16,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Bench, peak_rss_mib, percentile, worker_processes
+from bench.harness import Bench, peak_rss_mib, peak_rss_of, percentile, worker_processes
 from bench.seed import SeedWorker
-from producer.cli.load import load_csv, typed
+from producer.cli.load import typed
 from producer.client import Client
 from shared.job.result import JobResult, JobState
 from shared.s3 import Bucket
@@ -91,15 +92,25 @@ def _initial_database(run: Bench, tmp: str, mode: str, mib: int) -> None:
 
 def etl(bench: Bench, tmp: str, rows: int = 1_000_000, workers: int = 2,
         worker_args: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``srdb load`` of a generated CSV against plain sqlite3 executemany of the same rows."""
+    """``srdb load`` (COPY) of a generated 5-column CSV — and of the same rows gzipped, and as JSON Lines —
+    against plain sqlite3 reading the CSV with the csv module and inserting it with executemany."""
     path = Path(tmp) / "etl.csv"
     rng = random.Random(3)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "name", "amount", "day"])
+        writer.writerow(["id", "name", "amount", "day", "zip"])
         for i in range(rows):
             writer.writerow([i, f"name-{rng.randrange(10_000)}", round(rng.uniform(0, 1000), 2),
-                             f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}"])
+                             f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}", f"{rng.randrange(100_000):05d}"])
+    zipped = Path(tmp) / "etl.csv.gz"
+    zipped.write_bytes(gzip.compress(path.read_bytes(), compresslevel=6))
+    lines = Path(tmp) / "etl.jsonl"
+    with open(path, newline="") as f, open(lines, "w") as out:
+        reader = csv.reader(f)
+        header = next(reader)
+        for row in reader:
+            values = [v if k == "zip" else typed(v) for k, v in zip(header, row, strict=True)]
+            out.write(json.dumps(dict(zip(header, values, strict=True))) + "\n")
     plain_db = Path(tmp) / "plain.sqlite"
     start = time.monotonic()
     conn = sqlite3.connect(plain_db)
@@ -108,30 +119,33 @@ def etl(bench: Bench, tmp: str, rows: int = 1_000_000, workers: int = 2,
         header = next(reader)
         conn.execute(f"CREATE TABLE t ({', '.join(header)})")
         with conn:
-            conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", ([typed(v) for v in row] for row in reader))
+            conn.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(header))})",
+                             ([typed(v) for v in row] for row in reader))
     conn.close()
     plain = time.monotonic() - start
-    run = bench.fresh(tmp)
+    run = bench.fresh(tmp, max_job_timeout=100.0, worker_timeout=115.0)  # a load may take the whole budget
     client = run.client()
-    with worker_processes(run.settings, workers, *worker_args):
+    loads: dict[str, Any] = {}
+    with worker_processes(run.settings, workers, *worker_args) as processes:
         run.counter.reset()
-        report = load_csv(client, "etl", "t", path, progress=False, timeout=1200)
-        client_rss = peak_rss_mib()
-        check = client.query("etl", "SELECT count(*), sum(id) FROM t", timeout=120).values()
-    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    assert check == [[rows, rows * (rows - 1) // 2]], check
-    srdb_rate = report.rows / report.seconds
-    plain_rate = rows / plain
+        for name, source in (("csv", path), ("csv.gz", zipped), ("jsonl", lines)):
+            report = client.load("etl", f"t_{name.replace('.', '_')}", str(source), timeout=1800)
+            check = client.query("etl", f"SELECT count(*), sum(id) FROM t_{name.replace('.', '_')}",
+                                 timeout=120).values()
+            assert check == [[rows, rows * (rows - 1) // 2]], check
+            loads[name] = {"rows_per_s": round(report.rows_per_second), "seconds": round(report.seconds, 2),
+                           "ratio_to_plain": round(report.rows_per_second / (rows / plain), 3),
+                           "file_mib": round(source.stat().st_size / MIB, 1)}
+        worker_rss = max((peak_rss_of(p.pid) for p in processes), default=0.0)
+    client_rss = peak_rss_mib()
     calls = run.counter.reset()
-    return {"scenario": "etl", "_calls": {"etl (per job)": (calls, report.jobs)}, "rows": rows,
-            "csv_mib": round(path.stat().st_size / MIB, 1),
-            "srdb": {"rows_per_s": round(srdb_rate), "seconds": round(report.seconds, 2), "jobs": report.jobs,
-                     "worker_processes": workers, "client_peak_rss_mib": round(client_rss, 1),
-                     "worker_peak_rss_mib": round(worker_rss, 1), "requests_per_job": _per_job(calls, report.jobs)},
-            "plain_sqlite_executemany": {"rows_per_s": round(plain_rate), "seconds": round(plain, 2)},
-            "ratio_to_plain": round(srdb_rate / plain_rate, 3),
-            "target": ">= 100,000 rows/s and >= 0.2 of plain",
-            "note": "worker_peak_rss is the largest child process of the run (workers and the moto server)"}
+    return {"scenario": "etl", "_calls": {"etl (per load)": (calls, 3)}, "rows": rows,
+            "srdb_load": loads, "client_peak_rss_mib": round(client_rss, 1),
+            "worker_peak_rss_mib": round(worker_rss, 1),
+            "plain_sqlite_executemany": {"rows_per_s": round(rows / plain), "seconds": round(plain, 2)},
+            "target": ">= 0.5 of plain for each format",
+            "note": "one load job each; the worker streams the object into a TEMP table, learns the types, then "
+                    "INSERT ... SELECT; client RSS is this process (it generated the files too)"}
 
 
 def _database_of(path: Path, mib: int) -> None:

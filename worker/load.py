@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from shared.guard import Guard
 from shared.job.model import Job
 from shared.load.reader import LoadError, RowError, open_text, rows
 from shared.load.spec import LoadSpec, Source
-from shared.load.types import TEXT, Inference, json_value
+from shared.load.types import INTEGER, REAL, TEXT, Inference, json_value
 from shared.s3 import is_missing, storage_error
 from worker.execute import Outcome, job_error
 
@@ -80,7 +81,6 @@ class _Load:
         self.bytes = 0
         self.columns: list[str] | None = None
         self.where = (spec.sources[0].name, 0)  # the file and line of the row being loaded
-        self._positions: dict[str, int] = {}  # JSON Lines: each key's column
 
     def run(self) -> tuple[int, list[tuple[str, int, str | None, str]], int]:
         spec, table = self.spec, identifier(self.spec.table)
@@ -99,6 +99,9 @@ class _Load:
             return loaded, self.rejects, self.bytes
         inference = Inference()
         loaded = self._insert(STAGING, None, inference)
+        if spec.format == "jsonl":
+            self.columns, json_types = self._json_columns() if self._staging_made() else ([], [])
+            inference.types = list(json_types)
         columns = self.columns or []
         if not columns:
             raise LoadError(f"{spec.sources[0].name}: no rows and no header: there is nothing to make "
@@ -108,7 +111,7 @@ class _Load:
         self.conn.execute(f"CREATE TABLE {table} ({definition})")
         if spec.format == "jsonl":  # staged as one JSON text a record: each key becomes its column
             picks = ", ".join(_json_pick(c, t) for c, t in zip(columns, types, strict=True))
-            self.conn.execute(f"INSERT INTO {table} SELECT {picks} FROM {STAGING}")
+            self.conn.execute(f"INSERT INTO {table} SELECT {picks} FROM {STAGING} ORDER BY rowid")
         else:
             self.conn.execute(f"INSERT INTO {table} SELECT * FROM {STAGING}")
         self.conn.execute(f"DROP TABLE {STAGING}")
@@ -131,7 +134,7 @@ class _Load:
                 if first is None:
                     continue
                 assert self.columns is not None
-                width = 1 if target is None and self.spec.format == "jsonl" else len(self.columns)
+                width = 2 if target is None and self.spec.format == "jsonl" else len(self.columns)
                 if target is None and not self._staging_made():
                     staged = ", ".join(f"c{i}" for i in range(width))
                     self.conn.execute(f"CREATE TABLE {STAGING} ({staged})")
@@ -170,13 +173,14 @@ class _Load:
         stream = open_text(raw, spec)
         header: list[str] | None = None
         width = 0
-        for line, fields in rows(stream, spec, source.name):
+        for line, fields in rows(stream, spec, source.name, raw=target is None):
             self.where = (source.name, line)
-            if spec.format == "jsonl":
+            if spec.format == "jsonl" and target is None:  # staged as text; SQLite reads it (see _json_columns)
+                self.columns = self.columns or ["doc", "line"]
+                yield [fields[0], line]
+                continue
+            if spec.format == "jsonl" and target is not None:
                 record = fields[0]
-                if target is None:  # staged whole; its keys become the new table's columns
-                    yield [self._learn(record, inference)]
-                    continue
                 self.columns = list(target)
                 unknown = next((key for key in record if key not in target), None)
                 if unknown is not None:
@@ -198,23 +202,41 @@ class _Load:
                 inference.feed_text(fields)
             yield fields
 
-    def _learn(self, record: dict[str, Any], inference: Inference | None) -> str:
-        """A JSON Lines record for staging: new keys become columns, in the order first seen."""
-        columns = self.columns = self.columns or []
-        for key in record:
-            if key not in self._positions:
-                if '"' in key or not key:
-                    name, line = self.where
-                    raise LoadError(f"{name}: line {line}: the key {key!r} cannot name a column (empty, or it "
-                                    "holds a double quote): load into a table made with --schema")
-                self._positions[key] = len(columns)
-                columns.append(key)
-        if inference is not None:
-            values: list[Any] = [None] * len(columns)
-            for key, value in record.items():
-                values[self._positions[key]] = value
-            inference.feed_json(values)
-        return _raw_json(record)
+    def _json_columns(self) -> tuple[list[str], list[str]]:
+        """The staged JSON Lines records, read by SQLite's JSON functions: the first line that is not a JSON
+        object fails the load; each key becomes a column, INTEGER when every value is a 64-bit integer,
+        REAL when every value is a number a double holds exactly, else TEXT."""
+        bad = self.conn.execute(f"SELECT c1, c0 FROM {STAGING} WHERE CASE WHEN json_valid(c0) THEN "
+                                "json_type(c0) != 'object' ELSE 1 END ORDER BY rowid LIMIT 1").fetchone()
+        if bad is not None:
+            line, text = bad
+            try:
+                kind = type(json.loads(text)).__name__
+                why = f"a JSON Lines record must be an object, not {kind}"
+            except ValueError as exc:
+                why = f"not JSON: {exc}"
+            raise LoadError(f"{self._file_of(line)}: line {line}: {why}")
+        found = self.conn.execute(
+            "SELECT j.key, max(j.type IN ('text', 'true', 'false', 'object', 'array')), max(j.type = 'real'), "
+            "max(j.type = 'integer' AND typeof(j.atom) != 'integer'), "
+            "max(j.type = 'integer' AND abs(j.atom) > 9007199254740992), max(j.type = 'integer') "
+            f"FROM {STAGING} AS s, json_each(s.c0) AS j GROUP BY j.key ORDER BY min(s.rowid), min(j.id)").fetchall()
+        columns, types = [], []
+        for key, texty, reals, huge, wide, integers in found:
+            if not key or '"' in key:
+                raise LoadError(f"{self.spec.sources[0].name}: the key {key!r} cannot name a column (empty, or it "
+                                "holds a double quote): load into a table made with --schema")
+            columns.append(key)
+            if texty or huge or (reals and wide):
+                types.append(TEXT)
+            elif reals:
+                types.append(REAL)
+            else:
+                types.append(INTEGER if integers else TEXT)
+        return columns, types
+
+    def _file_of(self, line: int) -> str:
+        return self.spec.sources[0].name if len(self.spec.sources) == 1 else "a file of the load"
 
     def _header(self, fields: list[Any], source: Source, line: int, target: list[str] | None) -> list[str]:
         spec = self.spec
@@ -294,8 +316,6 @@ def _raw_csv(fields: list[Any], spec: LoadSpec) -> str:
 
 
 def _raw_json(record: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(record, ensure_ascii=False)
 
 
