@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,9 @@ from worker.execute import Outcome, job_error
 
 REPORT_COLUMNS = ["rows_loaded", "rows_rejected", "bytes", "reject_key"]
 STAGING = "temp.srdb_load_staging"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EXACT = 2**53  # the largest integer span a double holds exactly
+_TEXT, _REAL, _INTEGER, _WIDE = 1, 2, 4, 8
 
 
 def identifier(name: str) -> str:
@@ -81,6 +85,8 @@ class _Load:
         self.bytes = 0
         self.columns: list[str] | None = None
         self.where = (spec.sources[0].name, 0)  # the file and line of the row being loaded
+        self._keys: dict[str, int] = {}  # JSON Lines: each key's staging column
+        self._seen: list[int] = []  # and what its values were (_TEXT | _REAL | _INTEGER | _WIDE)
 
     def run(self) -> tuple[int, list[tuple[str, int, str | None, str]], int]:
         spec, table = self.spec, identifier(self.spec.table)
@@ -100,7 +106,7 @@ class _Load:
         inference = Inference()
         loaded = self._insert(STAGING, None, inference)
         if spec.format == "jsonl":
-            self.columns, json_types = self._json_columns() if self._staging_made() else ([], [])
+            self.columns, json_types = self._json_columns()
             inference.types = list(json_types)
         columns = self.columns or []
         if not columns:
@@ -109,11 +115,7 @@ class _Load:
         types = [TEXT] * len(columns) if spec.types == "text" else inference.result(len(columns))
         definition = ", ".join(f"{identifier(c)} {t}" for c, t in zip(columns, types, strict=True))
         self.conn.execute(f"CREATE TABLE {table} ({definition})")
-        if spec.format == "jsonl":  # staged as one JSON text a record: each key becomes its column
-            picks = ", ".join(_json_pick(c, t) for c, t in zip(columns, types, strict=True))
-            self.conn.execute(f"INSERT INTO {table} SELECT {picks} FROM {STAGING} ORDER BY rowid")
-        else:
-            self.conn.execute(f"INSERT INTO {table} SELECT * FROM {STAGING}")
+        self.conn.execute(f"INSERT INTO {table} SELECT * FROM {STAGING}")
         self.conn.execute(f"DROP TABLE {STAGING}")
         return loaded, self.rejects, self.bytes
 
@@ -129,12 +131,15 @@ class _Load:
             raw, size = self.open_source(source)
             self.bytes += size
             with contextlib.closing(raw):
+                if target is None and self.spec.format == "jsonl":
+                    loaded += self._stage_json(source, raw)
+                    continue
                 records = self._records(source, raw, target, inference)
                 first = next(records, None)
                 if first is None:
                     continue
                 assert self.columns is not None
-                width = 2 if target is None and self.spec.format == "jsonl" else len(self.columns)
+                width = len(self.columns)
                 if target is None and not self._staging_made():
                     staged = ", ".join(f"c{i}" for i in range(width))
                     self.conn.execute(f"CREATE TABLE {STAGING} ({staged})")
@@ -143,6 +148,76 @@ class _Load:
                 sql = f"INSERT INTO {into} ({names}) VALUES ({', '.join('?' * width)})"
                 loaded += self._execute(sql, _chain(first, records))
         return loaded
+
+    def _stage_json(self, source: Source, raw: IO[bytes]) -> int:
+        """JSON Lines into staging, each key a column (typed values: SQLite learns the types afterwards,
+        see _json_columns). A record with a key not seen before adds its column and goes on."""
+        records = rows(open_text(raw, self.spec), self.spec, source.name)
+        loaded = 0
+        carry: dict[str, Any] | None = None
+        while True:
+            for key in carry or ():
+                if key not in self._keys:
+                    self._add_key(key)
+            held: list[dict[str, Any]] = []
+            values = self._json_batch(source, records, carry, held)
+            first = next(values, None)
+            if first is not None:
+                loaded += self._execute(self._staging_insert(len(self._keys)), _chain(first, values))
+            if not held:
+                return loaded
+            carry = held[0]
+
+    def _json_batch(self, source: Source, records: Iterator[tuple[int, list[Any]]], first: dict[str, Any] | None,
+                    held: list[dict[str, Any]]) -> Iterator[list[Any]]:
+        """Rows for the staging columns there are, until a record brings a new key (put in ``held``)."""
+        if first is not None:
+            yield self._json_row(first)
+        for line, fields in records:
+            self.where = (source.name, line)
+            record = fields[0]
+            if not self._keys:  # the very first record names the first columns
+                for key in record:
+                    self._add_key(key)
+            elif not record.keys() <= self._keys.keys():
+                held.append(record)
+                return
+            yield self._json_row(record)
+
+    def _add_key(self, key: str) -> None:
+        if not key or '"' in key:
+            name, line = self.where
+            raise LoadError(f"{name}: line {line}: the key {key!r} cannot name a column (empty, or it holds a "
+                            "double quote): load into a table made with --schema")
+        index = len(self._keys)
+        self._keys[key] = index
+        self._seen.append(0)
+        if index == 0:
+            self.conn.execute(f"CREATE TABLE {STAGING} (c0)")
+        else:
+            self.conn.execute(f"ALTER TABLE {STAGING} ADD COLUMN c{index}")
+
+    def _staging_insert(self, width: int) -> str:
+        return f"INSERT INTO {STAGING} ({', '.join(f'c{i}' for i in range(width))}) VALUES ({', '.join('?' * width)})"
+
+    def _json_row(self, record: dict[str, Any]) -> list[Any]:
+        """A record as staging values, noting what each column holds (see _json_columns)."""
+        keys, seen = self._keys, self._seen
+        row: list[Any] = [None] * len(keys)
+        for key, value in record.items():
+            index = keys[key]
+            kind = type(value)
+            if kind is str:
+                seen[index] |= _TEXT
+            elif kind is int and _INT64_MIN <= value <= _INT64_MAX:
+                seen[index] |= _INTEGER if -_EXACT <= value <= _EXACT else _INTEGER | _WIDE
+            elif kind is float and math.isfinite(value):
+                seen[index] |= _REAL
+            elif value is not None:  # true/false, objects, arrays, integers past 64 bits, NaN: their text
+                seen[index] |= _TEXT
+                value = json_value(value) if kind is not float else json.dumps(value)
+            row[index] = value
+        return row
 
     def _staging_made(self) -> bool:
         return bool(self.conn.execute("SELECT 1 FROM temp.sqlite_schema WHERE name = 'srdb_load_staging'")
@@ -173,12 +248,8 @@ class _Load:
         stream = open_text(raw, spec)
         header: list[str] | None = None
         width = 0
-        for line, fields in rows(stream, spec, source.name, raw=target is None):
+        for line, fields in rows(stream, spec, source.name):
             self.where = (source.name, line)
-            if spec.format == "jsonl" and target is None:  # staged as text; SQLite reads it (see _json_columns)
-                self.columns = self.columns or ["doc", "line"]
-                yield [fields[0], line]
-                continue
             if spec.format == "jsonl" and target is not None:
                 record = fields[0]
                 self.columns = list(target)
@@ -203,37 +274,18 @@ class _Load:
             yield fields
 
     def _json_columns(self) -> tuple[list[str], list[str]]:
-        """The staged JSON Lines records, read by SQLite's JSON functions: the first line that is not a JSON
-        object fails the load; each key becomes a column, INTEGER when every value is a 64-bit integer,
-        REAL when every value is a number a double holds exactly, else TEXT."""
-        bad = self.conn.execute(f"SELECT c1, c0 FROM {STAGING} WHERE CASE WHEN json_valid(c0) THEN "
-                                "json_type(c0) != 'object' ELSE 1 END ORDER BY rowid LIMIT 1").fetchone()
-        if bad is not None:
-            line, text = bad
-            try:
-                kind = type(json.loads(text)).__name__
-                why = f"a JSON Lines record must be an object, not {kind}"
-            except ValueError as exc:
-                why = f"not JSON: {exc}"
-            raise LoadError(f"{self._file_of(line)}: line {line}: {why}")
-        found = self.conn.execute(
-            "SELECT j.key, max(j.type IN ('text', 'true', 'false', 'object', 'array')), max(j.type = 'real'), "
-            "max(j.type = 'integer' AND typeof(j.atom) != 'integer'), "
-            "max(j.type = 'integer' AND abs(j.atom) > 9007199254740992), max(j.type = 'integer') "
-            f"FROM {STAGING} AS s, json_each(s.c0) AS j GROUP BY j.key ORDER BY min(s.rowid), min(j.id)").fetchall()
-        columns, types = [], []
-        for key, texty, reals, huge, wide, integers in found:
-            if not key or '"' in key:
-                raise LoadError(f"{self.spec.sources[0].name}: the key {key!r} cannot name a column (empty, or it "
-                                "holds a double quote): load into a table made with --schema")
-            columns.append(key)
-            if texty or huge or (reals and wide):
+        """Each key of the staged JSON Lines records and its column's type: INTEGER when every value is a
+        64-bit integer, REAL when every value is a number a double holds exactly, else TEXT (text,
+        true/false, objects, arrays, integers past 64 bits, a column of nulls)."""
+        types = []
+        for flags in self._seen:
+            if flags & _TEXT or (flags & _REAL and flags & _WIDE):
                 types.append(TEXT)
-            elif reals:
+            elif flags & _REAL:
                 types.append(REAL)
             else:
-                types.append(INTEGER if integers else TEXT)
-        return columns, types
+                types.append(INTEGER if flags & _INTEGER else TEXT)
+        return list(self._keys), types
 
     def _file_of(self, line: int) -> str:
         return self.spec.sources[0].name if len(self.spec.sources) == 1 else "a file of the load"
@@ -284,17 +336,6 @@ def open_source(s3: Any, source: Source) -> tuple[IO[bytes], int]:
     except BotoCoreError as exc:
         raise storage_error(f"reading {source.name}", exc) from exc
     return response["Body"], int(response.get("ContentLength", 0))
-
-
-def _json_pick(key: str, kind: str) -> str:
-    """The SQL that takes ``key`` out of a staged record: numbers of a numeric column as numbers; into a
-    TEXT column, text as itself and anything else as its JSON text as written (``->`` keeps a number's
-    literal: 12345678901234567890123 stays whole; true stays true)."""
-    path = "'$.\"" + key.replace("'", "''").replace('"', '\\"') + "\"'"
-    if kind != TEXT:
-        return f"json_extract(c0, {path})"
-    return (f"CASE json_type(c0, {path}) WHEN 'text' THEN json_extract(c0, {path}) WHEN 'null' THEN NULL "
-            f"ELSE c0 -> {path} END")
 
 
 def _chain(first: list[Any], rest: Iterator[list[Any]]) -> Iterator[list[Any]]:

@@ -61,14 +61,11 @@ class _Raw(io.RawIOBase):
         return len(data)
 
 
-def rows(text: IO[str], spec: LoadSpec, name: str, *, raw: bool = False) -> Iterator[tuple[int, list[Any]]]:
+def rows(text: IO[str], spec: LoadSpec, name: str) -> Iterator[tuple[int, list[Any]]]:
     """(line, fields) for each record; CSV fields are text (None for the null string), JSON Lines
-    records are objects (``raw``: each line's text, unparsed, for SQLite's JSON functions to read).
-    LoadError when the file itself cannot be read on."""
+    records are objects. LoadError when the file itself cannot be read on."""
     try:
-        if spec.format == "jsonl" and raw:
-            yield from ((line, [content]) for line, content in enumerate(text, start=1) if content.strip())
-        elif spec.format == "jsonl":
+        if spec.format == "jsonl":
             yield from _json_lines(text, name)
         else:
             delimiter = "\t" if spec.format == "tsv" and spec.delimiter == "," else spec.delimiter
