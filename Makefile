@@ -43,6 +43,10 @@ soak: $(STAMP)
 
 # The Lambda runtime: Python 3.12 on arm64 (serverless.yml); wheels only, no compiler, no AWS credentials.
 LAMBDA_PLATFORM ?= manylinux2014_aarch64
+# PARQUET=1 puts pyarrow in the package for Parquet loads (about 180 MB more unzipped; see README).
+PARQUET ?=
+PYARROW := pyarrow>=15,<27
+LAMBDA_EXTRA := $(if $(PARQUET),'$(PYARROW)',)
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
@@ -50,7 +54,7 @@ node_modules/.installed: package.json
 build/srdb-lambda.zip: lambda-requirements.txt $(STAMP) $(shell find shared worker reaper -name '*.py')
 	rm -rf build/lambda build/srdb-lambda.zip
 	$(BIN)/python -m pip install --quiet --no-warn-conflicts --target build/lambda --platform $(LAMBDA_PLATFORM) \
-		--implementation cp --python-version 3.12 --only-binary=:all: -r lambda-requirements.txt
+		--implementation cp --python-version 3.12 --only-binary=:all: -r lambda-requirements.txt $(LAMBDA_EXTRA)
 	cp -r shared worker reaper build/lambda/
 	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
 	$(BIN)/python -c "import shutil; shutil.make_archive('build/srdb-lambda', 'zip', 'build/lambda')"

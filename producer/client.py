@@ -13,7 +13,17 @@ from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
 from producer import core
-from producer.bulk import Bulk, LoadReport, export_format, export_lines, load_job, load_spec, report, write_export
+from producer.bulk import (
+    Bulk,
+    LoadReport,
+    export_format,
+    export_lines,
+    load_job,
+    load_spec,
+    parquet_blocks,
+    report,
+    write_export,
+)
 from producer.protocol import Submission, prepare
 from shared.clients import Clients
 from shared.errors import QueueError, SrdbError
@@ -163,11 +173,15 @@ class Client:
 
     def export(self, database: str, sql: str, dest: str, params: JsonParams | None = None, *,
                fmt: str | None = None, timeout: float | None = 600.0, as_of: AsOf | datetime | None = None) -> int:
-        """Run a query and write its whole result as one file (CSV with a header, or JSON Lines; gzipped
-        when ``dest`` ends in .gz) at a local path or an ``s3://`` URL, streamed part by part. The bytes."""
+        """Run a query and write its whole result as one file (CSV with a header, JSON Lines, or Parquet with
+        pyarrow; CSV and JSON Lines gzipped when ``dest`` ends in .gz) at a local path or an ``s3://`` URL,
+        streamed part by part. The bytes."""
         result = self.query(database, sql, params, timeout=timeout, as_of=as_of)
-        blocks = export_lines(result.columns, self.store.iter_rows(result), export_format(dest, fmt))
-        return write_export(self.s3, dest, blocks, compress=dest.endswith(".gz"))
+        kind = export_format(dest, fmt)
+        rows = self.store.iter_rows(result)
+        blocks = (parquet_blocks(result.columns, result.types, rows) if kind == "parquet"
+                  else export_lines(result.columns, rows, kind))
+        return write_export(self.s3, dest, blocks, compress=dest.endswith(".gz") and kind != "parquet")
 
     # -- databases -------------------------------------------------------------------------
 

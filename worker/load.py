@@ -18,9 +18,12 @@ import csv
 import io
 import json
 import math
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +32,7 @@ from shared.awserrors import error_code
 from shared.errors import ConstraintViolation, InfrastructureError, InternalError, InvalidJob
 from shared.guard import Guard
 from shared.job.model import Job
+from shared.load import parquet
 from shared.load.reader import LoadError, RowError, open_text, rows
 from shared.load.spec import LoadSpec, Source
 from shared.load.types import INTEGER, REAL, TEXT, Inference, json_value
@@ -99,6 +103,8 @@ class _Load:
         if not exists and spec.schema is not None:
             self.conn.execute(f"CREATE TABLE {table} ({spec.schema})")
             exists = True
+        if spec.format == "parquet":  # typed by its schema: nothing to learn, no staging
+            return self._parquet(table, self._table_columns() if exists else None), self.rejects, self.bytes
         if exists:
             target = self._table_columns() or []
             loaded = self._insert(table, target, None)
@@ -148,6 +154,39 @@ class _Load:
                 sql = f"INSERT INTO {into} ({names}) VALUES ({', '.join('?' * width)})"
                 loaded += self._execute(sql, _chain(first, records))
         return loaded
+
+    def _parquet(self, table: str, target: list[str] | None) -> int:
+        """Parquet files into ``table`` (made from the first file's schema when ``target`` is None)."""
+        loaded = 0
+        for source in self.spec.sources:
+            raw, size = self.open_source(source)
+            self.bytes += size
+            with contextlib.closing(raw), tempfile.NamedTemporaryFile(suffix=".parquet") as local:
+                shutil.copyfileobj(raw, local, 1024 * 1024)
+                local.flush()
+                columns, types, values = parquet.read(Path(local.name), source.name)
+                if self.columns is not None and columns != self.columns:
+                    raise LoadError(f"{source.name}: its columns ({', '.join(columns)}) differ from the first "
+                                    f"file's ({', '.join(self.columns)})")
+                self.columns = columns
+                if target is None:
+                    if self.spec.types == "text":
+                        types = [TEXT] * len(types)
+                    definition = ", ".join(f"{identifier(c)} {t}" for c, t in zip(columns, types, strict=True))
+                    self.conn.execute(f"CREATE TABLE {table} ({definition})")
+                    target = columns
+                missing = [c for c in columns if c not in target]
+                if missing:
+                    raise LoadError(f"{source.name}: table {self.spec.table} has no column {', '.join(missing)}")
+                names = ", ".join(identifier(c) for c in columns)
+                sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+                loaded += self._execute(sql, self._numbered(source, values))
+        return loaded
+
+    def _numbered(self, source: Source, values: Iterator[list[Any]]) -> Iterator[list[Any]]:
+        for row, value in enumerate(values, start=1):
+            self.where = (source.name, row)
+            yield value
 
     def _stage_json(self, source: Source, raw: IO[bytes]) -> int:
         """JSON Lines into staging, each key a column (typed values: SQLite learns the types afterwards,

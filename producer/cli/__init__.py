@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     p.add_argument("dest", metavar="DEST", help="a path or s3://bucket/key (.csv, .jsonl; .gz to compress)")
     p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE")
-    p.add_argument("--output-format", choices=("csv", "jsonl"), default=None,
+    p.add_argument("--output-format", choices=("csv", "jsonl", "parquet"), default=None,
                    help="the file's format (default: from DEST's name, else csv)")
     p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME")
     wait_timeout_arg(p, 600.0)

@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", required=True)
     p.add_argument("--table", required=True)
     p.add_argument("source", metavar="SOURCE", help="a local file, - for stdin, s3://bucket/key, or s3://bucket/prefix/")
-    p.add_argument("--input-format", choices=("csv", "tsv", "jsonl"), default=None,
-                   help="default: from the name (.csv .tsv .jsonl .ndjson, each perhaps .gz), else csv")
+    p.add_argument("--input-format", choices=("csv", "tsv", "jsonl", "parquet"), default=None,
+                   help="default: from the name (.csv .tsv .jsonl .ndjson, each perhaps .gz; .parquet), else csv")
     p.add_argument("--delimiter", default=None, help="CSV field separator (default , and tab for TSV)")
     p.add_argument("--quote", default=None, help='CSV quote character (default ")')
     p.add_argument("--encoding", default=None, help="utf-8 (default; a BOM is dropped), latin-1, cp1252, …")

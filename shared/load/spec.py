@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.errors import InvalidJob
 
-FORMATS = ("csv", "tsv", "jsonl")
+FORMATS = ("csv", "tsv", "jsonl", "parquet")
 IF_EXISTS = ("append", "replace", "fail")
 TYPES = ("infer", "text")
 MAX_SOURCES = 10_000

@@ -181,3 +181,29 @@ def test_a_dry_run_shows_the_schema_the_load_would_make(client: Client, aws: Any
     spec = load_spec("t", [Source("local", "d.csv", "d.csv")])
     columns, types, first = bulk.preview(spec, open_source=lambda s: io.BytesIO(data))
     assert (columns, types, first[0]) == (["id", "zip", "amount"], ["INTEGER", "TEXT", "REAL"], ["1", "02134", "1.5"])
+
+
+def test_parquet_in_and_out_keeps_types(client: Client, serving: Worker, tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow", reason="Parquet is the optional extra srdb[parquet]; make test installs it")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int64()), "zip": ["02134", None],
+                             "price": [1.5, 2.0], "ok": [True, False], "tags": [[1, 2], []],
+                             "raw": pa.array([b"\x00\x01", None], pa.binary())}), path)
+    report = client.load("pq", "t", str(path))
+    assert report.rows == 2
+    assert schema(client, "pq", "t") == ('CREATE TABLE "t" ("id" INTEGER, "zip" TEXT, "price" REAL, "ok" INTEGER, '
+                                         '"tags" TEXT, "raw" BLOB)')
+    assert client.query("pq", "SELECT id, zip, price, ok, tags, raw FROM t ORDER BY id").values() == [
+        [1, "02134", 1.5, 1, "[1,2]", b"\x00\x01"], [2, None, 2.0, 0, "[]", None]]
+    out = tmp_path / "back.parquet"
+    client.export("pq", "SELECT id, zip, price, raw FROM t ORDER BY id", str(out))
+    back = pq.read_table(out)
+    assert back.column_names == ["id", "zip", "price", "raw"]
+    assert back.to_pylist() == [{"id": 1, "zip": "02134", "price": 1.5, "raw": b"\x00\x01"},
+                                {"id": 2, "zip": None, "price": 2.0, "raw": None}]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(JobFailed, match="broken.parquet: not a readable Parquet file"):
+        client.load("pq", "u", str(broken))
