@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from shared.errors import SrdbError
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState, iso
 from shared.job.status import StatusStore
@@ -104,7 +103,7 @@ class Watcher:
                     self._check(watch)
                 else:
                     self._mark_running(watch)
-            except (SrdbError, OSError) as exc:
+            except Exception as exc:  # the watcher goes on for the other jobs, and tries this one again
                 log.warning("job %s: status document not watched this time: %s", watch.job.job_id, exc)
             watch.due = self.clock() + self.check_every
 
