@@ -29,7 +29,7 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.awserrors import error_code
-from shared.errors import ConstraintViolation, InfrastructureError, InternalError, InvalidJob
+from shared.errors import Cancelled, ConstraintViolation, InfrastructureError, InternalError, InvalidJob
 from shared.guard import Guard
 from shared.job.model import Job
 from shared.load import parquet
@@ -73,6 +73,9 @@ class Loader:
             raise  # S3 failed: the job goes back to the queue
         except Exception as exc:  # confined: this load fails alone, whatever was raised
             return Outcome.failed(job.job_id, InternalError.wrapping(exc), _ms(started))
+        if guard.cancelled.is_set():  # cancelled after its last row: not committed yet, so not applied
+            return Outcome.failed(job.job_id, Cancelled("the load was cancelled; nothing of it was committed"),
+                                  _ms(started))
         reject_key = None
         if rejects:
             reject_key = f"results/{job.job_id}/rejects.csv"
