@@ -99,9 +99,13 @@ class Bulk:
                                        Callback=progress)
             else:
                 path = Path(source).expanduser()
-                if not path.is_file():
+                if not path.exists() or path.is_dir():
                     raise ClientSideError(f"no such file: {source}")
-                self.s3.upload_file(str(path), self.bucket, key, Config=TRANSFER, Callback=progress)
+                if path.is_file():
+                    self.s3.upload_file(str(path), self.bucket, key, Config=TRANSFER, Callback=progress)
+                else:  # /dev/stdin, a named pipe, <(zcat …): read as a stream
+                    with open(path, "rb") as stream:
+                        self.s3.upload_fileobj(stream, self.bucket, key, Config=TRANSFER, Callback=progress)
         except (ClientError, BotoCoreError) as exc:
             raise ClientSideError(f"staging {source} in s3://{self.bucket}/{key}: {exc}") from exc
         return [Source(self.bucket, key, "stdin" if source == "-" else source)]

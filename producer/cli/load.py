@@ -82,9 +82,10 @@ def run_load(client: Client, args: argparse.Namespace, job_id: str) -> tuple[Loa
     if args.dry_run:
         return None, dry_run(client, args)
     local = not args.source.startswith("s3://") and args.source != "-"
-    if local and not Path(args.source).expanduser().is_file():
+    path = Path(args.source).expanduser()
+    if local and (not path.exists() or path.is_dir()):
         raise ClientSideError(f"no such file: {args.source}")
-    size = Path(args.source).expanduser().stat().st_size if local else None
+    size = path.stat().st_size if local and path.is_file() else None
     bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"stage {args.table}", leave=False,
                disable=args.no_progress or not sys.stderr.isatty())
     try:
@@ -112,8 +113,8 @@ def dry_run(client: Client, args: argparse.Namespace) -> str:
         sources = bulk.sources(args.source, "dry-run")
         opener = None
     else:
-        name = "stdin" if args.source == "-" else args.source
-        if name != "stdin" and not Path(args.source).expanduser().is_file():
+        name = "stdin" if args.source in ("-", "/dev/stdin") else args.source
+        if name != "stdin" and (not Path(args.source).expanduser().exists() or Path(args.source).is_dir()):
             raise ClientSideError(f"no such file: {args.source}")
         sources = [Source("local", name, name)]
 

@@ -84,6 +84,9 @@ def test_load_a_csv(stack: Path, tmp_path: Path) -> None:
                            capture_output=True, timeout=120)
     report = json.loads(piped.stdout)
     assert (report["rows_loaded"], report["rows_rejected"], report["version"]) == (12000, 0, 2)
+    device = subprocess.run([*SRDB, "load", "--db", "etl", "--table", "p4", "/dev/stdin", "--input-format", "csv"],
+                            input=b"a,b\n1,x\n", cwd=stack, env=srdb_env(), capture_output=True, timeout=120)
+    assert device.returncode == 0 and b"loaded 1 rows" in device.stdout, device.stderr
 
 
 def test_the_dead_letter_queue_can_be_listed(stack: Path) -> None:
