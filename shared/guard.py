@@ -154,12 +154,36 @@ class Guard:
         return None
 
 
+# SQLite's limits on a job's connection (sqlite.org/limits.html, sqlite.org/security.html), each hit a
+# clear FAILED SqlError or BadValue: room for real workloads, none for a job that means harm. A build's
+# own maximum is lower for some (setlimit never raises one past it).
+JOB_LIMITS = {
+    sqlite3.SQLITE_LIMIT_LENGTH: MAX_VALUE_BYTES,
+    sqlite3.SQLITE_LIMIT_SQL_LENGTH: 16 * 1024 * 1024,  # a job's SQL is at most 4 Mi characters
+    sqlite3.SQLITE_LIMIT_COLUMN: 2000,
+    sqlite3.SQLITE_LIMIT_EXPR_DEPTH: 1000,
+    sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 500,
+    sqlite3.SQLITE_LIMIT_FUNCTION_ARG: 127,
+    sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH: 50_000,
+    sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER: 250_000,
+    sqlite3.SQLITE_LIMIT_TRIGGER_DEPTH: 100,
+    sqlite3.SQLITE_LIMIT_ATTACHED: 0,
+}
+
+
 def open_job_connection(path: Path | str, guard: Guard, *, uri: bool = False) -> sqlite3.Connection:
-    """A connection for jobs: guarded, with no statement cache, and values capped at MAX_VALUE_BYTES.
+    """A connection for jobs: guarded, with no statement cache, SQLite's limits set (JOB_LIMITS), the
+    schema not trusted (functions with side effects may not run from views or triggers), and — where
+    Python has ``setconfig`` (3.12, the Lambda runtime) — SQLite's defensive mode.
 
     sqlite3 caches prepared statements by their text, and the authorizer only runs when a statement
     is prepared: with a cache, a job could reuse a statement the worker prepared outside the guard."""
     conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False, cached_statements=0)
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    for limit, value in JOB_LIMITS.items():
+        conn.setlimit(limit, value)
+    conn.execute("PRAGMA trusted_schema = OFF")
+    setconfig = getattr(conn, "setconfig", None)
+    if setconfig is not None:  # Python 3.12+: no writes to the schema tables, no corrupting pragmas
+        setconfig(sqlite3.SQLITE_DBCONFIG_DEFENSIVE, True)  # type: ignore[attr-defined,unused-ignore]
     guard.install(conn)
     return conn

@@ -281,3 +281,26 @@ def test_two_jobs_in_one_batch_end_as_in_batches_of_their_own(
     check = [_job(database, ["SELECT id, note FROM orders ORDER BY id"]) for database in (together, apart)]
     assert batch(worker, aws, settings, *check) == []
     assert client.status(check[0].job_id).values() == client.status(check[1].job_id).values()
+
+
+LIMITS = {  # one job per limit srdb sets on SQLite (shared.guard.JOB_LIMITS), each failing alone and saying why
+    "columns": ("SELECT " + ", ".join(f"{i} AS c{i}" for i in range(2001)), "too many columns"),
+    "compound": (" UNION ALL ".join(["SELECT 1"] * 501), "too many terms in compound SELECT"),
+    "like": ("SELECT 'a' LIKE '" + "%a" * 30_000 + "'", "LIKE or GLOB pattern too complex"),
+    "depth": ("SELECT " + "1+" * 1100 + "1", "Expression tree is too large"),
+    "attach": ("ATTACH DATABASE ':memory:' AS other", "ATTACH"),
+    "variables": ("SELECT " + ", ".join(["?"] * 250_001), "too many SQL variables"),
+}
+
+
+def test_each_limit_on_sqlite_fails_its_job_alone(client: Client, worker: Worker, aws: Any, settings: Settings,
+                                                  drain: Callable[..., int]) -> None:
+    setup(client, drain, "limits", "CREATE TABLE chain (n INTEGER)")
+    jobs = {name: Job.create("limits", sql, list(range(250_001)) if name == "variables" else None,
+                             job_id=f"limit-{name}") for name, (sql, _) in LIMITS.items()}
+    innocent = Job.create("limits", "SELECT count(*) FROM chain", job_id="limit-innocent")
+    assert batch(worker, aws, settings, *jobs.values(), innocent) == []
+    for name, (_, says) in LIMITS.items():
+        result = client.status(jobs[name].job_id)
+        assert result.state is JobState.FAILED and says in (result.error or {}).get("message", ""), (name, result.error)
+    assert client.status("limit-innocent").values() == [[0]]

@@ -205,5 +205,5 @@ def test_parquet_in_and_out_keeps_types(client: Client, serving: Worker, tmp_pat
                                 {"id": 2, "zip": None, "price": 2.0, "raw": None}]
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 not really")
-    with pytest.raises(JobFailed, match="broken.parquet: not a readable Parquet file"):
+    with pytest.raises(JobFailed, match=r"broken\.parquet: not a readable Parquet file"):
         client.load("pq", "u", str(broken))
