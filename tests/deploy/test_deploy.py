@@ -71,7 +71,7 @@ def test_the_artifact_holds_the_handlers_and_their_dependencies_only() -> None:
 
 
 @pytest.fixture
-def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[[str], dict[str, str]]]:
+def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., dict[str, str]]]:
     """The packaged templates deployed into moto's CloudFormation as the framework deploys them:
     the create template (the deployment bucket), the artifact, then the update template with the
     lock backend asked for (the LockBackend parameter; calling again switches it)."""
@@ -87,9 +87,10 @@ def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[[str], dict[s
     key = template["Resources"]["WorkerLambdaFunction"]["Properties"]["Code"]["S3Key"]
     s3.put_object(Bucket=bucket, Key=key, Body=ARTIFACT.read_bytes())
 
-    def deploy(backend: str) -> dict[str, str]:
+    def deploy(backend: str, kms_key: str = "") -> dict[str, str]:
         cfn.update_stack(StackName=name, TemplateBody=UPDATE.read_text(), Capabilities=["CAPABILITY_IAM"],
-                         Parameters=[{"ParameterKey": "LockBackend", "ParameterValue": backend}])
+                         Parameters=[{"ParameterKey": "LockBackend", "ParameterValue": backend},
+                                     {"ParameterKey": "KmsKeyArn", "ParameterValue": kms_key}])
         updated = cfn.describe_stacks(StackName=name)["Stacks"][0]
         assert updated["StackStatus"] == "UPDATE_COMPLETE", updated.get("StackStatusReason")
         outputs = {o["OutputKey"]: o["OutputValue"] for o in updated["Outputs"]}
@@ -119,11 +120,27 @@ def lambda_invoke(handler: str, event: dict[str, Any], env: dict[str, str], tmp_
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_a_job_runs_through_the_deployed_resources_with_either_lock(stack: Callable[[str], dict[str, str]],
-                                                                    tmp_path: Path) -> None:
+def test_a_job_runs_through_the_deployed_resources_with_either_lock(stack: Callable[..., dict[str, str]],
+                                                                    moto_endpoint: str, tmp_path: Path) -> None:
     # One stack (its names are fixed), deployed with the default lock, then switched to the lease.
     for backend in ("security-group", "s3"):
         run_through(stack(backend), backend, tmp_path / backend)
+    # kmsKeyArn: SSE-KMS with a bucket key, both roles may use the key, and a job still runs through.
+    kms = boto3.client("kms", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    key = kms.create_key(Description="srdb test")["KeyMetadata"]["Arn"]
+    env = stack("s3", key)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    rule = s3.get_bucket_encryption(Bucket=env["SRDB_BUCKET"])["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+    template = json.loads(UPDATE.read_text())
+    encryption = template["Resources"]["DataBucket"]["Properties"]["BucketEncryption"]
+    assert encryption["ServerSideEncryptionConfiguration"][0]["BucketKeyEnabled"] is True  # moto does not keep it
+    for role in ("WorkerRole", "ReaperRole"):
+        statements = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        assert any(s.get("Fn::If", [None])[0] == "UseKmsKey" for s in statements), role
+    run_through(env, "s3-kms", tmp_path / "kms")
 
 
 def run_through(env: dict[str, str], backend: str, tmp_path: Path) -> None:
@@ -154,7 +171,7 @@ def run_through(env: dict[str, str], backend: str, tmp_path: Path) -> None:
     callback = sqs.receive_message(QueueUrl=settings.callback_queue_url)["Messages"][0]
     assert json.loads(callback["Body"])["job_id"] == read
 
-    if backend == "s3":
+    if backend.startswith("s3"):
         assert settings.vpc_id == ""  # no VPC and no EC2 permission: the lease is an object in the bucket
         leases = S3Lease(Bucket(client.s3, settings.bucket), ttl=-1)
         leases.acquire(database, wait=1)
@@ -177,3 +194,4 @@ def test_the_functions_run_python_3_12_with_the_frameworks_schema_check_on() -> 
                  if r["Type"] == "AWS::Lambda::Function"}
     assert functions == {"WorkerLambdaFunction": "python3.12", "ReaperLambdaFunction": "python3.12"}
     assert "configValidationMode: error" in (ROOT / "serverless.yml").read_text()
+
