@@ -29,8 +29,11 @@ READ_PRAGMAS = {
     "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "user_version",
     "application_id", "schema_version", "page_count", "page_size", "freelist_count", "encoding",
     "collation_list", "function_list", "pragma_list", "compile_options", "data_version", "defer_foreign_keys",
+    "auto_vacuum",
 }
-SETTABLE_PRAGMAS = {"user_version", "application_id", "defer_foreign_keys"}
+SETTABLE_PRAGMAS = {"user_version", "application_id", "defer_foreign_keys", "auto_vacuum"}
+# Pragmas that change the file even without a value: write jobs only.
+WRITE_PRAGMAS = {"incremental_vacuum"}
 _PRAGMAS_WITH_ARGUMENT = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
                           "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"}
 DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
@@ -117,7 +120,8 @@ class Guard:
             return sqlite3.SQLITE_OK
         reason = self._refusal(action, arg1, arg2)
         if reason is None:
-            if action in _WRITE_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg2 is not None):
+            if action in _WRITE_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and (
+                    arg2 is not None or (arg1 or "").lower() in WRITE_PRAGMAS)):
                 self.wrote = True
             return sqlite3.SQLITE_OK
         self.refusal = reason
@@ -145,6 +149,8 @@ class Guard:
 
     def _pragma(self, name: str, value: str | None) -> SrdbError | None:
         name = name.lower()
+        if name in WRITE_PRAGMAS:
+            return ReadOnlyViolation(f"a read-only job tried PRAGMA {name}") if self.read_only else None
         if name not in READ_PRAGMAS:
             return Forbidden(f"PRAGMA {name} is not allowed")
         if value is not None and name in SETTABLE_PRAGMAS:

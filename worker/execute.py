@@ -7,6 +7,7 @@ module: a batch never fails because one job's SQL, parameters or values met a ca
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -96,11 +97,18 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
             guard.refusal = None
             params = statement.decoded()
             try:
-                if len(params) == 1:
+                before = conn.total_changes
+                if _INCREMENTAL_VACUUM.match(statement.sql) and not guard.read_only:
+                    _incremental_vacuum(conn, guard, cursor, statement.sql)
+                elif len(params) == 1:
                     cursor.execute(statement.sql, params[0])
                 else:
                     cursor.executemany(statement.sql, params)
-                rowcount += max(cursor.rowcount, 0)
+                changed = cursor.rowcount
+                if changed < 0 and cursor.description is None and not guard.read_only:
+                    # sqlite3 counts only statements that start INSERT/UPDATE/DELETE/REPLACE: WITH … INSERT too.
+                    changed = conn.total_changes - before
+                rowcount += max(changed, 0)
                 last = index == len(job.statements) - 1
                 if cursor.description is not None:
                     columns = [d[0] for d in cursor.description]
@@ -121,6 +129,29 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
         return Outcome(job.job_id, True, columns, types if columns else [], rows, parts, rowcount, lastrowid)
     finally:
         cursor.close()
+
+
+_INCREMENTAL_VACUUM = re.compile(r"\s*PRAGMA\s+(main\s*\.\s*)?incremental_vacuum\b", re.IGNORECASE)
+
+
+def _incremental_vacuum(conn: sqlite3.Connection, guard: Guard, cursor: sqlite3.Cursor, sql: str) -> None:
+    """sqlite3 steps a statement that returns no rows once, and each step of incremental_vacuum frees one
+    page: run it until the free list stops shrinking (or it freed the pages the pragma asked for)."""
+    asked = re.search(r"\(\s*(\d+)\s*\)|=\s*(\d+)", sql)
+    limit = int(asked.group(1) or asked.group(2)) if asked else None
+    limit = None if limit == 0 else limit  # 0 or nothing: the whole free list
+    freed = 0
+    while limit is None or freed < limit:
+        with guard.suspended():
+            before = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if before == 0:
+            return
+        cursor.execute(sql)
+        with guard.suspended():
+            after = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if after >= before:
+            return
+        freed += before - after
 
 
 def _declared(conn: sqlite3.Connection, guard: Guard, sql: str, width: int) -> list[str]:
@@ -171,6 +202,8 @@ def job_error(exc: sqlite3.Error, guard: Guard, index: int | None, budget: float
         return Cancelled(f"{where}job was cancelled while it ran and was interrupted; nothing it did was committed")
     if primary == sqlite3.SQLITE_INTERRUPT:
         return Timeout(f"{where}job ran past its time budget of {budget:g}s and was interrupted")
+    if "cannot VACUUM from within a transaction" in message:
+        return SqlError(f"{where}{message}: send VACUUM as a job of its own (it rebuilds the whole file)")
     if primary is None and message == _ONE_STATEMENT:
         return InvalidJob(f"{where}sql holds more than one statement; send several as `statements`")
     if primary == sqlite3.SQLITE_CONSTRAINT or isinstance(exc, sqlite3.IntegrityError):

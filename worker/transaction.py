@@ -18,6 +18,7 @@ closes, and the log is how the commit learns which pages changed.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -31,7 +32,7 @@ from shared.guard import Guard, open_job_connection
 from shared.job.model import Job
 from shared.job.result import ResultPart
 from shared.snapshot.wal import written_pages
-from worker.execute import Outcome, run_job
+from worker.execute import Outcome, job_error, run_job
 from worker.results import ResultSink
 
 JOBS_TABLE = "_srdb_jobs"
@@ -109,6 +110,9 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         if recorded:
             conn.execute("ROLLBACK")
             return _replay(job.job_id, recorded[0])
+        if is_vacuum(job):
+            conn.execute("ROLLBACK")
+            return _vacuum(conn, guard, job, seconds, now)
         if job.load is not None:
             if load is None:
                 raise InternalError(f"job {job.job_id} is a load, and this worker was given no loader")
@@ -129,6 +133,41 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         return outcome
     finally:
         conn.close()
+
+
+_VACUUM = re.compile(r"\s*VACUUM(\s+main)?\s*;?\s*", re.IGNORECASE)
+_AUTO_VACUUM = re.compile(r"\s*PRAGMA\s+auto_vacuum\s*=\s*(NONE|FULL|INCREMENTAL|[012])\s*;?\s*", re.IGNORECASE)
+
+
+def is_vacuum(job: Job) -> bool:
+    """A job that is VACUUM alone (of its own database), perhaps after ``PRAGMA auto_vacuum = …`` (which
+    only a VACUUM on the same connection makes stick): it rebuilds the file, outside any transaction."""
+    sqls = [s.sql for s in job.statements]
+    if job.kind == "statements" and len(sqls) == 2 and _AUTO_VACUUM.fullmatch(sqls[0]):
+        sqls = sqls[1:]
+    return job.kind in ("sql", "statements") and len(sqls) == 1 and _VACUUM.fullmatch(sqls[0]) is not None
+
+
+def _vacuum(conn: sqlite3.Connection, guard: Guard, job: Job, seconds: float, now: Callable[[], float]) -> Outcome:
+    """VACUUM cannot run in a transaction: it runs alone, then its record is committed. It is the worker's
+    statement, not the job's text (the job is exactly ``VACUUM``): it copies srdb's own tables too, and
+    SQLite attaches a temporary copy of its own to do it. Its budget and cancel still apply. Run twice (a
+    redelivery after a crash between the two) it only rebuilds an already compact file again."""
+    started = time.monotonic()
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 1)
+    try:
+        with guard.job(seconds), guard.suspended():
+            for statement in job.statements:  # checked by is_vacuum: [PRAGMA auto_vacuum = …;] VACUUM
+                conn.execute(statement.sql)
+    except sqlite3.Error as exc:
+        return Outcome.failed(job.job_id, job_error(exc, guard, None, seconds), (time.monotonic() - started) * 1000)
+    finally:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    outcome = Outcome(job.job_id, True, run_ms=(time.monotonic() - started) * 1000)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(f"INSERT INTO {JOBS_TABLE} VALUES (?, ?, ?)", (job.job_id, _record(outcome), now()))
+    conn.execute("COMMIT")
+    return outcome
 
 
 def _repair(conn: sqlite3.Connection) -> bool:

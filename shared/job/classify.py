@@ -44,7 +44,7 @@ def is_read_statement(sql: str) -> bool:
     if keyword == "VACUUM" and re.search(r"\bINTO\b", statement.value, re.IGNORECASE):
         raise Forbidden("VACUUM INTO is not allowed: a job may only use its own database")
     if keyword == "PRAGMA":
-        return "=" not in statement.value
+        return "=" not in statement.value and "incremental_vacuum" not in statement.value.lower()
     kind = statement.get_type()
     return kind in READ_TYPES or (kind == "UNKNOWN" and keyword in READ_FIRST_KEYWORDS)
 

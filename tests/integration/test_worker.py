@@ -18,9 +18,11 @@ from producer.protocol import prepare
 from shared.errors import InvalidJob
 from shared.job.envelope import MAX_JOB_TEXT, compressed
 from shared.job.model import Job
-from shared.job.result import JobState
+from shared.job.result import JobResult, JobState
+from shared.s3 import Bucket
 from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
+from shared.snapshot.history import History
 from worker.batch import Record, Worker
 from worker.handler import run_batch
 
@@ -315,3 +317,42 @@ def test_each_batch_emits_its_metrics(client: Client, worker: Worker, capsys: py
     assert names == {"JobsSucceeded", "JobsFailed", "JobsRetried", "LockWait", "CommitBytes", "BatchDuration"}
     assert (doc["JobsSucceeded"], doc["JobsFailed"], doc["JobsRetried"]) == ([1.0], [1.0], [0.0])
     assert doc["CommitBytes"][0] > 0
+
+
+def test_vacuum_and_incremental_vacuum_shrink_the_database(settings: Settings, aws: Any,
+                                                           drain: Callable[..., int]) -> None:
+    client = Client(settings, s3=aws.s3, sqs=aws.sqs)
+    history = History(Bucket(aws.s3, settings.bucket))
+
+    def run(sql: str) -> JobResult:
+        job_id = client.submit("vac", sql)
+        drain()
+        return client.wait(job_id, 5)
+
+    run("CREATE TABLE t (id INTEGER PRIMARY KEY, pad BLOB)")
+    rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) "
+    assert run(rows.format(500) + "INSERT INTO t (pad) SELECT randomblob(4000) FROM n").rowcount == 500
+    run("DELETE FROM t WHERE id > 10")
+    before = history.current("vac")[0].file_size
+    done = run("VACUUM")
+    assert done.state is JobState.SUCCEEDED, done.error
+    after = history.current("vac")[0]
+    assert after.file_size < before / 10 and after.version == done.version
+    assert run("SELECT count(*) FROM t").values() == [[10]]
+    mixed = client.submit_statements("vac", [("DELETE FROM t WHERE id = 1", None), ("VACUUM", None)])
+    drain()
+    failed = client.wait(mixed, 5)
+    assert failed.state is JobState.FAILED and "a job of its own" in (failed.error or {})["message"]
+    switched = client.submit_statements("vac", [("PRAGMA auto_vacuum = INCREMENTAL", None), ("VACUUM", None)])
+    drain()  # auto_vacuum takes effect with a VACUUM on the same connection: one job
+    assert client.wait(switched, 5).state is JobState.SUCCEEDED
+    assert run("PRAGMA auto_vacuum").values() == [[2]]
+    assert run(rows.format(200) + "INSERT INTO t (pad) SELECT randomblob(4000) FROM n").rowcount == 200
+    run("DELETE FROM t WHERE id > 10")
+    grown = history.current("vac")[0].file_size
+    assert run("PRAGMA incremental_vacuum").state is JobState.SUCCEEDED
+    assert history.current("vac")[0].file_size < grown / 5
+    refused = client.submit("vac", "PRAGMA incremental_vacuum", read_only=True)
+    drain()
+    assert (client.wait(refused, 5).error or {}).get("type") == "ReadOnlyViolation"
+    assert run("ATTACH DATABASE '' AS sneaky").state is JobState.FAILED  # VACUUM's way in is VACUUM's alone
