@@ -306,8 +306,8 @@ def _print_result(client: Any, result: JobResult, fmt: str, no_pager: bool = Fal
     _page(render(result, rows, fmt), no_pager)
     if result.created:
         print(f"created database {result.database}", file=sys.stderr)
-    if result.state is JobState.FAILED:
-        failed = JobFailed(result.job_id, result.error or {})
+    if result.state in (JobState.FAILED, JobState.CANCELLED):
+        failed = JobFailed(result.job_id, result.error or {"type": "Cancelled", "message": "the job was cancelled"})
         failed.shown = True
         raise failed
     return EXIT_OK
