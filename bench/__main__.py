@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 from collections import Counter
@@ -38,6 +39,9 @@ def main() -> int:
     parser.add_argument("--aws-latency", action="store_true",
                         help="add a model of AWS round-trip times to every request (bench/harness.py)")
     args = parser.parse_args()
+    # The in-process worker's line per job would interleave with the figures on stdout.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    logging.getLogger("srdb.worker").setLevel(logging.WARNING)
     print(json.dumps(machine(args.aws_latency)), flush=True)
     calls: dict[str, tuple[Counter[str], int]] = {}
     with moto_server() as endpoint, scenarios.scratch() as tmp:
