@@ -124,8 +124,9 @@ class _Load:
         types = [TEXT] * len(columns) if spec.types == "text" else inference.result(len(columns))
         definition = ", ".join(f"{identifier(c)} {t}" for c, t in zip(columns, types, strict=True))
         self.conn.execute(f"CREATE TABLE {table} ({definition})")
-        self.conn.execute(f"INSERT INTO {table} SELECT * FROM {STAGING}")
-        self.conn.execute(f"DROP TABLE {STAGING}")
+        if self._staging_made():  # a file of a header alone makes the table and nothing else
+            self.conn.execute(f"INSERT INTO {table} SELECT * FROM {STAGING}")
+            self.conn.execute(f"DROP TABLE {STAGING}")
         return loaded, self.rejects, self.bytes
 
     def _table_columns(self) -> list[str] | None:

@@ -113,6 +113,14 @@ def test_malformed_input_is_one_line_naming_file_and_line_and_leaves_no_table(
     assert client.query("junk", "SELECT count(*) FROM sqlite_schema WHERE name = 't'").values() == [[0]]
 
 
+def test_a_file_of_a_header_alone_makes_an_empty_table(client: Client, serving: Worker, tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("id,name\n")
+    assert client.load("hollow", "t", str(path)).rows == 0
+    assert client.query("hollow", "SELECT count(*) FROM t").values() == [[0]]
+    assert schema(client, "hollow", "t") == 'CREATE TABLE "t" ("id" TEXT, "name" TEXT)'
+
+
 def test_schema_types_and_if_exists(client: Client, serving: Worker, tmp_path: Path) -> None:
     path = tmp_path / "z.csv"
     path.write_text("id,zip\n1,02134\n")
