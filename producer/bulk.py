@@ -16,7 +16,6 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -345,8 +344,3 @@ def _gzipped(blocks: Iterator[bytes]) -> Iterator[bytes]:
                 buffer.seek(0)
                 buffer.truncate()
     yield buffer.getvalue()
-
-
-def elapsed(since: float) -> float:
-    return time.monotonic() - since
-

@@ -25,6 +25,11 @@ def check_job_id(job_id: object) -> str:
     return job_id
 
 
+def sql_identifier(name: str) -> str:
+    """A table or column name as SQL quotes it: in double quotes, each double quote doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def new_job_id(now: float | None = None) -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by submission time."""
     return job_id_floor(time.time() if now is None else now) + _crockford(int.from_bytes(os.urandom(10), "big"), 16)

@@ -35,19 +35,14 @@ from shared.job.model import Job
 from shared.load import parquet
 from shared.load.reader import LoadError, RowError, open_text, rows
 from shared.load.spec import LoadSpec, Source
-from shared.load.types import INTEGER, REAL, TEXT, Inference, json_value
+from shared.load.types import EXACT_IN_REAL, INT64_MAX, INT64_MIN, INTEGER, REAL, TEXT, Inference, json_value
+from shared.names import sql_identifier
 from shared.s3 import is_missing, storage_error
 from worker.execute import Outcome, job_error
 
 REPORT_COLUMNS = ["rows_loaded", "rows_rejected", "bytes", "reject_key"]
 STAGING = "temp.srdb_load_staging"
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_EXACT = 2**53  # the largest integer span a double holds exactly
 _TEXT, _REAL, _INTEGER, _WIDE = 1, 2, 4, 8
-
-
-def identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class Loader:
@@ -96,7 +91,7 @@ class _Load:
         self._seen: list[int] = []  # and what its values were (_TEXT | _REAL | _INTEGER | _WIDE)
 
     def run(self) -> tuple[int, list[tuple[str, int, str | None, str]], int]:
-        spec, table = self.spec, identifier(self.spec.table)
+        spec, table = self.spec, sql_identifier(self.spec.table)
         exists = self._table_columns() is not None
         if exists and spec.if_exists == "fail":
             raise LoadError(f"table {spec.table} exists already (--if-exists fail)")
@@ -115,14 +110,15 @@ class _Load:
         inference = Inference()
         loaded = self._insert(STAGING, None, inference)
         if spec.format == "jsonl":
-            self.columns, json_types = self._json_columns()
-            inference.types = list(json_types)
+            self.columns, learnt = self._json_columns()
+        else:
+            learnt = inference.result(len(self.columns or []))
         columns = self.columns or []
         if not columns:
             raise LoadError(f"{spec.sources[0].name}: no rows and no header: there is nothing to make "
                             f"table {spec.table} from")
-        types = [TEXT] * len(columns) if spec.types == "text" else inference.result(len(columns))
-        definition = ", ".join(f"{identifier(c)} {t}" for c, t in zip(columns, types, strict=True))
+        types = [TEXT] * len(columns) if spec.types == "text" else learnt
+        definition = ", ".join(f"{sql_identifier(c)} {t}" for c, t in zip(columns, types, strict=True))
         self.conn.execute(f"CREATE TABLE {table} ({definition})")
         if self._staging_made():  # a file of a header alone makes the table and nothing else
             self.conn.execute(f"INSERT INTO {table} SELECT * FROM {STAGING}")
@@ -153,7 +149,7 @@ class _Load:
                 if target is None and not self._staging_made():
                     staged = ", ".join(f"c{i}" for i in range(width))
                     self.conn.execute(f"CREATE TABLE {STAGING} ({staged})")
-                names = ", ".join(identifier(c) for c in self.columns) if target is not None else ", ".join(
+                names = ", ".join(sql_identifier(c) for c in self.columns) if target is not None else ", ".join(
                     f"c{i}" for i in range(width))
                 sql = f"INSERT INTO {into} ({names}) VALUES ({', '.join('?' * width)})"
                 loaded += self._execute(sql, _chain(first, records))
@@ -176,13 +172,13 @@ class _Load:
                 if target is None:
                     if self.spec.types == "text":
                         types = [TEXT] * len(types)
-                    definition = ", ".join(f"{identifier(c)} {t}" for c, t in zip(columns, types, strict=True))
+                    definition = ", ".join(f"{sql_identifier(c)} {t}" for c, t in zip(columns, types, strict=True))
                     self.conn.execute(f"CREATE TABLE {table} ({definition})")
                     target = columns
                 missing = [c for c in columns if c not in target]
                 if missing:
                     raise LoadError(f"{source.name}: table {self.spec.table} has no column {', '.join(missing)}")
-                names = ", ".join(identifier(c) for c in columns)
+                names = ", ".join(sql_identifier(c) for c in columns)
                 sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
                 loaded += self._execute(sql, self._numbered(source, values))
         return loaded
@@ -252,8 +248,8 @@ class _Load:
             kind = type(value)
             if kind is str:
                 seen[index] |= _TEXT
-            elif kind is int and _INT64_MIN <= value <= _INT64_MAX:
-                seen[index] |= _INTEGER if -_EXACT <= value <= _EXACT else _INTEGER | _WIDE
+            elif kind is int and INT64_MIN <= value <= INT64_MAX:
+                seen[index] |= _INTEGER if -EXACT_IN_REAL <= value <= EXACT_IN_REAL else _INTEGER | _WIDE
             elif kind is float and math.isfinite(value):
                 seen[index] |= _REAL
             elif value is not None:  # true/false, objects, arrays, integers past 64 bits, NaN: their text
@@ -329,9 +325,6 @@ class _Load:
             else:
                 types.append(INTEGER if flags & _INTEGER else TEXT)
         return list(self._keys), types
-
-    def _file_of(self, line: int) -> str:
-        return self.spec.sources[0].name if len(self.spec.sources) == 1 else "a file of the load"
 
     def _header(self, fields: list[Any], source: Source, line: int, target: list[str] | None) -> list[str]:
         spec = self.spec

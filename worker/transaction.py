@@ -31,6 +31,7 @@ from shared.errors import InternalError, SqlError
 from shared.guard import Guard, open_job_connection
 from shared.job.model import Job
 from shared.job.result import ResultPart
+from shared.names import sql_identifier
 from shared.snapshot.wal import written_pages
 from worker.execute import Outcome, job_error, run_job
 from worker.results import ResultSink
@@ -181,7 +182,7 @@ def _repair(conn: sqlite3.Connection) -> bool:
     with conn:
         conn.execute("BEGIN IMMEDIATE")
         for kind, name in found:
-            conn.execute(f'DROP {kind.upper()} IF EXISTS "{name.replace(chr(34), chr(34) * 2)}"')
+            conn.execute(f"DROP {kind.upper()} IF EXISTS {sql_identifier(name)}")
     return True
 
 

@@ -9,6 +9,8 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from shared.names import sql_identifier
+
 
 def literal(value: Any) -> str:
     """A value as SQLite reads it back: the same type and the same value."""
@@ -29,10 +31,6 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def dump_lines(schema: Iterable[tuple[str, str, str]], rows_of: Any) -> Iterator[str]:
     """``schema``: (type, name, sql) of each object, tables first; ``rows_of(table)``: its rows, decoded."""
     later: list[str] = []
@@ -42,5 +40,5 @@ def dump_lines(schema: Iterable[tuple[str, str, str]], rows_of: Any) -> Iterator
             continue
         yield f"{sql};"
         for row in rows_of(name):
-            yield f"INSERT INTO {identifier(name)} VALUES({','.join(literal(v) for v in row)});"
+            yield f"INSERT INTO {sql_identifier(name)} VALUES({','.join(literal(v) for v in row)});"
     yield from later

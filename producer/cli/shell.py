@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from producer.cli.dump import dump_lines, identifier
+from producer.cli.dump import dump_lines
 from producer.cli.output import MODES, rows_text
 from producer.cli.sqltext import statements_of
 from producer.cli.waiting import Speaker
@@ -30,7 +30,7 @@ from shared.job.classify import is_read_statement
 from shared.job.model import AsOf, Job
 from shared.job.result import JobResult, JobState
 from shared.job.values import decode_row
-from shared.names import new_job_id
+from shared.names import new_job_id, sql_identifier
 
 HISTORY_FILE = Path("~/.srdb_history")
 HELP = """\
@@ -243,7 +243,7 @@ class Shell:
         if schema is None:
             return None
         lines = dump_lines(((kind, name, sql) for kind, name, _, sql in schema),
-                           lambda table: [decode_row(r) for r in self._query(f"SELECT * FROM {identifier(table)}")
+                           lambda table: [decode_row(r) for r in self._query(f"SELECT * FROM {sql_identifier(table)}")
                                           or []])
         self.result("\n".join([f"-- srdb dump of database {self.database}", *lines]))
         return None

@@ -10,14 +10,14 @@ from typing import Any
 
 _INT = re.compile(r"0|-?[1-9][0-9]{0,18}")
 _REAL = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_EXACT_IN_REAL = 2**53
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER
+EXACT_IN_REAL = 2**53  # the largest integer span a double holds exactly
 INTEGER, REAL, TEXT = "INTEGER", "REAL", "TEXT"
 
 
 def text_kind(value: str) -> str:
     """The narrowest type that keeps ``value`` as written: 42 INTEGER; 1.5 REAL; 02134, +1, 1e3, 1.50 TEXT."""
-    if _INT.fullmatch(value) and (len(value) < 19 or _INT64_MIN <= int(value) <= _INT64_MAX):
+    if _INT.fullmatch(value) and (len(value) < 19 or INT64_MIN <= int(value) <= INT64_MAX):
         return INTEGER
     if _REAL.fullmatch(value) and repr(float(value)) == value:
         return REAL
@@ -28,7 +28,7 @@ def json_kind(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return TEXT
     if isinstance(value, int):
-        return INTEGER if _INT64_MIN <= value <= _INT64_MAX else TEXT
+        return INTEGER if INT64_MIN <= value <= INT64_MAX else TEXT
     return REAL if math.isfinite(value) else TEXT
 
 
@@ -42,7 +42,7 @@ def widen(current: str | None, seen: str, value: Any) -> str:
     integer = value if seen == INTEGER else None  # current is REAL, seen INTEGER (or the reverse)
     if integer is not None:
         number = int(integer) if isinstance(integer, str) else integer
-        return REAL if abs(number) <= _EXACT_IN_REAL else TEXT
+        return REAL if abs(number) <= EXACT_IN_REAL else TEXT
     return REAL  # a real joins a column of integers: each was checked when it came
 
 
@@ -75,7 +75,7 @@ class Inference:
         return [t or TEXT for t in self.types[:width]]
 
     def _note(self, i: int, seen: str, value: Any) -> None:
-        if seen == INTEGER and abs(int(value)) > _EXACT_IN_REAL:
+        if seen == INTEGER and abs(int(value)) > EXACT_IN_REAL:
             self.big_ints[i] = True
         current = self.types[i]
         new = widen(current, seen, value)
@@ -96,6 +96,6 @@ def json_value(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
         return str(value)  # past SQLite's 64 bits: its digits, whole
     return value
