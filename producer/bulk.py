@@ -31,7 +31,7 @@ from shared.job.values import decode_row
 from shared.load import parquet
 from shared.load.reader import LoadError, open_text, rows
 from shared.load.spec import LoadSpec, Source
-from shared.load.types import Inference
+from shared.load.types import Inference, JsonColumns
 from shared.names import new_job_id
 
 STAGING_PREFIX = "staging/"
@@ -123,17 +123,19 @@ class Bulk:
         if spec.format == "parquet":
             return self._preview_parquet(spec, limit, open_source or self._open)
         inference = Inference()
+        json = JsonColumns()
         columns: list[str] | None = None
         first: list[list[Any]] = []
         for source in spec.sources:
             with contextlib.closing((open_source or self._open)(source)) as raw:
                 header = not spec.header
                 for line, fields in rows(open_text(raw, spec), spec, source.name):
-                    if spec.format == "jsonl":
+                    if spec.format == "jsonl":  # as the load stages it: every key a column
                         record = fields[0]
-                        columns = columns or list(record)
-                        values = [record.get(c) for c in columns]
-                        inference.feed_json(values)
+                        for key in record:
+                            if key not in json.keys:
+                                json.add(key)
+                        values = json.row(record)
                     else:
                         if not header:
                             header = True
@@ -147,8 +149,13 @@ class Bulk:
                         inference.feed_text(values)
                     if len(first) < limit:
                         first.append(values)
-        columns = columns or []
-        types = ["TEXT"] * len(columns) if spec.types == "text" else inference.result(len(columns))
+        if spec.format == "jsonl":
+            columns, learnt = list(json.keys), json.types()
+            first = [row + [None] * (len(columns) - len(row)) for row in first]
+        else:
+            columns = columns or []
+            learnt = inference.result(len(columns))
+        types = ["TEXT"] * len(columns) if spec.types == "text" else learnt
         return columns, types, first
 
     def _preview_parquet(self, spec: LoadSpec, limit: int, open_source: Callable[[Source], IO[bytes]],

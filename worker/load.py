@@ -17,7 +17,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import shutil
 import sqlite3
 import tempfile
@@ -35,14 +34,13 @@ from shared.job.model import Job
 from shared.load import parquet
 from shared.load.reader import LoadError, RowError, open_text, rows
 from shared.load.spec import LoadSpec, Source
-from shared.load.types import EXACT_IN_REAL, INT64_MAX, INT64_MIN, INTEGER, REAL, TEXT, Inference, json_value
+from shared.load.types import TEXT, Inference, JsonColumns, json_value
 from shared.names import sql_identifier
 from shared.s3 import is_missing, storage_error
 from worker.execute import Outcome, job_error
 
 REPORT_COLUMNS = ["rows_loaded", "rows_rejected", "bytes", "reject_key"]
 STAGING = "temp.srdb_load_staging"
-_TEXT, _REAL, _INTEGER, _WIDE = 1, 2, 4, 8
 
 
 class Loader:
@@ -87,8 +85,7 @@ class _Load:
         self.bytes = 0
         self.columns: list[str] | None = None
         self.where = (spec.sources[0].name, 0)  # the file and line of the row being loaded
-        self._keys: dict[str, int] = {}  # JSON Lines: each key's staging column
-        self._seen: list[int] = []  # and what its values were (_TEXT | _REAL | _INTEGER | _WIDE)
+        self._json = JsonColumns()  # JSON Lines: each key's staging column, and its type
 
     def run(self) -> tuple[int, list[tuple[str, int, str | None, str]], int]:
         spec, table = self.spec, sql_identifier(self.spec.table)
@@ -110,7 +107,7 @@ class _Load:
         inference = Inference()
         loaded = self._insert(STAGING, None, inference)
         if spec.format == "jsonl":
-            self.columns, learnt = self._json_columns()
+            self.columns, learnt = list(self._json.keys), self._json.types()
         else:
             learnt = inference.result(len(self.columns or []))
         columns = self.columns or []
@@ -189,20 +186,21 @@ class _Load:
             yield value
 
     def _stage_json(self, source: Source, raw: IO[bytes]) -> int:
-        """JSON Lines into staging, each key a column (typed values: SQLite learns the types afterwards,
-        see _json_columns). A record with a key not seen before adds its column and goes on."""
+        """JSON Lines into staging, each key a column (shared.load.types.JsonColumns: the values as SQLite
+        takes them, the types learnt as they pass). A record with a key not seen before adds its column and
+        goes on."""
         records = rows(open_text(raw, self.spec), self.spec, source.name)
         loaded = 0
         carry: dict[str, Any] | None = None
         while True:
             for key in carry or ():
-                if key not in self._keys:
+                if key not in self._json.keys:
                     self._add_key(key)
             held: list[dict[str, Any]] = []
             values = self._json_batch(source, records, carry, held)
             first = next(values, None)
             if first is not None:
-                loaded += self._execute(self._staging_insert(len(self._keys)), _chain(first, values))
+                loaded += self._execute(self._staging_insert(len(self._json.keys)), _chain(first, values))
             if not held:
                 return loaded
             carry = held[0]
@@ -211,26 +209,24 @@ class _Load:
                     held: list[dict[str, Any]]) -> Iterator[list[Any]]:
         """Rows for the staging columns there are, until a record brings a new key (put in ``held``)."""
         if first is not None:
-            yield self._json_row(first)
+            yield self._json.row(first)
         for line, fields in records:
             self.where = (source.name, line)
             record = fields[0]
-            if not self._keys:  # the very first record names the first columns
+            if not self._json.keys:  # the very first record names the first columns
                 for key in record:
                     self._add_key(key)
-            elif not record.keys() <= self._keys.keys():
+            elif not record.keys() <= self._json.keys.keys():
                 held.append(record)
                 return
-            yield self._json_row(record)
+            yield self._json.row(record)
 
     def _add_key(self, key: str) -> None:
         if not key or '"' in key:
             name, line = self.where
             raise LoadError(f"{name}: line {line}: the key {key!r} cannot name a column (empty, or it holds a "
                             "double quote): load into a table made with --schema")
-        index = len(self._keys)
-        self._keys[key] = index
-        self._seen.append(0)
+        index = self._json.add(key)
         if index == 0:
             self.conn.execute(f"CREATE TABLE {STAGING} (c0)")
         else:
@@ -238,25 +234,6 @@ class _Load:
 
     def _staging_insert(self, width: int) -> str:
         return f"INSERT INTO {STAGING} ({', '.join(f'c{i}' for i in range(width))}) VALUES ({', '.join('?' * width)})"
-
-    def _json_row(self, record: dict[str, Any]) -> list[Any]:
-        """A record as staging values, noting what each column holds (see _json_columns)."""
-        keys, seen = self._keys, self._seen
-        row: list[Any] = [None] * len(keys)
-        for key, value in record.items():
-            index = keys[key]
-            kind = type(value)
-            if kind is str:
-                seen[index] |= _TEXT
-            elif kind is int and INT64_MIN <= value <= INT64_MAX:
-                seen[index] |= _INTEGER if -EXACT_IN_REAL <= value <= EXACT_IN_REAL else _INTEGER | _WIDE
-            elif kind is float and math.isfinite(value):
-                seen[index] |= _REAL
-            elif value is not None:  # true/false, objects, arrays, integers past 64 bits, NaN: their text
-                seen[index] |= _TEXT
-                value = json_value(value) if kind is not float else json.dumps(value)
-            row[index] = value
-        return row
 
     def _staging_made(self) -> bool:
         return bool(self.conn.execute("SELECT 1 FROM temp.sqlite_schema WHERE name = 'srdb_load_staging'")
@@ -311,20 +288,6 @@ class _Load:
             if inference is not None:
                 inference.feed_text(fields)
             yield fields
-
-    def _json_columns(self) -> tuple[list[str], list[str]]:
-        """Each key of the staged JSON Lines records and its column's type: INTEGER when every value is a
-        64-bit integer, REAL when every value is a number a double holds exactly, else TEXT (text,
-        true/false, objects, arrays, integers past 64 bits, a column of nulls)."""
-        types = []
-        for flags in self._seen:
-            if flags & _TEXT or (flags & _REAL and flags & _WIDE):
-                types.append(TEXT)
-            elif flags & _REAL:
-                types.append(REAL)
-            else:
-                types.append(INTEGER if flags & _INTEGER else TEXT)
-        return list(self._keys), types
 
     def _header(self, fields: list[Any], source: Source, line: int, target: list[str] | None) -> list[str]:
         spec = self.spec

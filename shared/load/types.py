@@ -24,14 +24,6 @@ def text_kind(value: str) -> str:
     return TEXT
 
 
-def json_kind(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return TEXT
-    if isinstance(value, int):
-        return INTEGER if INT64_MIN <= value <= INT64_MAX else TEXT
-    return REAL if math.isfinite(value) else TEXT
-
-
 def widen(current: str | None, seen: str, value: Any) -> str:
     """The type a column needs once it holds ``value`` of kind ``seen`` as well. An integer joins REAL
     only when a double holds it exactly."""
@@ -63,13 +55,6 @@ class Inference:
             seen = text_kind(value)
             self._note(i, seen, value)
 
-    def feed_json(self, row: list[Any]) -> None:
-        self._grow(len(row))
-        for i, value in enumerate(row):
-            if value is None or self.types[i] == TEXT:
-                continue
-            self._note(i, json_kind(value), value)
-
     def result(self, width: int) -> list[str]:
         self._grow(width)
         return [t or TEXT for t in self.types[:width]]
@@ -87,6 +72,57 @@ class Inference:
         while len(self.types) < width:
             self.types.append(None)
             self.big_ints.append(False)
+
+
+_HAS_TEXT, _HAS_REAL, _HAS_INTEGER, _HAS_WIDE = 1, 2, 4, 8  # what a JSON column has held
+
+
+class JsonColumns:
+    """JSON Lines records as rows: each key a column, in the order first seen; the values as SQLite takes
+    them (json_value); and each column's type, learnt as the values pass: INTEGER when every value is a
+    64-bit integer, REAL when every value is a number a double holds exactly, else TEXT (text, true/false,
+    objects, arrays, integers past 64 bits, a column of nulls). The load and its dry run both use it."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, int] = {}
+        self._seen: list[int] = []
+
+    def add(self, key: str) -> int:
+        """A new column for ``key``; its index."""
+        index = len(self.keys)
+        self.keys[key] = index
+        self._seen.append(0)
+        return index
+
+    def row(self, record: dict[str, Any]) -> list[Any]:
+        """The record as a row of every column known (each of its keys must be)."""
+        keys, seen = self.keys, self._seen
+        row: list[Any] = [None] * len(keys)
+        for key, value in record.items():  # one loop, no call per value: this is the load's hot path
+            index = keys[key]
+            kind = type(value)
+            if kind is str:
+                seen[index] |= _HAS_TEXT
+            elif kind is int and INT64_MIN <= value <= INT64_MAX:
+                seen[index] |= _HAS_INTEGER if -EXACT_IN_REAL <= value <= EXACT_IN_REAL else _HAS_INTEGER | _HAS_WIDE
+            elif kind is float and math.isfinite(value):
+                seen[index] |= _HAS_REAL
+            elif value is not None:  # true/false, objects, arrays, integers past 64 bits, NaN: their text
+                seen[index] |= _HAS_TEXT
+                value = json_value(value) if kind is not float else json.dumps(value)
+            row[index] = value
+        return row
+
+    def types(self) -> list[str]:
+        types = []
+        for flags in self._seen:
+            if flags & _HAS_TEXT or (flags & _HAS_REAL and flags & _HAS_WIDE):
+                types.append(TEXT)
+            elif flags & _HAS_REAL:
+                types.append(REAL)
+            else:
+                types.append(INTEGER if flags & _HAS_INTEGER else TEXT)
+        return types
 
 
 def json_value(value: Any) -> Any:

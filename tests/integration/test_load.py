@@ -189,6 +189,12 @@ def test_a_dry_run_shows_the_schema_the_load_would_make(client: Client, aws: Any
     spec = load_spec("t", [Source("local", "d.csv", "d.csv")])
     columns, types, first = bulk.preview(spec, open_source=lambda s: io.BytesIO(data))
     assert (columns, types, first[0]) == (["id", "zip", "amount"], ["INTEGER", "TEXT", "REAL"], ["1", "02134", "1.5"])
+    lines = b'{"id": 1, "ok": true}\n{"id": 2, "big": 12345678901234567890123, "p": 1.5}\n'
+    spec = load_spec("t", [Source("local", "d.jsonl", "d.jsonl")])
+    columns, types, first = bulk.preview(spec, open_source=lambda s: io.BytesIO(lines))
+    # What the load stages: every key a column, typed as the load types it.
+    assert (columns, types) == (["id", "ok", "big", "p"], ["INTEGER", "TEXT", "TEXT", "REAL"])
+    assert first == [[1, "true", None, None], [2, None, "12345678901234567890123", 1.5]]
 
 
 def test_parquet_in_and_out_keeps_types(client: Client, serving: Worker, tmp_path: Path) -> None:
