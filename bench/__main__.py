@@ -18,7 +18,7 @@ from typing import Any
 from bench import scenarios
 from bench.harness import AWS_LATENCY, Bench, moto_server
 
-SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read")
+SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read", "storage")
 
 
 def machine(latency: bool) -> dict[str, Any]:
@@ -54,6 +54,7 @@ def main() -> int:
             "write-cost": lambda: scenarios.write_cost(bench, tmp, sizes=(4, 16) if args.quick else (4, 256),
                                                        repeats=2 if args.quick else 5),
             "warm-read": lambda: scenarios.warm_read(bench, tmp, reads=20 if args.quick else 200),
+            "storage": lambda: scenarios.storage(bench, tmp, mib=4 if args.quick else 32),
         }
         for name in args.only:
             result = runs[name]()

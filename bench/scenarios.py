@@ -21,8 +21,10 @@ from bench.harness import Bench, peak_rss_mib, peak_rss_of, percentile, worker_p
 from bench.seed import SeedWorker
 from producer.cli.load import typed
 from producer.client import Client
+from reaper.gc import Collector
 from shared.job.result import JobResult, JobState
 from shared.s3 import Bucket
+from shared.snapshot.history import History
 from shared.snapshot.store import SnapshotStore
 
 MIB = 1024 * 1024
@@ -227,6 +229,50 @@ def warm_read(bench: Bench, tmp: str, reads: int = 200) -> dict[str, Any]:
             "latency_ms": {"p50": round(percentile(latencies, 0.5), 1), "p95": round(percentile(latencies, 0.95), 1)},
             "requests_per_job": _per_job(calls, reads),
             "target": "0 bytes downloaded, p50 < 100 ms"}
+
+
+def storage(bench: Bench, tmp: str, mib: int = 32) -> dict[str, Any]:
+    """A delete-heavy workload, then bytes stored in S3 per byte of the database: before garbage
+    collection, after it (retention 0), and after VACUUM and another collection."""
+    run = bench.fresh(tmp)
+    client, worker = run.client(), run.worker()
+    bucket = Bucket(run.clients["s3"], run.settings.bucket)
+    grace = 3600.0
+    # The collector's clock runs a grace period ahead per pass, so the bench need not wait them out.
+    ahead = [0.0]
+    collector = Collector(bucket, retention=0, grace=grace, now=lambda: time.time() + ahead[0])
+
+    def collect() -> None:
+        for _ in range(2):  # the first pass moves dead chunks to the trash, the second empties it
+            ahead[0] += grace + 60
+            collector.collect()
+
+    def stored() -> int:
+        return sum(o.size for o in bucket.objects("db/s/"))
+
+    def stage() -> dict[str, Any]:
+        current = client.history("s", limit=1)[0]
+        return {"versions": len(History(bucket).versions("s")), "file_mib": round(current.file_size / MIB, 2),
+                "stored_mib": round(stored() / MIB, 2), "stored_per_file_byte": round(stored() / current.file_size, 2)}
+
+    figures: dict[str, Any] = {"scenario": "storage", "mib": mib}
+    with run.draining(worker):
+        client.query("s", "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)", timeout=600)
+        fill = ("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 256) "
+                "INSERT INTO t (b) SELECT randomblob(4000) FROM c")
+        for _ in range(mib):
+            client.query("s", fill, timeout=600)
+        for step in range(9, 0, -1):  # delete-heavy: nine jobs leave one row in ten, and update some
+            client.query("s", f"DELETE FROM t WHERE id % 10 = {step}", timeout=600)
+            client.query("s", "UPDATE t SET b = randomblob(4000) WHERE id % 100 = 0", timeout=600)
+        figures["before_gc"] = stage()
+        collect()
+        figures["after_gc"] = stage()
+        client.query("s", "VACUUM", timeout=600)
+        collect()
+        figures["after_vacuum_and_gc"] = stage()
+    figures["target"] = "stored <= 1.5x the live database after GC and VACUUM with retention 0"
+    return figures
 
 
 # AWS list prices (us-east-1, 2026): S3 Standard PUT/COPY/POST/LIST $0.005 per 1,000 and GET $0.0004

@@ -146,6 +146,10 @@ class AsyncClient:
         """Make an old version current again as a new version (nothing is overwritten)."""
         return await asyncio.to_thread(self._versions().restore, database, version)
 
+    async def oldest(self, database: str) -> Manifest:
+        """The oldest snapshot still retained: how far back time travel and restore reach."""
+        return await asyncio.to_thread(self._versions().oldest, database)
+
     async def load(self, database: str, table: str, source: str, **options: Any) -> LoadReport:
         """``Client.load``, on a thread: staging and the wait are boto3's."""
         return await asyncio.to_thread(self._sync().load, database, table, source, **options)

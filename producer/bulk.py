@@ -25,6 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import ClientSideError
+from shared.job.keys import STAGING_PREFIX
 from shared.job.model import Job
 from shared.job.result import JobResult
 from shared.job.values import decode_row
@@ -34,7 +35,6 @@ from shared.load.spec import LoadSpec, Source
 from shared.load.types import Inference, JsonColumns
 from shared.names import new_job_id
 
-STAGING_PREFIX = "staging/"
 TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024,
                           max_concurrency=8)
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",

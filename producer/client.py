@@ -27,6 +27,7 @@ from producer.bulk import (
 from producer.protocol import Submission, prepare
 from shared.clients import Clients
 from shared.errors import QueueError, SrdbError
+from shared.grants import Grants, GrantStore
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
 from shared.job.status import StatusStore
@@ -67,6 +68,7 @@ class Client:
         self.store = StatusStore(bucket)
         self.versions = History(bucket)
         self.catalog = Catalog(bucket)
+        self.grant_store = GrantStore(bucket)
 
     # -- submit ----------------------------------------------------------------------------
 
@@ -189,6 +191,31 @@ class Client:
         """Every database: name, size, current version and the time of its last write."""
         return self.catalog.databases()
 
+    def grants(self) -> Grants:
+        """The access groups and what each may read or write (``shared/grants.py``)."""
+        return self.grant_store.read()
+
+    def grant(self, group: str, *, database: str | None = None, access: str = "read",
+              queue: str | None = None, sender: str | None = None) -> Grants:
+        """Give ``group`` ``access`` (read or write) to the databases ``database`` matches (a glob), and/or
+        make ``queue`` (a URL or ARN) one of its queues and ``sender`` (a SenderId glob) one of its senders."""
+        queues = [self._queue_arn(queue)] if queue else []
+        return self.grant_store.edit(lambda g: g.grant(group, database=database, access=access, queues=queues,
+                                                       senders=[sender] if sender else []))
+
+    def revoke(self, group: str, database: str | None = None) -> Grants:
+        """Take ``group``'s grant on ``database`` away, or the whole group when ``database`` is None."""
+        return self.grant_store.edit(lambda g: g.revoke(group, database))
+
+    def _queue_arn(self, queue: str) -> str:
+        if queue.startswith("arn:"):
+            return queue
+        try:
+            attributes = self.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+        except (BotoClientError, BotoCoreError) as exc:
+            raise QueueError(f"no queue at {queue}: {exc}") from exc
+        return str(attributes["QueueArn"])
+
     def drop(self, database: str) -> int:
         """Delete a database and its whole history (DatabaseNotFound if there is none); objects deleted."""
         return self.catalog.drop(database)
@@ -202,6 +229,10 @@ class Client:
     def restore(self, database: str, version: int) -> Manifest:
         """Make an old version current again as a new version (nothing is overwritten)."""
         return self.versions.restore(database, version)
+
+    def oldest(self, database: str) -> Manifest:
+        """The oldest snapshot still retained: how far back time travel and restore reach."""
+        return self.versions.oldest(database)
 
     # -- I/O ---------------------------------------------------------------------------------
 

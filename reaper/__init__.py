@@ -1,1 +1,1 @@
-"""The scheduled Lambda that frees locks a crashed writer left behind."""
+"""The scheduled Lambda that frees locks a crashed writer left behind and collects garbage."""

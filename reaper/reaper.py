@@ -1,4 +1,6 @@
-"""Freeing stale locks: a lock past its expiry belongs to a writer that died.
+"""The reaper's pass: free stale locks, then collect garbage (reaper/gc.py).
+
+Freeing stale locks: a lock past its expiry belongs to a writer that died.
 
 Freeing it is safe even if that writer is only stalled: it is freed by its token (the group id,
 or the lease's ETag), so a lock taken after it is never touched, and the stalled writer's commit is
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reaper.gc import Collector, GcReport
 from shared.lease import S3Lease
 from shared.lock import WriteLock
 from shared.s3 import Bucket
@@ -26,25 +29,42 @@ class ReapReport:
     checked: int = 0
     freed: list[str] = field(default_factory=list)
     vanished: int = 0
+    gc: GcReport | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"checked": self.checked, "freed": self.freed, "vanished": self.vanished}
+        out: dict[str, Any] = {"checked": self.checked, "freed": self.freed, "vanished": self.vanished}
+        if self.gc is not None:
+            out["gc"] = self.gc.to_json()
+        return out
 
 
 class Reaper:
-    def __init__(self, *locks: WriteLock) -> None:
-        self.locks = locks
+    def __init__(self, *locks: WriteLock, collector: Collector | None = None) -> None:
+        self.locks, self.collector = locks, collector
 
     @classmethod
-    def for_settings(cls, settings: Settings, *, ec2: Any, s3: Any, now: Callable[[], float] = time.time) -> Reaper:
+    def for_settings(cls, settings: Settings, *, ec2: Any, s3: Any, now: Callable[[], float] = time.time,
+                     gc_budget: float | None = None) -> Reaper:
         """Both backends that ``settings`` make possible: lock groups when a VPC is set, leases when a
-        bucket is. Lock groups are found by their tag, whatever their prefix."""
+        bucket is. Lock groups are found by their tag, whatever their prefix. With a bucket, the
+        collector too; ``gc_budget``: seconds after which it starts no other database."""
         locks: list[WriteLock] = []
         if settings.vpc_id:
             locks.append(SecurityGroupLock(ec2, settings.vpc_id, ttl=settings.lock_ttl, now=now))
         if settings.bucket:
             locks.append(S3Lease(Bucket(s3, settings.bucket), ttl=settings.lock_ttl, now=now))
-        return cls(*locks)
+        collector = None
+        if settings.bucket:
+            collector = Collector(Bucket(s3, settings.bucket), retention=settings.retention_seconds(),
+                                  grace=settings.gc_grace_seconds(), now=now, budget=gc_budget)
+        return cls(*locks, collector=collector)
+
+    def run(self) -> ReapReport:
+        """One whole pass: stale locks, then garbage."""
+        report = self.reap_locks()
+        if self.collector is not None:
+            report.gc = self.collector.collect()
+        return report
 
     def reap_locks(self) -> ReapReport:
         """Free every lock past its expiry."""

@@ -86,6 +86,10 @@ class Cancelled(UserError):
     """The job was cancelled while it ran: interrupted, and nothing it did was committed."""
 
 
+class MemoryLimit(UserError):
+    """The job needed more memory than SQLite may take in a worker (``SRDB_SQLITE_HEAP_LIMIT``)."""
+
+
 class ResultTooLarge(UserError):
     """The result is larger than the configured limit."""
 

@@ -177,6 +177,17 @@ JOB_LIMITS = {
 }
 
 
+def cap_sqlite_heap(limit: int) -> None:
+    """Cap the memory SQLite may hold in this process, all jobs together (sqlite3_hard_heap_limit64,
+    through its pragma): an allocation past it fails, so the job that makes it fails with
+    ``MemoryLimit`` instead of the worker being killed. The pragma only ever lowers the cap."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"PRAGMA hard_heap_limit = {int(limit)}")
+    finally:
+        conn.close()
+
+
 def open_job_connection(path: Path | str, guard: Guard, *, uri: bool = False) -> sqlite3.Connection:
     """A connection for jobs: guarded, with no statement cache, SQLite's limits set (JOB_LIMITS), the
     schema not trusted (functions with side effects may not run from views or triggers), and — where

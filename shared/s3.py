@@ -2,7 +2,7 @@
 srdb's (``StorageError`` with the botocore error as its cause).
 
 The engine and the status store see a :class:`Bucket`, never a client: what they may ask of S3
-is the list below — get, get-if-changed, put, put-if-match / put-if-none-match, list, delete.
+is the list below — get, get-if-changed, put, put-if-match / put-if-none-match, list, copy, delete.
 """
 
 from __future__ import annotations
@@ -29,6 +29,15 @@ class Blob:
 
     body: bytes
     etag: str
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A listed object: its key, size and when it was last written (epoch seconds, S3's clock)."""
+
+    key: str
+    size: int
+    modified: float
 
 
 class Unchanged:
@@ -85,6 +94,11 @@ class Bucket:
 
     def list(self, prefix: str, *, limit: int | None = None, start_after: str | None = None) -> Iterator[str]:
         """The keys under ``prefix`` (after ``start_after``), in S3's (lexicographic) order; at most ``limit``."""
+        return (item.key for item in self.objects(prefix, limit=limit, start_after=start_after))
+
+    def objects(self, prefix: str, *, limit: int | None = None,
+                start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """The objects under ``prefix`` with their size and time, as :meth:`list` gives their keys."""
         request: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
         if start_after:
             request["StartAfter"] = start_after
@@ -94,9 +108,22 @@ class Bucket:
             for page in self.s3.get_paginator("list_objects_v2").paginate(**request):
                 self.requests += 1
                 for item in page.get("Contents", []):
-                    yield str(item["Key"])
+                    yield ObjectInfo(str(item["Key"]), int(item.get("Size", 0)), item["LastModified"].timestamp())
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"listing s3://{self.name}/{prefix}: {exc}") from exc
+
+    def copy(self, source: str, target: str) -> bool:
+        """Copy an object of this bucket to another key (a server-side copy); False when ``source`` is gone."""
+        self.requests += 1
+        try:
+            self.s3.copy_object(Bucket=self.name, Key=target, CopySource={"Bucket": self.name, "Key": source})
+            return True
+        except ClientError as exc:
+            if is_missing(exc):
+                return False
+            raise StorageError(f"copying s3://{self.name}/{source} to {target}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"copying s3://{self.name}/{source} to {target}: {exc}") from exc
 
     def folders(self, prefix: str) -> Iterator[str]:
         """The names one level below ``prefix`` (S3's common prefixes for the delimiter ``/``)."""

@@ -51,6 +51,15 @@ class Settings:
     read_concurrency: int = 8
     transfer_concurrency: int = 16
     io_concurrency: int = 32
+    # Bytes SQLite may hold in a worker process, all its jobs together; 0: half the Lambda's memory
+    # (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or 512 MiB where there is no Lambda.
+    sqlite_heap_limit: int = 0
+    # Garbage collection (reaper/gc.py): old versions stay readable this long (time travel, restore);
+    # "0": only the current version. A duration: 90s, 30m, 12h, 7d, 2w.
+    retention: str = "7d"
+    # How long a chunk nothing names yet is left alone (a commit in flight), and how long a collected
+    # chunk waits in the trash: longer than any commit or restore takes.
+    gc_grace: str = "1h"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None, **overrides: Any) -> Settings:
@@ -105,6 +114,18 @@ class Settings:
             env = ", ".join(ENV_PREFIX + n.upper() for n in missing)
             raise NotConfigured(f"missing setting(s) {env}: set them, or run `srdb local` in this folder first")
 
+    def heap_limit_bytes(self, environ: Mapping[str, str] | None = None) -> int:
+        if self.sqlite_heap_limit > 0:
+            return self.sqlite_heap_limit
+        lambda_mib = (os.environ if environ is None else environ).get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        return (int(lambda_mib) if lambda_mib.isdigit() else 1024) * 1024 * 1024 // 2
+
+    def retention_seconds(self) -> float:
+        return duration_seconds(self.retention, "retention")
+
+    def gc_grace_seconds(self) -> float:
+        return duration_seconds(self.gc_grace, "gc_grace")
+
     def allowed_reply_to(self) -> set[str]:
         allowed = {u.strip() for u in self.reply_to_allowed.split(",") if u.strip()}
         if self.callback_queue_url:
@@ -135,6 +156,23 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
     tmp.replace(path)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_seconds(text: str, name: str = "duration") -> float:
+    """``7d``, ``12h``, ``30m``, ``90s``, ``2w`` or a plain number of seconds ("0": none), in seconds."""
+    raw = text.strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _UNITS else (raw, "s")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ClientSideError(f"{ENV_PREFIX}{name.upper()}={text!r} is not a duration: write e.g. 7d, 12h, 30m, "
+                              "90s or 0")
+    return value
 
 
 def _convert(name: str, raw: str, kind: Any) -> Any:

@@ -21,6 +21,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from shared.errors import StorageError
+from shared.grants import GrantStore
+from shared.guard import cap_sqlite_heap
 from shared.job.model import Job
 from shared.job.status import StatusStore
 from shared.lock import make_lock
@@ -64,12 +66,13 @@ class Worker:
         crash: Callable[[str], None] = lambda point: None,
     ) -> None:
         self.settings, self.now, self.crash = settings, now, crash
+        cap_sqlite_heap(settings.heap_limit_bytes())
         bucket = Bucket(s3, settings.bucket)
         self.store = SnapshotStore(bucket, settings.cache_dir, chunk_size=settings.chunk_size,
                                    concurrency=settings.transfer_concurrency, now=now)
         self.status = StatusStore(bucket)
         lock = make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep)
-        self.parser = Parser(self.status, settings)
+        self.parser = Parser(self.status, settings, GrantStore(bucket))
         self.watcher = Watcher(self.status, now=now)
         self.writes = WriteStage(self.store, lock, lock_wait=settings.lock_wait, sink=self._sink,
                                  budget=self._budget, now=now, crash=crash, watch=self._watch,
@@ -88,6 +91,7 @@ class Worker:
         """Run a batch. ``remaining``: the seconds the invocation has left (Lambda's context); no job
         starts so late that the batch could not publish it, and each job's budget is cut to fit."""
         started = time.monotonic()
+        self.parser.begin_batch()
         seconds = remaining if remaining is not None else self.settings.worker_timeout
         self._deadline = self.now() + seconds - min(PUBLISH_RESERVE_SECONDS, seconds / 4)
         # Status reads and writes are I/O: one thread each, up to io_concurrency at once.

@@ -20,6 +20,7 @@ from shared.errors import (
     ConstraintViolation,
     InternalError,
     InvalidJob,
+    MemoryLimit,
     ReadOnlyViolation,
     SqlError,
     SrdbError,
@@ -75,6 +76,11 @@ def run_job(
             outcome = _run(conn, guard, job, sink, budget)
     except UserError as exc:
         return Outcome.failed(job.job_id, exc, (clock() - start) * 1000)
+    except MemoryError:  # SQLite's heap cap (guard.cap_sqlite_heap) or Python's own: this job's alone
+        return Outcome.failed(job.job_id, MemoryLimit(
+            "the job needed more memory than a worker allows SQLite (SRDB_SQLITE_HEAP_LIMIT, shared by the jobs "
+            "a worker runs at once): make it smaller, e.g. aggregate less at once or page through the rows"),
+            (clock() - start) * 1000)
     except Exception as exc:  # confined: this job fails alone, whatever was raised
         log.warning("job %s failed unexpectedly", job.job_id, exc_info=True, extra={"job_id": job.job_id})
         return Outcome.failed(job.job_id, InternalError.wrapping(exc), (clock() - start) * 1000)

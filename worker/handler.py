@@ -36,7 +36,8 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 def run_batch(worker: Worker, event: dict[str, Any], remaining: float | None = None) -> dict[str, Any]:
     """Messages named in ``batchItemFailures`` stay on the queue for redelivery; the rest are done."""
     records = [
-        Record(r.message_id, r.body or "", int(r.attributes.approximate_receive_count or 1))
+        Record(r.message_id, r.body or "", int(r.attributes.approximate_receive_count or 1),
+               str(r.get("eventSourceARN") or ""), str(r.attributes.get("SenderId") or ""))
         for r in SQSEvent(event).records
     ]
     report = worker.run(records, remaining=remaining)

@@ -7,7 +7,10 @@ before or after it, can neither run in its place nor change its document.
 
 from __future__ import annotations
 
+import threading
+
 from shared.errors import InfrastructureError, InternalError, InvalidJob, UserError
+from shared.grants import Grants, GrantStore
 from shared.job.classify import is_read_job
 from shared.job.envelope import guess_job_id, open_envelope
 from shared.job.model import Job
@@ -18,9 +21,22 @@ from worker.verdicts import Ignored, Parsed, Record, Refusal, Retry, Task
 
 
 class Parser:
-    def __init__(self, status: StatusStore, settings: Settings) -> None:
-        self.status, self.settings = status, settings
+    def __init__(self, status: StatusStore, settings: Settings, grants: GrantStore) -> None:
+        self.status, self.settings, self.grants = status, settings, grants
+        self._lock = threading.Lock()
+        self._batch_grants: Grants | None = None
         self.allowed_reply_to = settings.allowed_reply_to()
+
+    def begin_batch(self) -> None:
+        """A batch sees the grants as they are when it first needs them: one read per batch."""
+        with self._lock:
+            self._batch_grants = None
+
+    def _grants(self) -> Grants:
+        with self._lock:
+            if self._batch_grants is None:
+                self._batch_grants = self.grants.current()
+            return self._batch_grants
 
     def parse(self, record: Record) -> Parsed:
         try:
@@ -73,8 +89,11 @@ class Parser:
         try:
             self._check(job)
             read = job.read_only or job.as_of is not None or is_read_job(job)
+            self._grants().check(record.source, record.sender, job.database, writes=not read)
         except UserError as exc:
             return Refusal(record, job.job_id, exc, etag=etag, digest=digest)
+        except InfrastructureError as exc:
+            return Retry(record, exc)
         return Task(record, job, read, etag, digest, current.redriven_after)
 
     def _check(self, job: Job) -> None:

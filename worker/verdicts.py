@@ -18,6 +18,8 @@ class Record:
     message_id: str
     body: str
     receive_count: int = 1
+    source: str = ""  # the queue's ARN (eventSourceARN): which access group sent it (shared/grants.py)
+    sender: str = ""  # SQS's SenderId: the IAM principal that sent it
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to gather a batch (Lambda's MaximumBatchingWindowInSeconds)")
     p.add_argument("--parent-pid", type=int, default=None, metavar="PID",
                    help="stop when process PID, which started this one, ends (srdb local's workers)")
-    p = add("reaper", help="free stale locks on a schedule")
+    p = add("reaper", help="free stale locks and collect garbage (old versions, unused chunks) on a schedule")
     p.add_argument("--once", action="store_true", help="run once, print the report and exit")
     p.add_argument("--interval", type=_bounded(float, 0.1), default=60.0, help="seconds between runs")
 
@@ -228,6 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("drop", help="delete a database and its whole history")
     p.add_argument("--db", required=True)
     p.add_argument("--yes", action="store_true", help="do not ask (scripts); without it a terminal asks")
+    output_args(p)
+    p = add("grant", help="give an access group read or write access to databases, or a queue or sender")
+    p.add_argument("--group", required=True, help="the access group (made if new)")
+    p.add_argument("--db", default=None, metavar="PATTERN", help="a database name or glob, e.g. 'sales_*' or '*'")
+    p.add_argument("--access", choices=("read", "write"), default="read", help="write includes read (default read)")
+    p.add_argument("--queue", default=None, metavar="URL_OR_ARN", help="a job queue whose messages are this group's")
+    p.add_argument("--sender", default=None, metavar="PATTERN",
+                   help="only messages whose SQS SenderId matches (an IAM role's is AROA…:<session>)")
+    output_args(p)
+    p = add("revoke", help="take an access group's grant on databases away, or the whole group")
+    p.add_argument("--group", required=True)
+    p.add_argument("--db", default=None, metavar="PATTERN", help="the grant to take away; without it, the group")
+    output_args(p)
+    p = add("grants", help="list the access groups: queues, senders, databases and access")
     output_args(p)
     p = add("jobs", help="list recent jobs with their state and timings, newest first")
     p.add_argument("--since", type=parse_duration, default=3600.0, metavar="DURATION",
@@ -471,13 +485,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     records = []
-    for m in _client(args).history(args.db, args.limit):
+    client = _client(args)
+    for m in client.history(args.db, args.limit):
         shown = m.jobs if args.format == "json" else " ".join(m.jobs[:2]) + (" …" if len(m.jobs) > 2 else "")
         records.append({"version": m.version, "size": m.file_size, "restored_from": m.restored_from,
                         "time": datetime.fromtimestamp(m.created_at, UTC).isoformat(timespec="milliseconds"),
                         "jobs": len(m.jobs), "job_ids": shown})
     _print_records(records, ["version", "time", "size", "jobs", "restored_from", "job_ids"], args.format,
                    f"database {args.db} has no snapshots")
+    if args.format == "table":
+        oldest = client.oldest(args.db)
+        when = datetime.fromtimestamp(oldest.created_at, UTC).isoformat(timespec="milliseconds")
+        print(f"retained from version {oldest.version} ({when}): older versions are collected once older "
+              "than the retention window (SRDB_RETENTION)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -643,7 +663,8 @@ def cmd_reaper(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     while True:
         report = handle({}, None)
-        if report["freed"]:
+        gc = report.get("gc") or {}
+        if report["freed"] or gc.get("versions_deleted") or gc.get("trash_deleted") or gc.get("missing"):
             print(json.dumps(report), flush=True)
         if stop.wait(args.interval):
             return EXIT_OK
@@ -659,6 +680,33 @@ def cmd_databases(args: argparse.Namespace) -> int:
             record["size"] = human_size(int(record["size"]))
     _print_records(records, ["database", "size", "version", "last_write"], args.format, "no databases yet")
     return EXIT_OK
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    if args.db is None and args.queue is None and args.sender is None:
+        raise UsageError("say what to grant: --db PATTERN (with --access), --queue, or --sender")
+    _print_grants(_client(args).grant(args.group, database=args.db, access=args.access, queue=args.queue,
+                                      sender=args.sender), args.format)
+    return EXIT_OK
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    _print_grants(_client(args).revoke(args.group, args.db), args.format)
+    return EXIT_OK
+
+
+def cmd_grants(args: argparse.Namespace) -> int:
+    _print_grants(_client(args).grants(), args.format)
+    return EXIT_OK
+
+
+def _print_grants(grants: Any, fmt: str) -> None:
+    records = [{"group": name, "database": database, "access": access, "queues": " ".join(g.queues),
+                "senders": " ".join(g.senders) or "any"}
+               for name, g in sorted(grants.groups.items())
+               for database, access in (sorted(g.databases.items()) or [("", "")])]
+    _print_records(records, ["group", "database", "access", "queues", "senders"], fmt,
+                   "no access groups: every queue may read and write every database")
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
@@ -721,6 +769,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "submit": cmd_submit, "query": cmd_query, "wait": cmd_wait, "shell": cmd_shell, "history": cmd_history,
     "restore": cmd_restore, "status": cmd_status, "result": cmd_result, "cancel": cmd_cancel,
     "load": cmd_load, "dlq": cmd_dlq, "local": cmd_local, "worker": cmd_worker, "reaper": cmd_reaper, "demo": cmd_demo,
+    "grant": cmd_grant, "revoke": cmd_revoke, "grants": cmd_grants,
     "databases": cmd_databases, "drop": cmd_drop, "jobs": cmd_jobs, "config": cmd_config,
 }
 

@@ -201,7 +201,7 @@ class LocalStack:
                 continue
             next_reap = time.monotonic() + self.reaper_interval
             try:
-                reaper.reap_locks()
+                reaper.run()
             except Exception:  # the reaper keeps its schedule whatever one run met
                 log.exception("reaper run failed")
 

@@ -1,10 +1,12 @@
-"""The job half of the S3 layout: status documents, result parts and claim-checked payloads."""
+"""The job half of the S3 layout: status documents, result parts, claim-checked payloads and staged loads."""
 
 from __future__ import annotations
 
 from shared.names import check_job_id
 
 RESULTS_PREFIX = "results/"
+PAYLOADS_PREFIX = "jobs/"
+STAGING_PREFIX = "staging/"  # files a client staged for a load (producer/bulk.py)
 
 
 def status_key(job_id: str) -> str:
@@ -16,7 +18,7 @@ def result_part_key(job_id: str, index: int) -> str:
 
 
 def payload_key(job_id: str) -> str:
-    return f"jobs/{check_job_id(job_id)}/payload.json"
+    return f"{PAYLOADS_PREFIX}{check_job_id(job_id)}/payload.json"
 
 
 def job_id_of_status_key(key: str) -> str | None:

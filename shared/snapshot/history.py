@@ -1,5 +1,8 @@
 """Time travel: the retained snapshots of a database, reads as of one of them, and restore.
 
+The reaper deletes versions older than the retention window (reaper/gc.py); the current one is
+always kept, and a read as of a collected version says where the window begins.
+
 Every commit leaves its manifest under ``db/<name>/versions/<version>.json`` as well as in
 ``manifest.json``. Chunks are content-addressed and never overwritten, so an old manifest is a
 complete old database. Restoring makes an old manifest current again as a *new* version, through
@@ -15,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from shared.errors import DatabaseNotFound, VersionNotFound, no_version_yet
 from shared.names import check_database
@@ -46,8 +49,31 @@ class History:
     def manifest(self, database: str, version: int) -> Manifest:
         found = self.bucket.get(version_key(database, version))
         if found is None:
+            oldest = next(iter(self.versions(database)), None)
+            if oldest is not None and version < oldest:
+                raise VersionNotFound(f"version {version} of {database} is no longer retained: "
+                                      f"{self._window(database, oldest)}")
             raise VersionNotFound(f"database {database} has no retained version {version}")
         return Manifest.from_bytes(found.body)
+
+    def oldest(self, database: str) -> Manifest:
+        """The oldest snapshot still retained: where time travel's window begins."""
+        current, _ = self.current(database)
+        older = [v for v in self.versions(database) if v < current.version]
+        for version in older:  # the collector may delete the oldest while this reads it
+            found = self.bucket.get(version_key(database, version))
+            if found is not None:
+                return Manifest.from_bytes(found.body)
+        return current
+
+    def _window(self, database: str, oldest: int) -> str:
+        try:
+            first = self.manifest(database, oldest)
+        except VersionNotFound:
+            return f"history begins at version {oldest}"
+        when = datetime.fromtimestamp(first.created_at, UTC).isoformat(timespec="milliseconds")
+        return (f"history begins at version {oldest} ({when}); the reaper collects versions older than "
+                "the retention window (SRDB_RETENTION)")
 
     def list(self, database: str, limit: int = 20) -> list[Manifest]:
         """The newest ``limit`` retained snapshots, newest first."""
@@ -83,6 +109,10 @@ class History:
 
         index = bisect.bisect_right(range(len(numbers)), moment, key=created) - 1
         if index < 0:
+            first = numbers[0] if numbers else current.version
+            if first > 1:
+                raise VersionNotFound(f"{as_of.isoformat()} is before what {database} retains: "
+                                      f"{self._window(database, first)}")
             raise VersionNotFound(f"database {database} did not exist yet at {as_of.isoformat()}")
         return self.manifest(database, numbers[index])
 

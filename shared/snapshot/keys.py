@@ -1,4 +1,5 @@
-"""The database half of the S3 layout: ``db/<name>/`` holds the manifest, versions and chunks."""
+"""The database half of the S3 layout: ``db/<name>/`` holds the manifest, versions and chunks, and the
+garbage collector's ledger and trash."""
 
 from __future__ import annotations
 
@@ -25,3 +26,21 @@ def version_key(database: str, version: int) -> str:
 
 def chunk_key(database: str, digest: str) -> str:
     return f"db/{check_database(database)}/chunks/{digest}"
+
+
+def chunks_prefix(database: str) -> str:
+    return f"db/{check_database(database)}/chunks/"
+
+
+def trash_prefix(database: str) -> str:
+    """Chunks the collector took out of use: kept here for a grace period, where a reader still finds them."""
+    return f"db/{check_database(database)}/trash/"
+
+
+def trash_key(database: str, digest: str) -> str:
+    return f"{trash_prefix(database)}{digest}"
+
+
+def gc_state_key(database: str) -> str:
+    """The collector's ledger of the database: the last version that names each chunk."""
+    return f"db/{check_database(database)}/gc.json"

@@ -34,7 +34,7 @@ from typing import TypeVar
 from shared.errors import CommitConflict, DatabaseDamaged, InfrastructureError, StorageError
 from shared.names import check_database
 from shared.s3 import UNCHANGED, Blob, Bucket
-from shared.snapshot.keys import chunk_key, manifest_key, version_key, versions_prefix
+from shared.snapshot.keys import chunk_key, manifest_key, trash_key, version_key, versions_prefix
 from shared.snapshot.manifest import Manifest, to_millis
 from shared.snapshot.wal import dirty_chunks
 
@@ -326,7 +326,9 @@ class SnapshotStore:
     def _fetch_chunk(self, database: str, digest: str) -> bytes:
         key = chunk_key(database, digest)
         for _ in range(3):
-            found = self.bucket.get(key)
+            # A chunk the collector moved to the trash while a commit was making it current again is
+            # read from there until the collector's next pass puts it back (reaper/gc.py).
+            found = self.bucket.get(key) or self.bucket.get(trash_key(database, digest))
             if found is None:
                 raise StorageError(f"chunk s3://{self.bucket.name}/{key} is missing")
             data = found.body

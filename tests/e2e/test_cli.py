@@ -107,8 +107,9 @@ def test_history_as_of_and_restore(stack: Path) -> None:
     history = json.loads(srdb(stack, "history", "--db", "tt", "--format", "json").stdout)
     assert [h["version"] for h in history] == [3, 2, 1]
     assert all(len(h["job_ids"]) == 1 and h["size"] > 0 for h in history)
-    table = srdb(stack, "history", "--db", "tt").stdout
-    assert "│ version │ time" in table.splitlines()[1]
+    table = srdb(stack, "history", "--db", "tt")
+    assert "│ version │ time" in table.stdout.splitlines()[1]
+    assert "retained from version 1 (" in table.stderr  # where the retention window begins
     old = srdb(stack, "query", "--db", "tt", "SELECT n FROM t", "--as-of", "2", "--format", "csv")
     assert old.stdout.splitlines() == ["n", "1"]
     at_time = srdb(stack, "query", "--db", "tt", "SELECT count(*) AS c FROM t", "--as-of", history[0]["time"],
@@ -122,6 +123,15 @@ def test_history_as_of_and_restore(stack: Path) -> None:
     assert now.stdout.splitlines() == ["n", "1"]
     missing = srdb(stack, "restore", "--db", "tt", "--to", "99")
     assert missing.returncode == 2 and "VersionNotFound" in missing.stderr
+
+
+def test_reaper_once_runs_a_whole_pass_with_garbage_collection(stack: Path) -> None:
+    assert srdb(stack, "query", "--db", "reaped", "CREATE TABLE t (n INTEGER)").returncode == 0
+    run = srdb(stack, "reaper", "--once")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["freed"] == [] and report["gc"]["versions_deleted"] == 0  # everything is inside 7 days
+    assert report["gc"]["databases"] + report["gc"]["idle"] >= 1 and report["gc"]["missing"] == []
 
 
 def test_wait_on_many_jobs_and_formats_for_scripts(stack: Path) -> None:

@@ -7,13 +7,16 @@ import contextlib
 import json
 import os
 import sqlite3
+import subprocess
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from producer.client import Client
+from producer.local.processes import spawn_worker, stop_all
 from producer.protocol import prepare
 from shared.errors import InvalidJob
 from shared.job.envelope import MAX_JOB_TEXT, compressed
@@ -138,6 +141,29 @@ def test_runaway_and_oversized_jobs_fail_alone(settings: Settings, aws: Any, dra
     assert client.wait(slow_write, 5).error["type"] == "Timeout"
     assert client.wait(fine, 5).values() == [[42]]
     assert client.wait(fine_write, 5).state is JobState.SUCCEEDED
+
+
+def test_a_job_past_sqlites_memory_cap_fails_alone_and_the_worker_lives_on(settings: Settings, aws: Any,
+                                                                          tmp_path: Path) -> None:
+    """The cap is SQLite's, for the whole process (it can only ever be lowered), so this runs in a worker
+    process of its own: 60 MB built in SQLite's heap against a 32 MiB cap."""
+    client = Client(settings, s3=aws.s3, sqs=aws.sqs)
+    hog = ("SELECT length(group_concat(randomblob(1000))) FROM "
+           "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 60000) SELECT x FROM c)")
+    jobs = {"read": client.submit("mem", hog), "write": client.submit("mem", f"CREATE TABLE big AS {hog}"),
+            "fine": client.submit("mem", "SELECT 42"), "fine_write": client.submit("mem", "CREATE TABLE ok (a)")}
+    worker = spawn_worker(settings, tmp_path / "cache", output=subprocess.DEVNULL,
+                          SRDB_SQLITE_HEAP_LIMIT=str(32 * 1024 * 1024))
+    try:
+        results = {name: client.wait(job, 60) for name, job in jobs.items()}
+        for name in ("read", "write"):
+            assert results[name].error is not None and results[name].error["type"] == "MemoryLimit", results[name]
+            assert "SRDB_SQLITE_HEAP_LIMIT" in results[name].error["message"]
+        assert results["fine"].values() == [[42]] and results["fine_write"].state is JobState.SUCCEEDED
+        after = client.wait(client.submit("mem", "SELECT count(*) FROM sqlite_master WHERE name = 'big'"), 60)
+        assert after.values() == [[0]] and worker.poll() is None  # nothing of the write; the worker lives on
+    finally:
+        stop_all([worker])
 
 
 def test_a_message_without_a_job_id_fails_under_its_message_id(worker: Worker, client: Client) -> None:

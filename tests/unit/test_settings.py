@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ClientSideError, NotConfigured
-from shared.settings import Settings, write_env_file
+from shared.settings import Settings, duration_seconds, write_env_file
 
 
 def test_arguments_beat_environment_beat_defaults(tmp_path: Path) -> None:
@@ -41,3 +41,15 @@ def test_bad_values_and_missing_settings_are_explained(tmp_path: Path) -> None:
 def test_reply_to_allow_list() -> None:
     settings = Settings(callback_queue_url="https://q/cb", reply_to_allowed="https://q/a, https://q/b")
     assert settings.allowed_reply_to() == {"https://q/cb", "https://q/a", "https://q/b"}
+
+
+def test_retention_and_grace_are_durations() -> None:
+    settings = Settings.load({"SRDB_RETENTION": "12h", "SRDB_GC_GRACE": "30m"})
+    assert (settings.retention_seconds(), settings.gc_grace_seconds()) == (43_200, 1_800)
+    assert Settings.load({}).retention_seconds() == 7 * 86_400  # the default: 7d
+    assert [duration_seconds(t) for t in ("0", "90", "90s", "1.5h", "2w")] == [0, 90, 90, 5_400, 1_209_600]
+    for bad in ("", "x", "7 days", "-1d", "nan", "inf"):
+        with pytest.raises(ClientSideError, match="is not a duration"):
+            duration_seconds(bad, "retention")
+    with pytest.raises(ClientSideError, match="SRDB_RETENTION='7days'"):
+        Settings.load({"SRDB_RETENTION": "7days"}).retention_seconds()
