@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from shared.clients import client_kwargs
-from shared.settings import Settings
+from shared.settings import Settings, read_env_file
 from tests.e2e.conftest import SRDB, srdb, srdb_env
 
 pytestmark = pytest.mark.e2e
@@ -132,6 +132,25 @@ def test_reaper_once_runs_a_whole_pass_with_garbage_collection(stack: Path) -> N
     report = json.loads(run.stdout)
     assert report["freed"] == [] and report["gc"]["versions_deleted"] == 0  # everything is inside 7 days
     assert report["gc"]["databases"] + report["gc"]["idle"] >= 1 and report["gc"]["missing"] == []
+
+
+def test_grant_revoke_and_grants(stack: Path) -> None:
+    queue = read_env_file(stack / ".srdb" / "local.env")["SRDB_QUEUE_URL"]
+    try:
+        granted = srdb(stack, "grant", "--group", "everyone", "--queue", queue, "--db", "*", "--access", "read",
+                       "--format", "json")
+        assert granted.returncode == 0, granted.stderr
+        [group] = json.loads(granted.stdout)
+        assert group["group"] == "everyone" and group["access"] == "read" and group["queues"].startswith("arn:")
+        refused = srdb(stack, "query", "--db", "granted", "CREATE TABLE t (a)")
+        assert refused.returncode == 1
+        assert "Forbidden: access group everyone may only read database granted; this job writes" in refused.stderr
+        read = srdb(stack, "query", "--db", "granted", "SELECT 42 AS answer", "--format", "csv")
+        assert read.stdout.splitlines() == ["answer", "42"], read.stderr
+    finally:
+        assert srdb(stack, "revoke", "--group", "everyone").returncode == 0
+    assert srdb(stack, "grants").stdout.strip() == "no access groups: every queue may read and write every database"
+    assert srdb(stack, "query", "--db", "granted", "CREATE TABLE t (a)").returncode == 0
 
 
 def test_wait_on_many_jobs_and_formats_for_scripts(stack: Path) -> None:
