@@ -7,8 +7,11 @@ Registered under the URL scheme ``srdb://`` (an entry point), so after ``pip ins
 
 The query string takes any ``Settings`` field, plus ``as_of`` (a read-only engine on an old
 snapshot), ``timeout`` (seconds to wait for each job), ``job_timeout`` and ``create=false`` (writes to a
-database that does not exist fail instead of creating it). SQL is SQLite's; every
-statement SQLAlchemy executes is one srdb job, committed when it returns (see producer.dbapi).
+database that does not exist fail instead of creating it). SQL is SQLite's. Sessions and
+``engine.begin()`` run optimistic serializable transactions (producer.dbapi, producer.transaction):
+a rollback undoes what it should, and a commit that lost to another fails with
+``OperationalError`` (``SerializationFailure``). ``isolation_level="AUTOCOMMIT"`` makes every
+statement one job, committed when it returns.
 """
 
 from __future__ import annotations
@@ -55,15 +58,17 @@ class SrdbDialect(SQLiteDialect):
         return tuple(self.dbapi.sqlite_version_info)  # type: ignore[union-attr]
 
     def get_isolation_level(self, dbapi_connection: Any) -> IsolationLevel:
-        # Each statement is its own serializable job; there is no session level to read or set.
-        return "SERIALIZABLE"
+        # Transactions are optimistic and serializable (producer/transaction.py); AUTOCOMMIT makes
+        # every statement a job of its own, committed when it returns.
+        return "AUTOCOMMIT" if dbapi_connection.autocommit else "SERIALIZABLE"
 
     def get_isolation_level_values(self, dbapi_connection: Any) -> list[IsolationLevel]:
-        return ["SERIALIZABLE"]
+        return ["SERIALIZABLE", "AUTOCOMMIT"]
 
     def set_isolation_level(self, dbapi_connection: Any, level: Any) -> None:
-        if level != "SERIALIZABLE":
-            raise ValueError(f"srdb runs every job SERIALIZABLE; isolation level {level!r} is not available")
+        if level not in ("SERIALIZABLE", "AUTOCOMMIT"):
+            raise ValueError(f"srdb offers SERIALIZABLE (its transactions) and AUTOCOMMIT; not {level!r}")
+        dbapi_connection.autocommit = level == "AUTOCOMMIT"
 
     def do_ping(self, dbapi_connection: Any) -> bool:
         return not dbapi_connection.closed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +26,9 @@ from producer.bulk import (
     write_export,
 )
 from producer.protocol import Submission, prepare
+from producer.transaction import Transaction
 from shared.clients import Clients
-from shared.errors import QueueError, SrdbError
+from shared.errors import QueueError, SerializationFailure, SrdbError
 from shared.grants import Grants, GrantStore
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
@@ -190,6 +192,33 @@ class Client:
     def databases(self) -> list[DatabaseInfo]:
         """Every database: name, size, current version and the time of its last write."""
         return self.catalog.databases()
+
+    def transaction(self, database: str, *, timeout: float | None = 60.0, job_timeout: float | None = None,
+                    create: bool = True) -> Transaction:
+        """An optimistic transaction (``producer/transaction.py``): ``with client.transaction(db) as tx:``
+        runs ``tx.execute(...)`` inside it and commits when the block ends (rolls back if it raises);
+        the commit raises SerializationFailure when another commit got there first."""
+        return Transaction(self, database, timeout=timeout, job_timeout=job_timeout, create=create)
+
+    def run_transaction(self, database: str, work: Callable[[Transaction], T], *, attempts: int = 5,
+                        timeout: float | None = 60.0) -> T:
+        """Run ``work(tx)`` in a transaction and commit it, again from the start on SerializationFailure
+        (up to ``attempts`` times, with a short random pause between)."""
+        for attempt in range(1, attempts + 1):
+            tx = self.transaction(database, timeout=timeout)
+            try:
+                outcome = work(tx)
+                tx.commit()
+                return outcome
+            except SerializationFailure:
+                tx.rollback()
+                if attempt == attempts:
+                    raise
+                self.sleep(random.uniform(0.05, 0.2) * attempt)
+            except BaseException:
+                tx.rollback()
+                raise
+        raise AssertionError("unreachable")
 
     def grants(self) -> Grants:
         """The access groups and what each may read or write (``shared/grants.py``)."""

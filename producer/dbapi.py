@@ -1,9 +1,12 @@
 """A PEP 249 (DB-API 2.0) driver: srdb's job path behind ``connect``, ``cursor`` and ``execute``.
 
-Every ``execute`` is one job: submitted, awaited, and committed when it returns, so a read
-sees every write executed before it (the connection is in autocommit mode). ``commit()`` has
-nothing left to do; ``rollback()`` has nothing to undo outside a transaction block.
-``executemany`` sends one job with every parameter set: the batch path, one atomic job.
+As PEP 249 asks, a connection is transactional: the first ``execute`` begins an optimistic
+transaction (``producer/transaction.py``) whose statements run on its snapshot plus its own
+writes, visible to nobody else; ``commit()`` applies them if the database has not changed since
+the transaction began and raises ``SerializationFailure`` (an ``OperationalError``; run the
+transaction again) if it has; ``rollback()`` forgets them. With ``autocommit = True`` every
+``execute`` is one job, committed when it returns. ``executemany`` sends every parameter set in
+one job: the batch path.
 
 A block of statements runs as one atomic job inside ``with connection.transaction():`` (or
 ``cursor.executescript``): the statements are collected and sent when the block ends; if it
@@ -29,7 +32,8 @@ from typing import Any
 import sqlparse
 
 from producer.client import Client
-from shared.errors import NotConfigured, SrdbError, describe, error_class
+from producer.transaction import Transaction as OpenTransaction
+from shared.errors import JobFailed, NotConfigured, SrdbError, describe, error_class
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
 from shared.job.values import SqlValue, decode_row, encode_value
@@ -104,8 +108,15 @@ class NotSupportedError(DatabaseError):
     pass
 
 
+class SerializationFailure(OperationalError):
+    """The transaction's commit found the database changed since it began: nothing was applied;
+    roll back and run the transaction again (srdb extension)."""
+
+
 def _dbapi_class(error: type[SrdbError]) -> type[Error]:
     """The PEP 249 exception an srdb error names for itself (``SrdbError.dbapi``)."""
+    if error.__name__ == "SerializationFailure":
+        return SerializationFailure
     found = globals().get(error.dbapi)
     return found if isinstance(found, type) and issubclass(found, Error) else OperationalError
 
@@ -201,7 +212,7 @@ class Transaction:
 
 def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, timeout: float | None = 60.0,
             job_timeout: float | None = None, client: Client | None = None, settings: Settings | None = None,
-            on_wait: Callable[[JobResult], None] | None = None, create: bool = True,
+            on_wait: Callable[[JobResult], None] | None = None, create: bool = True, autocommit: bool = False,
             **overrides: Any) -> Connection:
     """Open a connection to ``database``. Settings come from ``settings``, ``overrides`` (the
     Settings field names: bucket, queue_url, endpoint_url, region...), ``SRDB_*`` variables or
@@ -209,7 +220,8 @@ def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, tim
     snapshot. ``timeout``: seconds to wait for each job; ``job_timeout``: each job's run budget;
     ``on_wait``: called with the job's status (QUEUED, then RUNNING with ``started_at``) on each poll once
     a wait has passed a second; ``create=False``: a write to a database that does not exist fails
-    (OperationalError, DatabaseNotFound) instead of creating it."""
+    (OperationalError, DatabaseNotFound) instead of creating it; ``autocommit=True``: each execute is
+    committed when it returns, instead of when ``commit()`` is called."""
     try:
         client = client or Client(settings, **overrides)
     except NotConfigured as exc:
@@ -221,7 +233,7 @@ def connect(database: str, *, as_of: AsOf | datetime.datetime | None = None, tim
     except SrdbError as exc:
         raise ProgrammingError(str(exc)) from exc
     return Connection(client, database, as_of=as_of, timeout=timeout, job_timeout=job_timeout, on_wait=on_wait,
-                      create=create)
+                      create=create, autocommit=autocommit)
 
 
 class Connection:
@@ -236,32 +248,65 @@ class Connection:
     InternalError = InternalError
     ProgrammingError = ProgrammingError
     NotSupportedError = NotSupportedError
+    SerializationFailure = SerializationFailure
 
     def __init__(self, client: Client, database: str, *, as_of: AsOf | datetime.datetime | None = None,
                  timeout: float | None = 60.0, job_timeout: float | None = None,
-                 on_wait: Callable[[JobResult], None] | None = None, create: bool = True) -> None:
+                 on_wait: Callable[[JobResult], None] | None = None, create: bool = True,
+                 autocommit: bool = False) -> None:
         self.client, self.database, self.as_of, self.create = client, database, as_of, create
         self.timeout, self.job_timeout, self.on_wait = timeout, job_timeout, on_wait
         self.closed = False
         self._transaction: Transaction | None = None
+        self._autocommit = autocommit
+        self._open: OpenTransaction | None = None  # the optimistic transaction autocommit off keeps
+
+    @property
+    def autocommit(self) -> bool:
+        """False (PEP 249's default): statements wait for commit(). An as_of connection only reads,
+        one job at a time, whatever this says."""
+        return self._autocommit
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        if value and self._open is not None:
+            self.commit()  # as sqlite3 does: turning autocommit on commits what is pending
+        self._autocommit = bool(value)
 
     def cursor(self) -> Cursor:
         self._check_open()
         return Cursor(self)
 
     def commit(self) -> None:
-        """Every execute was committed when it returned: nothing is pending outside a transaction block."""
+        """Apply the open transaction (SerializationFailure if the database changed since it began;
+        nothing is applied then). With autocommit on, nothing is pending."""
         self._check_open()
+        pending, self._open = self._open, None
+        if pending is not None:
+            try:
+                pending.commit()
+            except JobFailed as exc:
+                raise _dbapi_class(error_class(exc.error.get("type")))(describe(exc.error), job_id=exc.job_id,
+                                                                        error=exc.error) from exc
+            except SrdbError as exc:
+                raise _raised(exc) from exc
 
     def rollback(self) -> None:
-        """Inside a transaction block, drop the statements collected so far (nothing was sent).
-        Outside one, there is nothing to undo: each execute was committed when it returned."""
+        """Forget the open transaction (nothing of it was applied); inside a transaction block, drop
+        the statements collected so far (nothing was sent)."""
         self._check_open()
+        if self._open is not None:
+            self._open.rollback()
+            self._open = None
         if self._transaction is not None:
             self._transaction.statements.clear()
 
     def close(self) -> None:
+        """Close; an open transaction is rolled back (PEP 249)."""
         self._check_open()
+        if self._open is not None:
+            self._open.rollback()
+            self._open = None
         self.closed = True
 
     def __enter__(self) -> Connection:
@@ -277,6 +322,7 @@ class Connection:
         self._check_open()
         if self._transaction is not None:
             raise ProgrammingError("transaction blocks do not nest")
+        self.commit()  # what the open transaction holds comes first (as sqlite3's executescript does)
         block = self._transaction = Transaction()
         try:
             yield block
@@ -291,6 +337,8 @@ class Connection:
 
     def run_statements(self, statements: list[tuple[str, JsonParams]]) -> JobResult:
         self._check_writable("a transaction block or script")
+        if self._transaction is None:
+            self.commit()  # a script outside a block: the open transaction's statements come first
         return self._run(lambda: self.client.submit_statements(
             self.database, [(sql, params) for sql, params in statements], timeout=self.job_timeout,
             create=self.create))
@@ -303,6 +351,8 @@ class Connection:
                                         "or executemany outside the block (it is one atomic job already)")
             self._transaction.statements.append((sql, params))
             return JobResult("", JobState.QUEUED)
+        if not self._autocommit and self.as_of is None:
+            return self._in_transaction(sql, params, many)
         if many is not None:
             self._check_writable("executemany")
             return self._run(lambda: self.client.submit_many(self.database, sql, many, timeout=self.job_timeout,
@@ -310,6 +360,19 @@ class Connection:
         return self._run(lambda: self.client.submit(self.database, sql, params, timeout=self.job_timeout,
                                                     as_of=self.as_of, read_only=self.as_of is not None,
                                                     create=self.create))
+
+    def _in_transaction(self, sql: str, params: JsonParams, many: list[JsonParams] | None) -> JobResult:
+        self._check_open()
+        if self._open is None:
+            self._open = self.client.transaction(self.database, timeout=self.timeout, job_timeout=self.job_timeout,
+                                                 create=self.create)
+        try:
+            return self._open.executemany(sql, many) if many is not None else self._open.execute(sql, params)
+        except JobFailed as exc:
+            raise _dbapi_class(error_class(exc.error.get("type")))(describe(exc.error), job_id=exc.job_id,
+                                                                    error=exc.error) from exc
+        except SrdbError as exc:
+            raise _raised(exc) from exc
 
     def _run(self, submit: Any) -> JobResult:
         self._check_open()

@@ -86,6 +86,11 @@ class Cancelled(UserError):
     """The job was cancelled while it ran: interrupted, and nothing it did was committed."""
 
 
+class SerializationFailure(UserError):
+    """An interactive transaction's commit found the database changed since the transaction began:
+    nothing of it was applied, and running the whole transaction again is the way on."""
+
+
 class MemoryLimit(UserError):
     """The job needed more memory than SQLite may take in a worker (``SRDB_SQLITE_HEAP_LIMIT``)."""
 

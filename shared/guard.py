@@ -89,6 +89,8 @@ class Guard:
     wrote: bool = False
     # Set from another thread (worker.progress) when the job's owner cancels it while it runs.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # A transaction's preview: it may write, on a scratch copy that is thrown away after.
+    scratch: bool = False
 
     def install(self, conn: sqlite3.Connection) -> None:
         conn.set_authorizer(self.authorize)

@@ -116,6 +116,7 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
                     changed = conn.total_changes - before
                 rowcount += max(changed, 0)
                 last = index == len(job.statements) - 1
+                fetched = 0
                 if cursor.description is not None:
                     columns = [d[0] for d in cursor.description]
                     seen = ValueTypes(len(columns))
@@ -123,8 +124,12 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
                     if last:
                         rowcount = fetched if guard.read_only else max(rowcount, fetched)
                         types = merge(_declared(conn, guard, statement.sql, len(columns)), seen.found)
+                if last and job.transaction is not None:
+                    # A transaction's statement counts alone: the ones before it ran before, in earlier previews.
+                    rowcount = fetched if cursor.description is not None else max(changed, 0)
             except sqlite3.Error as exc:
-                raise job_error(exc, guard, index if len(job.statements) > 1 else None, budget) from None
+                raise job_error(exc, guard, index if len(job.statements) > 1 and job.transaction is None else None,
+                                budget) from None
         rows, parts = sink.finish()
         columns = columns if cursor.description is not None else []
         lastrowid = None if guard.read_only else cursor.lastrowid
@@ -161,8 +166,9 @@ def _incremental_vacuum(conn: sqlite3.Connection, guard: Guard, cursor: sqlite3.
 
 
 def _declared(conn: sqlite3.Connection, guard: Guard, sql: str, width: int) -> list[str]:
-    """Declared column types on the read path; a write's rows (RETURNING) are typed by their values."""
-    if not guard.read_only:
+    """Declared column types on the read path and in previews (a scratch copy: the view made to
+    learn them stays nowhere); a write's rows (RETURNING) are typed by their values."""
+    if not guard.read_only and not guard.scratch:
         return [""] * width
     with guard.suspended():
         return declared_types(conn, sql, width)

@@ -88,7 +88,9 @@ class Parser:
             return Ignored(record, f"job {job.job_id} is {current.state.value} already")  # CANCELLED stops here
         try:
             self._check(job)
-            read = job.read_only or job.as_of is not None or is_read_job(job)
+            # A transaction's preview commits nothing: it runs beside the reads, on a scratch copy.
+            read = (job.read_only or job.as_of is not None or is_read_job(job) if job.transaction is None
+                    else job.transaction.preview)
             self._grants().check(record.source, record.sender, job.database, writes=not read)
         except UserError as exc:
             return Refusal(record, job.job_id, exc, etag=etag, digest=digest)

@@ -1,10 +1,13 @@
 """Stage three: one database's read jobs, run concurrently, each on its own read-only connection to
-the local copy (or to an old snapshot, for reads ``as_of`` it)."""
+the local copy (or to an old snapshot, for reads ``as_of`` it); and interactive transactions'
+previews, each on a scratch copy of the transaction's base snapshot that is thrown away after."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from shared.errors import InfrastructureError, StorageError, UserError, VersionNotFound, no_version_yet
 from shared.guard import Guard, open_job_connection
+from shared.job.classify import is_read_job
 from shared.job.model import AsOf, Job, as_of_point
 from shared.snapshot.history import History
 from shared.snapshot.manifest import Manifest
@@ -22,6 +26,8 @@ from worker.execute import Outcome, run_job
 from worker.results import ResultSink
 from worker.verdicts import Deferred, Done, GroupResult, Task, Verdict, deferred
 from worker.writes import OUT_OF_TIME
+
+SCRATCH = ".scratch"  # under the cache folder: previews' copies, each removed when its preview ends
 
 
 class ReadStage:
@@ -38,22 +44,93 @@ class ReadStage:
     ) -> None:
         self.store, self.history, self.concurrency = store, history, concurrency
         self.sink, self.budget, self.now, self.watch = sink, budget, now, watch
+        shutil.rmtree(store.cache_dir / SCRATCH, ignore_errors=True)  # what a process that died left
 
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
+        previews = [t for t in tasks if t.job.transaction is not None]
+        tasks = [t for t in tasks if t.job.transaction is None]
         try:
             with self.store.reader(database) as snapshot:
+                verdicts: dict[str, Verdict] = self._previews(database, previews, snapshot.path, snapshot.manifest)
                 if snapshot.manifest is None:
-                    return GroupResult(self._no_version_yet(database, tasks))
+                    return GroupResult({**verdicts, **self._no_version_yet(database, tasks)})
                 by_as_of: dict[AsOf | None, list[Task]] = defaultdict(list)
                 for task in tasks:
                     by_as_of[task.job.as_of].append(task)
-                verdicts: dict[str, Verdict] = {}
                 for as_of, group in by_as_of.items():
                     verdicts.update(self._as_of(database, as_of, group, snapshot.path, snapshot.version,
                                                 snapshot.manifest))
                 return GroupResult(verdicts)
         except InfrastructureError as exc:
-            return GroupResult(deferred(tasks, exc))
+            return GroupResult(deferred(previews + tasks, exc))
+
+    def _previews(self, database: str, tasks: list[Task], path: Path, current: Manifest | None) -> dict[str, Verdict]:
+        """Each preview on its transaction's base: the current snapshot (base None), an empty database
+        (base 0: the transaction began before the database existed), or an old snapshot."""
+        by_base: dict[int | None, list[Task]] = defaultdict(list)
+        for task in tasks:
+            assert task.job.transaction is not None
+            by_base[task.job.transaction.base].append(task)
+        version = current.version if current is not None else 0
+        verdicts: dict[str, Verdict] = {}
+        for base, group in by_base.items():
+            if base is None or base == version or base == 0:
+                at = path if current is not None and base != 0 else None
+                found = self._scratch(at, version if at is not None else 0, group)
+                verdicts.update(found if at is not None else _explained(found, no_version_yet(database)))
+            else:
+                try:
+                    if current is None:
+                        raise VersionNotFound(f"database {database} has no version {base}: it does not exist")
+                    old = self.history.resolve(database, base, current)
+                    at = self.store.materialize(database, old)
+                except UserError as exc:
+                    verdicts.update({t.record.message_id: Done(Outcome.failed(t.job.job_id, exc), None, self.now())
+                                     for t in group})
+                    continue
+                except (InfrastructureError, OSError) as exc:
+                    verdicts.update(deferred(group, exc if isinstance(exc, InfrastructureError)
+                                             else StorageError(str(exc))))
+                    continue
+                verdicts.update(self._scratch(at, base, group))
+        return verdicts
+
+    def _scratch(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
+        """Run each preview on its own copy of ``path`` (None: an empty database), then drop the copy;
+        a preview whose statements only read needs no copy, and reads ``path`` itself."""
+        reading = [t for t in tasks if _reads_only(t.job)]
+        writing = [t for t in tasks if not _reads_only(t.job)]
+        verdicts = self._read_file(path, version, reading) if reading else {}
+        return {**verdicts, **self._copies(path, version, writing)} if writing else verdicts
+
+    def _copies(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
+
+        def preview(task: Task) -> Verdict:
+            budget = self.budget(task.job)
+            if budget is None:
+                return Deferred(OUT_OF_TIME)
+            started = self.now()
+            scratch = self.store.cache_dir / SCRATCH / f"{task.job.job_id}-{uuid.uuid4().hex}.sqlite"
+            with self.watch(task) as cancelled:
+                guard = Guard(read_only=False, cancelled=cancelled, scratch=True)
+                try:
+                    scratch.parent.mkdir(parents=True, exist_ok=True)
+                    if path is not None:
+                        shutil.copyfile(path, scratch)
+                    conn = open_job_connection(scratch, guard)
+                    conn.execute("PRAGMA synchronous = OFF")
+                    conn.execute("BEGIN IMMEDIATE")
+                except (sqlite3.Error, OSError) as exc:
+                    scratch.unlink(missing_ok=True)
+                    return Deferred(StorageError(f"a transaction's scratch copy: {exc}"))
+                try:
+                    return Done(run_job(conn, guard, task.job, self.sink(task.job), budget=budget), version, started)
+                finally:
+                    conn.close()  # the transaction was never committed: nothing of the preview stays
+                    scratch.unlink(missing_ok=True)
+
+        with ThreadPoolExecutor(max(1, min(self.concurrency, len(tasks)))) as pool:
+            return dict(zip((t.record.message_id for t in tasks), pool.map(preview, tasks), strict=True))
 
     def _as_of(self, database: str, as_of: AsOf | None, tasks: list[Task], path: Path, version: int,
                current: Manifest) -> dict[str, Verdict]:
@@ -76,11 +153,7 @@ class ReadStage:
         verdicts: dict[str, Verdict] = {
             t.record.message_id: Done(Outcome.failed(t.job.job_id, VersionNotFound(why)), None, self.now())
             for t in old}
-        for message_id, verdict in self._read_file(None, 0, [t for t in tasks if t.job.as_of is None]).items():
-            if isinstance(verdict, Done) and verdict.outcome.error is not None:
-                error = {**verdict.outcome.error, "message": f"{verdict.outcome.error['message']} ({why})"}
-                verdict = replace(verdict, outcome=replace(verdict.outcome, error=error))
-            verdicts[message_id] = verdict
+        verdicts.update(_explained(self._read_file(None, 0, [t for t in tasks if t.job.as_of is None]), why))
         return verdicts
 
     def _read_file(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
@@ -106,3 +179,21 @@ class ReadStage:
 
         with ThreadPoolExecutor(max(1, min(self.concurrency, len(tasks)))) as pool:
             return dict(zip((t.record.message_id for t in tasks), pool.map(read, tasks), strict=True))
+
+
+def _explained(verdicts: dict[str, Verdict], why: str) -> dict[str, Verdict]:
+    """Failures on an empty database say why it is empty."""
+    out: dict[str, Verdict] = {}
+    for message_id, verdict in verdicts.items():
+        if isinstance(verdict, Done) and verdict.outcome.error is not None:
+            error = {**verdict.outcome.error, "message": f"{verdict.outcome.error['message']} ({why})"}
+            verdict = replace(verdict, outcome=replace(verdict.outcome, error=error))
+        out[message_id] = verdict
+    return out
+
+
+def _reads_only(job: Job) -> bool:
+    try:
+        return is_read_job(job)
+    except UserError:
+        return False

@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import InternalError, SqlError
+from shared.errors import InternalError, SerializationFailure, SqlError
 from shared.guard import Guard, open_job_connection
 from shared.job.model import Job
 from shared.job.result import ResultPart
@@ -64,10 +64,13 @@ def apply_writes(
     now: Callable[[], float] = time.time,
     watch: Callable[[Job], AbstractContextManager[threading.Event]] | None = None,
     load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None = None,
+    version: int = 0,
 ) -> Applied:
-    """Run ``jobs`` in order on the local copy at ``path``. ``budget(job)``: the seconds the job may
-    run, or None when the batch has no time left to start it. ``watch(job)``: held while the job runs;
-    its event is set when the job is cancelled (worker.progress). ``load``: runs a load job (worker.load)."""
+    """Run ``jobs`` in order on the local copy at ``path``, which holds snapshot ``version``.
+    ``budget(job)``: the seconds the job may run, or None when the batch has no time left to start it.
+    ``watch(job)``: held while the job runs; its event is set when the job is cancelled
+    (worker.progress). ``load``: runs a load job (worker.load). A transaction's commit applies only
+    while the database is still its base: that version, and nothing written before it in this group."""
     watching = watch or (lambda job: nullcontext(threading.Event()))
     anchor = sqlite3.connect(path, isolation_level=None)
     try:
@@ -80,8 +83,14 @@ def apply_writes(
             seconds = budget(job)
             if seconds is None:
                 break
+            stale = None
+            if job.transaction is not None and (changed or job.transaction.base != version):
+                stale = SerializationFailure(
+                    f"database {job.database} changed since this transaction began at version "
+                    f"{job.transaction.base} (it is at {version}{' and written since' if changed else ''}): "
+                    "nothing of the transaction was applied; run it again")
             with watching(job) as cancelled:
-                outcome = _apply_one(path, job, make_sink(job), seconds, now, cancelled, load)
+                outcome = _apply_one(path, job, make_sink(job), seconds, now, cancelled, load, stale)
             outcomes[job.job_id] = outcome
             changed = changed or (outcome.ok and not outcome.replayed and not outcome.read_only)
         if changed:
@@ -97,7 +106,8 @@ def apply_writes(
 
 def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Callable[[], float],
                cancelled: threading.Event,
-               load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None) -> Outcome:
+               load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None,
+               stale: SerializationFailure | None = None) -> Outcome:
     guard = Guard(read_only=False, cancelled=cancelled)
     conn = open_job_connection(path, guard)
     try:
@@ -111,6 +121,9 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         if recorded:
             conn.execute("ROLLBACK")
             return _replay(job.job_id, recorded[0])
+        if stale is not None:  # checked after the record: a redelivered commit that applied gets its outcome
+            conn.execute("ROLLBACK")
+            return Outcome.failed(job.job_id, stale)
         if is_vacuum(job):
             conn.execute("ROLLBACK")
             return _vacuum(conn, guard, job, seconds, now)

@@ -86,7 +86,7 @@ class WriteStage:
                 tasks = [t for t in tasks if t.job.may_create]
             by_id = {t.job.job_id: t for t in tasks}
             applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now,
-                                   lambda job: self.watch(by_id[job.job_id]), self.loader.run)
+                                   lambda job: self.watch(by_id[job.job_id]), self.loader.run, writer.version)
             self.crash("before_commit")
             version = writer.version
             committed: list[str] = []

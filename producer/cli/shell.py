@@ -12,6 +12,7 @@ script (unless ``.bail off``) with exit status 1, naming the line it happened ne
 
 from __future__ import annotations
 
+import re
 import shlex
 import sqlite3
 import sys
@@ -25,7 +26,8 @@ from producer.cli.output import MODES, rows_text
 from producer.cli.sqltext import statements_of
 from producer.cli.waiting import Speaker
 from producer.client import Client
-from shared.errors import JobFailed, SrdbError, describe
+from producer.transaction import Transaction
+from shared.errors import JobFailed, SerializationFailure, SrdbError, describe
 from shared.job.classify import is_read_statement
 from shared.job.model import AsOf, Job
 from shared.job.result import JobResult, JobState
@@ -50,8 +52,12 @@ HELP = """\
 .timer on|off           print each statement's time (now: {timer})
 .as_of VERSION|TIME|off read an old snapshot (now: {as_of})
 .read FILE              run the statements in FILE
+BEGIN; … COMMIT; or ROLLBACK;  a transaction: its statements see its writes, nobody else does until
+                        COMMIT, which fails (SerializationFailure) if another write committed first
 .quit                   leave (Ctrl-D does too)
 SQL ends with ; and may span lines. Ctrl-C cancels a wait, or drops the statement being typed."""
+_TX_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|END|ROLLBACK)(?:\s+(?:DEFERRED|IMMEDIATE|EXCLUSIVE))?"
+                         r"(?:\s+TRANSACTION)?\s*;?\s*", re.IGNORECASE)
 SCHEMA_SQL = ("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL "
               "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_srdb_%'")
 
@@ -74,6 +80,7 @@ class Shell:
         self.once = False  # .once FILE: back to the screen after one result
         self.failed = False
         self.line_number = 0
+        self.tx: Transaction | None = None  # BEGIN … COMMIT: an optimistic transaction (producer/transaction.py)
 
     @property
     def out(self) -> TextIO:
@@ -138,6 +145,11 @@ class Shell:
                 return
 
     def run_statement(self, sql: str) -> bool:
+        control = _TX_CONTROL.fullmatch(sql)
+        if control is not None:
+            return self._control(control.group(1).upper())
+        if self.tx is not None:
+            return self._in_transaction(sql)
         started = time.monotonic()
         job_id = new_job_id()  # known before it is sent, so Ctrl-C at any point can cancel it
         try:
@@ -156,6 +168,41 @@ class Shell:
             snapshot = f", snapshot v{result.version}" if result.version is not None else ""
             self.say(f"Run Time: total {total:.3f}s, in the worker {worker:.3f}s{snapshot}")
         return ok
+
+    def _control(self, word: str) -> bool:
+        """BEGIN, COMMIT (END) and ROLLBACK, as SQLite's shell takes them."""
+        if word == "BEGIN":
+            if self.tx is not None:
+                return self.error("cannot start a transaction within a transaction")
+            if self.as_of is not None:
+                return self.error("a transaction writes: turn .as_of off first")
+            self.tx = self.client.transaction(self.database, timeout=self.timeout, job_timeout=self.job_timeout)
+            return True
+        tx, self.tx = self.tx, None
+        if tx is None:
+            return self.error(f"cannot {word.lower()} - no transaction is active")
+        if word == "ROLLBACK":
+            tx.rollback()
+            return True
+        try:
+            tx.commit()
+        except SerializationFailure as exc:
+            return self.error(f"SerializationFailure: {exc}")
+        except SrdbError as exc:
+            return self.error(f"{exc.type}: {exc}")
+        return True
+
+    def _in_transaction(self, sql: str) -> bool:
+        assert self.tx is not None
+        try:
+            result = self.tx.execute(sql)
+        except KeyboardInterrupt:
+            return self.error("interrupted; the statement is not part of the transaction")
+        except JobFailed as exc:
+            return self.error(describe(exc.error))
+        except SrdbError as exc:
+            return self.error(f"{exc.type}: {exc}")
+        return self.show(result)
 
     def _cancel(self, job_id: str, sql: str) -> bool:
         try:
@@ -384,8 +431,8 @@ class Shell:
 
     @property
     def prompt(self) -> str:
-        """``srdb:shop> ``; ``srdb:shop@41> `` while reading an old snapshot."""
-        return f"srdb:{self.database}{'' if self.as_of is None else f'@{self.as_of}'}> "
+        """``srdb:shop> ``; ``srdb:shop@41> `` while reading an old snapshot; ``srdb:shop*> `` in a transaction."""
+        return f"srdb:{self.database}{'' if self.as_of is None else f'@{self.as_of}'}{'*' if self.tx else ''}> "
 
     def _load_history(self) -> None:
         try:

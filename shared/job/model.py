@@ -25,7 +25,7 @@ JsonParams = list[Any] | dict[str, Any]
 Params = list[SqlValue] | dict[str, SqlValue]
 JobKind = Literal["sql", "statements", "many", "load"]
 _FIELDS = {"v", "job_id", "database", "sql", "params", "statements", "param_sets", "load",
-           "reply_to", "submitted_at", "read_only", "timeout", "as_of", "create"}
+           "reply_to", "submitted_at", "read_only", "timeout", "as_of", "create", "transaction"}
 AsOf = int | str
 
 
@@ -55,6 +55,35 @@ class Statement:
 
 
 @dataclass(frozen=True)
+class TxStep:
+    """A job's part in an interactive transaction (producer/transaction.py).
+
+    ``preview``: run the transaction's statements so far on snapshot ``base`` (None: the current one,
+    which then becomes the transaction's base) and return the last one's result, committing nothing.
+    Otherwise the commit: apply the statements, under the lock, only if the database is still at
+    ``base``; if anything committed since, fail ``SerializationFailure`` and apply nothing."""
+
+    base: int | None
+    preview: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"base": self.base, "preview": self.preview}
+
+    @classmethod
+    def from_json(cls, doc: object) -> TxStep:
+        if not isinstance(doc, dict) or not set(doc) <= {"base", "preview"} or "preview" not in doc:
+            raise InvalidJob("transaction must be an object with preview (true or false) and base")
+        base, preview = doc.get("base"), doc["preview"]
+        if not isinstance(preview, bool):
+            raise InvalidJob("transaction.preview must be true or false")
+        if base is not None and (isinstance(base, bool) or not isinstance(base, int) or base < 0):
+            raise InvalidJob("transaction.base must be a snapshot version (an integer from 0)")
+        if base is None and not preview:
+            raise InvalidJob("a transaction's commit names its base version")
+        return cls(base, preview)
+
+
+@dataclass(frozen=True)
 class Job:
     """What a client submits. ``kind`` records which of the three shapes it arrived in."""
 
@@ -71,6 +100,7 @@ class Job:
     # False: a write to a database that does not exist fails (DatabaseNotFound) instead of creating it.
     may_create: bool = True  # "create" in the job document
     load: LoadSpec | None = None  # a bulk load (COPY): files in S3 into a table, in this job's transaction
+    transaction: TxStep | None = None  # a step of an interactive transaction: a preview or the commit
     v: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -82,6 +112,7 @@ class Job:
         params: JsonParams | None = None,
         *,
         statements: list[tuple[str, JsonParams | None]] | None = None,
+        statement_sets: list[tuple[str, list[JsonParams]]] | None = None,
         param_sets: list[JsonParams] | None = None,
         job_id: str | None = None,
         reply_to: str | None = None,
@@ -90,6 +121,7 @@ class Job:
         as_of: AsOf | datetime | None = None,
         create: bool = True,
         load: LoadSpec | None = None,
+        transaction: TxStep | None = None,
         now: datetime | None = None,
     ) -> Job:
         """Build a job from client arguments, with the same checks a worker applies."""
@@ -103,6 +135,8 @@ class Job:
             doc["load"] = load.to_json()
         elif statements is not None:
             doc["statements"] = [{"sql": s, "params": p if p is not None else []} for s, p in statements]
+        elif statement_sets is not None:  # each statement with its parameter sets (executemany in a transaction)
+            doc["statements"] = [_statement_doc(s, sets) for s, sets in statement_sets]
         else:
             doc["sql"] = sql
             if param_sets is not None:
@@ -118,6 +152,8 @@ class Job:
             doc["read_only"] = True
         if not create:
             doc["create"] = False
+        if transaction is not None:
+            doc["transaction"] = transaction.to_json()
         return cls.from_json(doc)
 
     @classmethod
@@ -147,19 +183,16 @@ class Job:
         reply_to = doc.get("reply_to")
         if reply_to is not None and (not isinstance(reply_to, str) or not reply_to.startswith(("https://", "http://"))):
             raise InvalidJob("reply_to must be an SQS queue URL")
-        read_only = doc.get("read_only", False)
-        if not isinstance(read_only, bool):
-            raise InvalidJob("read_only must be true or false")
+        read_only = _flag(doc, "read_only", False)
         timeout = doc.get("timeout")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT_SECONDS
         ):
             raise InvalidJob(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]")
-        create = doc.get("create", True)
-        if not isinstance(create, bool):
-            raise InvalidJob("create must be true or false")
+        create = _flag(doc, "create", True)
         job = cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
-                  float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")), create, load)
+                  float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")), create, load,
+                  _transaction(doc))
         try:
             job.digest()  # computed once here; it also proves every text encodes as UTF-8
         except UnicodeEncodeError as exc:
@@ -181,7 +214,7 @@ class Job:
         if self.load is not None:
             doc["load"] = self.load.to_json()
         elif self.kind == "statements":
-            doc["statements"] = [{"sql": s.sql, "params": s.param_sets[0]} for s in self.statements]
+            doc["statements"] = [_statement_doc(s.sql, list(s.param_sets)) for s in self.statements]
         elif self.kind == "many":
             doc["sql"] = self.statements[0].sql
             doc["param_sets"] = list(self.statements[0].param_sets)
@@ -199,6 +232,8 @@ class Job:
             doc["as_of"] = self.as_of
         if not self.may_create:
             doc["create"] = False
+        if self.transaction is not None:
+            doc["transaction"] = self.transaction.to_json()
         return doc
 
     def digest(self) -> str:
@@ -217,6 +252,21 @@ class Job:
         what = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         text = f'{what[:-1]},"submitted_at":{json.dumps(submitted_at, ensure_ascii=False)}}}'
         return text, hashlib.sha256(what.encode()).hexdigest()
+
+
+def _flag(doc: dict[str, Any], name: str, default: bool) -> bool:
+    value = doc.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidJob(f"{name} must be true or false")
+    return value
+
+
+def _transaction(doc: dict[str, Any]) -> TxStep | None:
+    if "transaction" not in doc:
+        return None
+    if any(name in doc for name in ("load", "as_of", "read_only")):
+        raise InvalidJob("a transaction's job has no load, as_of or read_only (its base is its snapshot)")
+    return TxStep.from_json(doc["transaction"])
 
 
 def _required(doc: dict[str, Any], name: str) -> Any:
@@ -291,10 +341,18 @@ def _statements(doc: dict[str, Any]) -> tuple[JobKind, tuple[Statement, ...]]:
             raise InvalidJob(f"statements must be a list of 1 to {MAX_STATEMENTS} objects")
         out = []
         for i, item in enumerate(items):
-            if not isinstance(item, dict) or not set(item) <= {"sql", "params"}:
-                raise InvalidJob(f"statements[{i}] must be an object with sql and optional params")
+            if not isinstance(item, dict) or not set(item) <= {"sql", "params", "param_sets"} or (
+                    "params" in item and "param_sets" in item):
+                raise InvalidJob(f"statements[{i}] must be an object with sql and optional params or param_sets")
             sql = _sql(item.get("sql"), f"statements[{i}].sql")
-            out.append(Statement.checked(sql, [item.get("params", [])], f"statements[{i}].params"))
+            if "param_sets" in item:
+                sets = item["param_sets"]
+                if not isinstance(sets, list) or not 1 <= len(sets) <= MAX_PARAM_SETS:
+                    raise InvalidJob(f"statements[{i}].param_sets must be a list of 1 to {MAX_PARAM_SETS} "
+                                     "parameter lists")
+                out.append(Statement.checked(sql, sets, f"statements[{i}].param_sets[{{}}]"))
+            else:
+                out.append(Statement.checked(sql, [item.get("params", [])], f"statements[{i}].params"))
         return "statements", tuple(out)
     sql = _sql(doc["sql"], "sql")
     if "param_sets" in doc:
@@ -305,6 +363,12 @@ def _statements(doc: dict[str, Any]) -> tuple[JobKind, tuple[Statement, ...]]:
             raise InvalidJob(f"param_sets must be a list of 1 to {MAX_PARAM_SETS} parameter lists")
         return "many", (Statement.checked(sql, sets, "param_sets[{}]"),)
     return "sql", (Statement.checked(sql, [doc.get("params", [])], "params"),)
+
+
+def _statement_doc(sql: str, sets: list[JsonParams]) -> dict[str, Any]:
+    """A statement of a ``statements`` job: one parameter set as ``params`` (as every job before
+    transactions had it, so their digests are unchanged), several as ``param_sets``."""
+    return {"sql": sql, "params": sets[0]} if len(sets) == 1 else {"sql": sql, "param_sets": sets}
 
 
 def _plain(values: list[Any]) -> bool:

@@ -24,9 +24,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+import producer.dbapi as srdb
 from shared.settings import ENV_PREFIX, Settings
 
 VALUES = [
@@ -135,3 +136,50 @@ def test_pandas_round_trip_of_100000_rows(engine: Engine) -> None:
     back = pd.read_sql("SELECT * FROM frame ORDER BY id", engine)
     pd.testing.assert_frame_equal(back, frame, check_dtype=False)
     assert back["big"].iloc[-1] == (n - 1) * 2**33
+
+
+def rollback_script(engine: Engine) -> list[str]:
+    """The same unit-of-work script the issue ran against sqlite:/// and srdb:///."""
+    people = Table("people", MetaData(), Column("id", Integer, primary_key=True), Column("name", String, unique=True))
+    people.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.execute(insert(people).values(name="bob"))
+        session.commit()
+        session.execute(insert(people).values(name="carl"))
+        session.flush()
+        session.rollback()  # a flushed insert, rolled back
+        session.execute(insert(people).values(name="dave"))
+        with pytest.raises(IntegrityError):
+            session.execute(insert(people).values(name="bob"))
+        session.rollback()  # an IntegrityError, then rollback: dave goes too
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.execute(insert(people).values(name="eve"))
+        raise RuntimeError("an exception inside engine.begin()")
+    with engine.connect() as conn:
+        return [row[0] for row in conn.execute(select(people.c.name).order_by(people.c.id))]
+
+
+def test_rollback_ends_as_on_sqlite(engine: Engine, tmp_path: Any) -> None:
+    on_sqlite = rollback_script(create_engine(f"sqlite:///{tmp_path / 'plain.db'}"))
+    assert on_sqlite == ["bob"]
+    assert rollback_script(engine) == on_sqlite
+
+
+def test_a_serialization_failure_is_an_operational_error_and_autocommit_stays_available(
+        engine: Engine, settings: Settings) -> None:
+    counter = Table("counter", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
+    counter.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(counter).values(id=1, n=0))
+    with pytest.raises(OperationalError) as caught, engine.begin() as first:
+        first.execute(select(counter.c.n)).scalar_one()
+        first.execute(counter.update().values(n=counter.c.n + 1))
+        with engine.begin() as second:  # commits first: the other transaction's base is gone
+            second.execute(counter.update().values(n=counter.c.n + 10))
+    assert isinstance(caught.value.orig, srdb.SerializationFailure)
+    assert "run it again" in str(caught.value.orig)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        conn.execute(counter.update().values(n=counter.c.n + 100))
+    with engine.connect() as conn:
+        assert conn.execute(select(counter.c.n)).scalar_one() == 110

@@ -92,3 +92,20 @@ def test_the_prompt_shows_as_of_mode_and_a_bad_as_of_is_refused(shell: pexpect.s
     shell.expect_exact("srdb:sh@1> ")
     run(shell, ".as_of off")
     assert "│        0 │" in run(shell, "SELECT count(*) FROM v;")
+
+
+def test_begin_commit_and_rollback_at_the_prompt(shell: pexpect.spawn) -> None:
+    run(shell, "CREATE TABLE tx (n);")
+    shell.sendline("BEGIN;")
+    shell.expect_exact("srdb:sh*> ")
+    shell.sendline("INSERT INTO tx VALUES (1);")
+    shell.expect_exact("srdb:sh*> ")
+    shell.sendline("SELECT count(*) AS c FROM tx;")
+    shell.expect_exact("srdb:sh*> ")
+    assert "│ 1 │" in str(shell.before)  # the transaction sees its own write
+    run(shell, "ROLLBACK;")
+    assert "│ 0 │" in run(shell, "SELECT count(*) AS c FROM tx;")
+    shell.sendline("BEGIN; INSERT INTO tx VALUES (2); COMMIT;")
+    shell.expect_exact(PROMPT)
+    assert "│ 2 │" in run(shell, "SELECT n FROM tx;")
+    assert "no transaction is active" in run(shell, "COMMIT;")

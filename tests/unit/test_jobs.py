@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidJob
-from shared.job.model import MAX_SQL_CHARS, Job
+from shared.job.model import MAX_SQL_CHARS, Job, TxStep
 from shared.job.values import decode_value, encode_value
 from shared.names import check_database, new_job_id
 
@@ -113,3 +113,31 @@ def test_the_digest_names_what_a_job_does_not_when_it_was_sent() -> None:
     assert one.digest() == again.digest() != other.digest()
     assert Job.from_text(one.to_text()) == one
     assert Job.from_text(one.to_text()).submitted_at == "2026-01-01T00:00:00.000+00:00"
+
+
+@pytest.mark.parametrize(("transaction", "extra", "message"), [
+    ({"base": None, "preview": False}, {}, "a transaction's commit names its base version"),
+    ({"base": -1, "preview": True}, {}, "transaction.base must be a snapshot version"),
+    ({"base": True, "preview": True}, {}, "transaction.base must be a snapshot version"),
+    ({"base": 1}, {}, "transaction must be an object with preview"),
+    ({"base": 1, "preview": "yes"}, {}, "transaction.preview must be true or false"),
+    ({"base": 1, "preview": True, "extra": 1}, {}, "transaction must be an object"),
+    ([], {}, "transaction must be an object"),
+    ({"base": 1, "preview": True}, {"as_of": 1}, "a transaction's job has no load, as_of or read_only"),
+    ({"base": 1, "preview": True}, {"read_only": True}, "a transaction's job has no load, as_of or read_only"),
+])
+def test_a_malformed_transaction_step_is_refused(transaction: Any, extra: dict[str, Any], message: str) -> None:
+    doc = {"v": 1, "job_id": "j1", "database": "d", "sql": "SELECT 1", "transaction": transaction, **extra}
+    with pytest.raises(InvalidJob, match=message):
+        Job.from_json(doc)
+
+
+def test_statements_with_parameter_sets_round_trip_and_one_set_keeps_the_old_digest() -> None:
+    job = Job.create("d", statement_sets=[("INSERT INTO t VALUES (?)", [[1], [2]]), ("SELECT ?", [[3]])],
+                     transaction=TxStep(4, preview=True))
+    assert Job.from_text(job.to_text()) == job
+    assert job.to_json()["statements"] == [{"sql": "INSERT INTO t VALUES (?)", "param_sets": [[1], [2]]},
+                                           {"sql": "SELECT ?", "params": [3]}]
+    plain = Job.create("d", statements=[("SELECT ?", [3])], job_id="same")
+    again = Job.create("d", statement_sets=[("SELECT ?", [[3]])], job_id="same")
+    assert plain.digest() == again.digest()
