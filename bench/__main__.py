@@ -18,7 +18,7 @@ from typing import Any
 from bench import scenarios
 from bench.harness import AWS_LATENCY, Bench, moto_server
 
-SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read", "storage")
+SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read", "storage", "transactions")
 
 
 def machine(latency: bool) -> dict[str, Any]:
@@ -55,6 +55,8 @@ def main() -> int:
                                                        repeats=2 if args.quick else 5),
             "warm-read": lambda: scenarios.warm_read(bench, tmp, reads=20 if args.quick else 200),
             "storage": lambda: scenarios.storage(bench, tmp, mib=4 if args.quick else 32),
+            "transactions": lambda: scenarios.transactions(bench, tmp, count=10 if args.quick else 50,
+                                                           mib=1 if args.quick else 8),
         }
         for name in args.only:
             result = runs[name]()

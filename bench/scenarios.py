@@ -231,6 +231,57 @@ def warm_read(bench: Bench, tmp: str, reads: int = 200) -> dict[str, Any]:
             "target": "0 bytes downloaded, p50 < 100 ms"}
 
 
+def transactions(bench: Bench, tmp: str, count: int = 50, mib: int = 8) -> dict[str, Any]:
+    """Read-modify-write transactions (SELECT, two UPDATEs, COMMIT) on a database of ``mib``: the jobs,
+    requests and time of each statement (a preview) and of each commit, beside one autocommit job."""
+    run = bench.fresh(tmp)
+    client, worker = run.client(), run.worker()
+    seed_store = SnapshotStore(Bucket(run.clients["s3"], run.settings.bucket), f"{tmp}/seeding-tx",
+                               chunk_size=run.settings.chunk_size)
+    with seed_store.writer("tx") as writer:
+        _database_of(writer.path, mib)
+        conn = sqlite3.connect(writer.path)
+        conn.execute("CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER)")
+        with conn:
+            conn.executemany("INSERT INTO acct VALUES (?, 1000)", [[i] for i in range(1, 11)])
+        conn.close()
+        writer.commit([])
+    statement_calls, commit_calls, single_calls = Counter[str](), Counter[str](), Counter[str]()
+    statement_ms: list[float] = []
+    commit_ms: list[float] = []
+    single_ms: list[float] = []
+    with run.draining(worker):
+        client.query("tx", "SELECT count(*) FROM acct", timeout=600)  # warm the worker
+        for i in range(count):
+            source, target = 1 + i % 10, 1 + (i + 1) % 10
+            run.counter.reset()
+            tx = client.transaction("tx", timeout=600)
+            for sql, params in (("SELECT balance FROM acct WHERE id IN (?, ?)", [source, target]),
+                                ("UPDATE acct SET balance = balance - 1 WHERE id = ?", [source]),
+                                ("UPDATE acct SET balance = balance + 1 WHERE id = ?", [target])):
+                started = time.monotonic()
+                tx.execute(sql, params)
+                statement_ms.append((time.monotonic() - started) * 1000)
+            statement_calls += run.counter.reset()
+            started = time.monotonic()
+            tx.commit()
+            commit_ms.append((time.monotonic() - started) * 1000)
+            commit_calls += run.counter.reset()
+            started = time.monotonic()
+            client.query("tx", "UPDATE acct SET balance = balance WHERE id = ?", [source], timeout=600)
+            single_ms.append((time.monotonic() - started) * 1000)
+            single_calls += run.counter.reset()
+    return {"scenario": "transactions", "transactions": count, "database_mib": mib,
+            "per_statement": {"jobs": 1, "requests": _per_job(statement_calls, 3 * count),
+                              "ms_p50": round(percentile(statement_ms, 0.5), 1)},
+            "per_commit": {"jobs": 1, "requests": _per_job(commit_calls, count),
+                           "ms_p50": round(percentile(commit_ms, 0.5), 1)},
+            "autocommit_write_baseline": {"requests": _per_job(single_calls, count),
+                                          "ms_p50": round(percentile(single_ms, 0.5), 1)},
+            "_calls": {"transaction statement": (statement_calls, 3 * count),
+                       "transaction commit": (commit_calls, count)}}
+
+
 def storage(bench: Bench, tmp: str, mib: int = 32) -> dict[str, Any]:
     """A delete-heavy workload, then bytes stored in S3 per byte of the database: before garbage
     collection, after it (retention 0), and after VACUUM and another collection."""

@@ -8,10 +8,12 @@ client core's (``producer.core``), as in ``Client``: only the I/O is awaited her
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import aioboto3
@@ -23,8 +25,10 @@ from producer import core
 from producer.bulk import LoadReport
 from producer.client import Client
 from producer.protocol import Submission, prepare
+from producer.transaction import AsyncTransaction
 from shared.clients import client_config, client_kwargs
-from shared.errors import QueueError, SrdbError
+from shared.errors import QueueError, SerializationFailure, SrdbError
+from shared.grants import Grants
 from shared.job.keys import payload_key, status_key
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
@@ -164,6 +168,44 @@ class AsyncClient:
         if self._client is None:
             self._client = Client(self.settings)
         return self._client
+
+    def transaction(self, database: str, *, timeout: float | None = 60.0, job_timeout: float | None = None,
+                    create: bool = True) -> AsyncTransaction:
+        """``Client.transaction``: ``async with client.transaction(db) as tx: await tx.execute(...)``."""
+        return AsyncTransaction(self, database, timeout=timeout, job_timeout=job_timeout, create=create)
+
+    async def run_transaction(self, database: str, work: Callable[[AsyncTransaction], Awaitable[T]], *,
+                              attempts: int = 5, timeout: float | None = 60.0) -> T:
+        """``Client.run_transaction``: ``await work(tx)`` and commit, again on SerializationFailure."""
+        for attempt in range(1, attempts + 1):
+            tx = self.transaction(database, timeout=timeout)
+            try:
+                outcome = await work(tx)
+                await tx.commit()
+                return outcome
+            except SerializationFailure:
+                await tx.rollback()
+                if attempt == attempts:
+                    raise
+                await self.sleep(random.uniform(0.05, 0.2) * attempt)
+            except BaseException:
+                await tx.rollback()
+                raise
+        raise AssertionError("unreachable")
+
+    async def grants(self) -> Grants:
+        """``Client.grants``: the access groups and what each may reach."""
+        return await asyncio.to_thread(self._sync().grants)
+
+    async def grant(self, group: str, *, database: str | None = None, access: str = "read", queue: str | None = None,
+                    sender: str | None = None) -> Grants:
+        """``Client.grant``."""
+        return await asyncio.to_thread(partial(self._sync().grant, group, database=database, access=access,
+                                               queue=queue, sender=sender))
+
+    async def revoke(self, group: str, database: str | None = None) -> Grants:
+        """``Client.revoke``."""
+        return await asyncio.to_thread(self._sync().revoke, group, database)
 
     async def databases(self) -> list[DatabaseInfo]:
         """Every database: name, size, current version and the time of its last write."""

@@ -194,11 +194,11 @@ class Client:
         return self.catalog.databases()
 
     def transaction(self, database: str, *, timeout: float | None = 60.0, job_timeout: float | None = None,
-                    create: bool = True) -> Transaction:
+                    create: bool = True, on_slow: Callable[[JobResult], None] | None = None) -> Transaction:
         """An optimistic transaction (``producer/transaction.py``): ``with client.transaction(db) as tx:``
         runs ``tx.execute(...)`` inside it and commits when the block ends (rolls back if it raises);
         the commit raises SerializationFailure when another commit got there first."""
-        return Transaction(self, database, timeout=timeout, job_timeout=job_timeout, create=create)
+        return Transaction(self, database, timeout=timeout, job_timeout=job_timeout, create=create, on_slow=on_slow)
 
     def run_transaction(self, database: str, work: Callable[[Transaction], T], *, attempts: int = 5,
                         timeout: float | None = 60.0) -> T:

@@ -365,7 +365,7 @@ class Connection:
         self._check_open()
         if self._open is None:
             self._open = self.client.transaction(self.database, timeout=self.timeout, job_timeout=self.job_timeout,
-                                                 create=self.create)
+                                                 create=self.create, on_slow=self.on_wait)
         try:
             return self._open.executemany(sql, many) if many is not None else self._open.execute(sql, params)
         except JobFailed as exc:

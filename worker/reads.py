@@ -104,33 +104,21 @@ class ReadStage:
         return {**verdicts, **self._copies(path, version, writing)} if writing else verdicts
 
     def _copies(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
-
-        def preview(task: Task) -> Verdict:
-            budget = self.budget(task.job)
-            if budget is None:
-                return Deferred(OUT_OF_TIME)
-            started = self.now()
+        def connect(task: Task, guard: Guard) -> tuple[sqlite3.Connection, Callable[[], None]]:
             scratch = self.store.cache_dir / SCRATCH / f"{task.job.job_id}-{uuid.uuid4().hex}.sqlite"
-            with self.watch(task) as cancelled:
-                guard = Guard(read_only=False, cancelled=cancelled, scratch=True)
-                try:
-                    scratch.parent.mkdir(parents=True, exist_ok=True)
-                    if path is not None:
-                        shutil.copyfile(path, scratch)
-                    conn = open_job_connection(scratch, guard)
-                    conn.execute("PRAGMA synchronous = OFF")
-                    conn.execute("BEGIN IMMEDIATE")
-                except (sqlite3.Error, OSError) as exc:
-                    scratch.unlink(missing_ok=True)
-                    return Deferred(StorageError(f"a transaction's scratch copy: {exc}"))
-                try:
-                    return Done(run_job(conn, guard, task.job, self.sink(task.job), budget=budget), version, started)
-                finally:
-                    conn.close()  # the transaction was never committed: nothing of the preview stays
-                    scratch.unlink(missing_ok=True)
+            try:
+                scratch.parent.mkdir(parents=True, exist_ok=True)
+                if path is not None:
+                    shutil.copyfile(path, scratch)
+                conn = open_job_connection(scratch, guard)
+                conn.execute("PRAGMA synchronous = OFF")
+                conn.execute("BEGIN IMMEDIATE")  # never committed: nothing of the preview stays
+            except BaseException:
+                scratch.unlink(missing_ok=True)
+                raise
+            return conn, lambda: scratch.unlink(missing_ok=True)
 
-        with ThreadPoolExecutor(max(1, min(self.concurrency, len(tasks)))) as pool:
-            return dict(zip((t.record.message_id for t in tasks), pool.map(preview, tasks), strict=True))
+        return self._each(tasks, version, connect, read_only=False, what="a transaction's scratch copy")
 
     def _as_of(self, database: str, as_of: AsOf | None, tasks: list[Task], path: Path, version: int,
                current: Manifest) -> dict[str, Verdict]:
@@ -159,27 +147,38 @@ class ReadStage:
     def _read_file(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
         """Read ``path`` (None: an empty database)."""
 
-        def read(task: Task) -> Verdict:
+        def connect(task: Task, guard: Guard) -> tuple[sqlite3.Connection, Callable[[], None]]:
+            # immutable: nothing changes the local copy while this database's reads run (see reader()).
+            conn = (open_job_connection(f"file:{path}?mode=ro&immutable=1", guard, uri=True) if path
+                    else open_job_connection(":memory:", guard))
+            return conn, lambda: None
+
+        return self._each(tasks, version, connect, read_only=True, what="local copy")
+
+    def _each(self, tasks: list[Task], version: int,
+              connect: Callable[[Task, Guard], tuple[sqlite3.Connection, Callable[[], None]]], *,
+              read_only: bool, what: str) -> dict[str, Verdict]:
+        """Run each task on a connection of its own, ``concurrency`` at a time."""
+
+        def run(task: Task) -> Verdict:
             budget = self.budget(task.job)
             if budget is None:
                 return Deferred(OUT_OF_TIME)
             started = self.now()
             with self.watch(task) as cancelled:
-                guard = Guard(read_only=True, cancelled=cancelled)
+                guard = Guard(read_only=read_only, cancelled=cancelled, scratch=not read_only)
                 try:
-                    # immutable: nothing changes the local copy while this database's reads run (see reader()).
-                    conn = (open_job_connection(f"file:{path}?mode=ro&immutable=1", guard, uri=True) if path
-                            else open_job_connection(":memory:", guard))
-                except sqlite3.Error as exc:
-                    return Deferred(StorageError(f"local copy: {exc}"))
+                    conn, cleanup = connect(task, guard)
+                except (sqlite3.Error, OSError) as exc:
+                    return Deferred(StorageError(f"{what}: {exc}"))
                 try:
                     return Done(run_job(conn, guard, task.job, self.sink(task.job), budget=budget), version, started)
                 finally:
                     conn.close()
+                    cleanup()
 
         with ThreadPoolExecutor(max(1, min(self.concurrency, len(tasks)))) as pool:
-            return dict(zip((t.record.message_id for t in tasks), pool.map(read, tasks), strict=True))
-
+            return dict(zip((t.record.message_id for t in tasks), pool.map(run, tasks), strict=True))
 
 def _explained(verdicts: dict[str, Verdict], why: str) -> dict[str, Verdict]:
     """Failures on an empty database say why it is empty."""

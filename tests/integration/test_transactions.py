@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import random
 import threading
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
+from producer.aio import AsyncClient
 from producer.client import Client
-from producer.transaction import Transaction, TransactionClosed
+from producer.transaction import AsyncTransaction, Transaction, TransactionClosed
 from shared.errors import JobFailed, SerializationFailure
 from shared.job.model import Job, TxStep
 from shared.job.result import JobState
@@ -73,6 +78,23 @@ def test_a_commit_after_another_commit_fails_and_applies_nothing(client: Client,
     assert values(client, accounts, "SELECT balance FROM acct ORDER BY id") == [[100], [50], [100]]
 
 
+def test_a_restore_or_a_load_under_a_transaction_fails_its_commit(client: Client, accounts: str,
+                                                                  tmp_path: Any) -> None:
+    tx = client.transaction(accounts)
+    tx.execute("UPDATE acct SET balance = 1 WHERE id = 1")
+    client.restore(accounts, 1)
+    with pytest.raises(SerializationFailure, match="it is at 3"):
+        tx.commit()
+    csv = tmp_path / "more.csv"
+    csv.write_text("id,balance\n7,7\n")
+    tx = client.transaction(accounts)
+    tx.execute("DELETE FROM acct")
+    client.load(accounts, "acct", str(csv))
+    with pytest.raises(SerializationFailure):
+        tx.commit()
+    assert values(client, accounts, "SELECT count(*) FROM acct") == [[1]]  # version 1 had no rows; the load's one
+
+
 def test_a_read_only_transaction_commits_nothing_and_cannot_fail(client: Client, accounts: str) -> None:
     tx = client.transaction(accounts)
     assert tx.execute("SELECT sum(balance) FROM acct").values() == [[300]]
@@ -117,11 +139,12 @@ def test_read_modify_write_transactions_conserve_the_total(settings: Settings, a
     def transfer(tx: Transaction, rng: random.Random) -> int:
         source, target = rng.sample([1, 2, 3], 2)
         amount = rng.randint(1, 20)
-        balance = tx.execute("SELECT balance FROM acct WHERE id = ?", [source]).values()[0][0]
-        if balance < amount:
+        # Read two balances, write back what was read, moved: a lost update would break the total.
+        balances = dict(tx.execute("SELECT id, balance FROM acct WHERE id IN (?, ?)", [source, target]).values())
+        if balances[source] < amount:
             return 0
-        tx.execute("UPDATE acct SET balance = balance - ? WHERE id = ?", [amount, source])
-        tx.execute("UPDATE acct SET balance = balance + ? WHERE id = ?", [amount, target])
+        tx.execute("UPDATE acct SET balance = ? WHERE id = ?", [balances[source] - amount, source])
+        tx.execute("UPDATE acct SET balance = ? WHERE id = ?", [balances[target] + amount, target])
         return amount
 
     def run(seed: int) -> None:
@@ -160,3 +183,73 @@ def test_hostile_previews_fail_alone_beside_other_clients_jobs(settings: Setting
     check = Job.create("hostile", "SELECT group_concat(n) FROM t")
     run_batch(worker, sqs_event(queued(aws.s3, settings.bucket, check)))
     assert client.status(check.job_id).values() == [["2"]]  # the preview's write stayed on its copy
+
+
+Op = tuple[str, int]  # ("x" or "y", the amount to add to what the transaction read)
+
+
+@hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.lists(st.tuples(st.sampled_from("xy"), st.integers(1, 9)), min_size=1, max_size=2),
+       second=st.lists(st.tuples(st.sampled_from("xy"), st.integers(1, 9)), min_size=0, max_size=2),
+       ends=st.tuples(st.booleans(), st.booleans()), order=st.randoms(use_true_random=False))
+def test_two_interleaved_transactions_end_as_some_serial_order(client: Client, serving: Worker, first: list[Op],
+                                                               second: list[Op], ends: tuple[bool, bool],
+                                                               order: random.Random) -> None:
+    """Each transaction reads a key and writes back what it read plus an amount; their steps and
+    their COMMIT or ROLLBACK interleave at random. What the database ends with, and what each
+    committed transaction read, must be what running the committed ones one after the other gives."""
+    database = f"ser{uuid.uuid4().hex[:12]}"  # a fresh database for each example, replays included
+    client.query(database, "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER)", timeout=10)
+    client.query(database, "INSERT INTO kv VALUES ('x', 0), ('y', 0)", timeout=10)
+    txs = [client.transaction(database, timeout=10), client.transaction(database, timeout=10)]
+    plans: list[list[Op]] = [first, second]
+    seen: list[list[int]] = [[], []]
+    steps = [(i, step) for i, plan in enumerate(plans) for step in range(len(plan) + 1)]
+    queue = {0: [s for s in steps if s[0] == 0], 1: [s for s in steps if s[0] == 1]}
+    committed: list[int] = []
+    while queue[0] or queue[1]:
+        who = order.choice([i for i in (0, 1) if queue[i]])
+        _, step = queue[who].pop(0)
+        tx, plan = txs[who], plans[who]
+        if step < len(plan):
+            key, amount = plan[step]
+            value = tx.execute("SELECT v FROM kv WHERE k = ?", [key]).values()[0][0]
+            seen[who].append(value)
+            tx.execute("UPDATE kv SET v = ? WHERE k = ?", [value + amount, key])
+        elif ends[who]:
+            try:
+                tx.commit()
+                committed.append(who)
+            except SerializationFailure:
+                pass
+        else:
+            tx.rollback()
+    final = dict(client.query(database, "SELECT k, v FROM kv", timeout=10).values())
+
+    def serial(order_of: list[int]) -> dict[str, int] | None:
+        state = {"x": 0, "y": 0}
+        for who in order_of:
+            for (key, amount), value in zip(plans[who], seen[who], strict=True):
+                if state[key] != value:
+                    return None  # this order would have shown the transaction something else
+                state[key] = value + amount
+        return state
+
+    assert final in [serial(committed), serial(committed[::-1])], (plans, seen, committed, final)
+
+
+async def test_the_async_client_runs_transactions_too(settings: Settings, accounts: str) -> None:
+    async with AsyncClient(settings) as client:
+        async with client.transaction(accounts) as tx:
+            await tx.execute("UPDATE acct SET balance = balance + 5 WHERE id = 3")
+            assert (await tx.execute("SELECT balance FROM acct WHERE id = 3")).values() == [[105]]
+
+        async def move(tx: AsyncTransaction) -> int:
+            await tx.execute("UPDATE acct SET balance = balance - 5 WHERE id = 1")
+            return 5
+
+        assert await client.run_transaction(accounts, move) == 5
+        later = client.transaction(accounts)
+        await later.execute("DELETE FROM acct")
+        await later.rollback()
+        assert (await client.query(accounts, "SELECT sum(balance) FROM acct")).values() == [[300]]
