@@ -363,6 +363,8 @@ class Connection:
 
     def _in_transaction(self, sql: str, params: JsonParams, many: list[JsonParams] | None) -> JobResult:
         self._check_open()
+        if self._open is not None and not self._open.steps.writes and self._open.steps.expired():
+            self._open = None  # a transaction that only read ends as it would commit: nothing to apply
         if self._open is None:
             self._open = self.client.transaction(self.database, timeout=self.timeout, job_timeout=self.job_timeout,
                                                  create=self.create, on_slow=self.on_wait)

@@ -54,11 +54,14 @@ class Steps:
         self.check_open()
         if len(self.statements) >= MAX_STATEMENTS:
             raise ClientSideError(f"a transaction holds at most {MAX_STATEMENTS} statements: commit and begin another")
-        if self.clock() - self.started > self.max_seconds:
+        if self.expired():
             raise ClientSideError(f"the transaction has been open longer than {self.max_seconds:g}s, the longest "
                                   "srdb keeps one: roll it back and begin again")
         return Job.create(self.database, statement_sets=[*self.statements, (sql, param_sets)],
                           timeout=self.job_timeout, create=self.create, transaction=TxStep(self.base, preview=True))
+
+    def expired(self) -> bool:
+        return self.clock() - self.started > self.max_seconds
 
     def ran(self, sql: str, param_sets: list[JsonParams], result: JobResult) -> JobResult:
         """A preview's result: the statement is the transaction's now (a failed one is not: JobFailed)."""

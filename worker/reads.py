@@ -77,7 +77,7 @@ class ReadStage:
             if base is None or base == version or base == 0:
                 at = path if current is not None and base != 0 else None
                 found = self._scratch(at, version if at is not None else 0, group)
-                verdicts.update(found if at is not None else _explained(found, no_version_yet(database)))
+                verdicts.update(_explained(found, no_version_yet(database)) if current is None else found)
             else:
                 try:
                     if current is None:
