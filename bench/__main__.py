@@ -13,16 +13,18 @@ import logging
 import os
 import platform
 from collections import Counter
+from contextlib import nullcontext
 from typing import Any
 
 from bench import scenarios
-from bench.harness import AWS_LATENCY, Bench, moto_server
+from bench.harness import AWS_LATENCY, Bench, aws_network, moto_server
 
 SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read", "storage", "transactions")
 
 
-def machine(latency: bool) -> dict[str, Any]:
+def machine(latency: bool, network: bool = False) -> dict[str, Any]:
     return {"scenario": "machine", "aws_latency_model": AWS_LATENCY if latency else None,
+            "aws_network_model": "bench/awsproxy.py" if network else None,
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "note": "client, worker and a moto server (S3, SQS, EC2) share this machine"}
@@ -38,17 +40,23 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=0, help="jobs for the small-writes scenario")
     parser.add_argument("--aws-latency", action="store_true",
                         help="add a model of AWS round-trip times to every request (bench/harness.py)")
+    parser.add_argument("--aws-network", action="store_true",
+                        help="put the AWS network model (bench/awsproxy.py: round trips, body pacing, EC2's "
+                             "throttle) between every process and moto; small-writes adds a 64 MiB database")
     args = parser.parse_args()
     # The in-process worker's line per job would interleave with the figures on stdout.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     logging.getLogger("srdb.worker").setLevel(logging.WARNING)
-    print(json.dumps(machine(args.aws_latency)), flush=True)
+    print(json.dumps(machine(args.aws_latency, args.aws_network)), flush=True)
     calls: dict[str, tuple[Counter[str], int]] = {}
-    with moto_server() as endpoint, scenarios.scratch() as tmp:
+    with moto_server() as moto, scenarios.scratch() as tmp, \
+            (aws_network(moto) if args.aws_network else nullcontext(moto)) as endpoint:
         bench = Bench(endpoint, latency=AWS_LATENCY if args.aws_latency else {})
+        jobs = args.jobs or (100 if args.quick else 1000)
         runs = {
-            "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=args.jobs or (100 if args.quick else 1000),
-                                                            initial_mib=mib) for mib in (0, 8)],
+            "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=jobs if mib < 64 else max(10, jobs // 4),
+                                                            initial_mib=mib)
+                                     for mib in ((0, 8, 64) if args.aws_network else (0, 8))],
             "etl": lambda: scenarios.etl(bench, tmp, rows=args.etl_rows or (20_000 if args.quick else 1_000_000),
                                          workers=args.etl_workers, worker_args=tuple(args.etl_worker_args.split())),
             "write-cost": lambda: scenarios.write_cost(bench, tmp, sizes=(4, 16) if args.quick else (4, 256),

@@ -153,6 +153,28 @@ def moto_server() -> Iterator[str]:
         server.wait(timeout=30)
 
 
+@contextmanager
+def aws_network(target: str) -> Iterator[str]:
+    """The AWS network model (bench/awsproxy.py) in front of ``target``, in a process of its own."""
+    port = free_port()
+    proxy = subprocess.Popen([sys.executable, "-m", "bench.awsproxy", "--target", target, "--port", str(port)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if proxy.poll() is not None:
+                    raise RuntimeError("the AWS network proxy exited") from None
+                time.sleep(0.05)  # the proxy is starting; nothing to poll but its port
+        yield endpoint
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
