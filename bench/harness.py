@@ -134,31 +134,23 @@ def worker_processes(settings: Settings, count: int, *args: str) -> Iterator[lis
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server in a process of its own, so its CPU is not the benchmark's."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError("moto server exited") from None
-                time.sleep(0.05)  # the server is starting; nothing to poll but its port
+    with _served(["-m", "moto.server", "-H", "127.0.0.1", "-p"], "moto server") as endpoint:
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @contextmanager
 def aws_network(target: str) -> Iterator[str]:
     """The AWS network model (bench/awsproxy.py) in front of ``target``, in a process of its own."""
+    with _served(["-m", "bench.awsproxy", "--target", target, "--port"], "AWS network proxy") as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def _served(args: list[str], what: str) -> Iterator[str]:
+    """``python ARGS PORT`` on a free port, yielded once it answers HTTP, stopped at the end."""
     port = free_port()
-    proxy = subprocess.Popen([sys.executable, "-m", "bench.awsproxy", "--target", target, "--port", str(port)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, *args, str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -166,13 +158,13 @@ def aws_network(target: str) -> Iterator[str]:
                 urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
                 break
             except OSError:
-                if proxy.poll() is not None:
-                    raise RuntimeError("the AWS network proxy exited") from None
-                time.sleep(0.05)  # the proxy is starting; nothing to poll but its port
+                if process.poll() is not None:
+                    raise RuntimeError(f"the {what} exited") from None
+                time.sleep(0.05)  # it is starting; nothing to poll but its port
         yield endpoint
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def peak_rss_mib() -> float:
