@@ -98,8 +98,9 @@ class ReadStage:
     def _scratch(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
         """Run each preview on its own copy of ``path`` (None: an empty database), then drop the copy;
         a preview whose statements only read needs no copy, and reads ``path`` itself."""
-        reading = [t for t in tasks if _reads_only(t.job)]
-        writing = [t for t in tasks if not _reads_only(t.job)]
+        reads = {t.record.message_id: _reads_only(t.job) for t in tasks}  # sqlparse: once a task
+        reading = [t for t in tasks if reads[t.record.message_id]]
+        writing = [t for t in tasks if not reads[t.record.message_id]]
         verdicts = self._read_file(path, version, reading) if reading else {}
         return {**verdicts, **self._copies(path, version, writing)} if writing else verdicts
 
