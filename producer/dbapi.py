@@ -122,6 +122,9 @@ def _dbapi_class(error: type[SrdbError]) -> type[Error]:
 
 
 def _raised(exc: SrdbError) -> Error:
+    if isinstance(exc, JobFailed):  # a job of a transaction failed: the class its error names
+        return _dbapi_class(error_class(exc.error.get("type")))(describe(exc.error), job_id=exc.job_id,
+                                                                 error=exc.error)
     return _dbapi_class(type(exc))(f"{exc.type}: {exc}")
 
 
@@ -285,9 +288,6 @@ class Connection:
         if pending is not None:
             try:
                 pending.commit()
-            except JobFailed as exc:
-                raise _dbapi_class(error_class(exc.error.get("type")))(describe(exc.error), job_id=exc.job_id,
-                                                                        error=exc.error) from exc
             except SrdbError as exc:
                 raise _raised(exc) from exc
 
@@ -370,9 +370,6 @@ class Connection:
                                                  create=self.create, on_slow=self.on_wait)
         try:
             return self._open.executemany(sql, many) if many is not None else self._open.execute(sql, params)
-        except JobFailed as exc:
-            raise _dbapi_class(error_class(exc.error.get("type")))(describe(exc.error), job_id=exc.job_id,
-                                                                    error=exc.error) from exc
         except SrdbError as exc:
             raise _raised(exc) from exc
 
