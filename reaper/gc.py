@@ -60,6 +60,9 @@ JSON = "application/json"
 # needed by no job (the bucket's lifecycle rules on AWS are the faster path; this is the floor).
 ORPHAN_AGE = 14 * 24 * 3600.0
 DELETE_BATCH = 1000
+# S3 stamps Last-Modified to the whole second, truncated: an object may have been written up to a
+# second after its stamp, so an age is trusted only with that second added.
+STAMP = 1.0
 
 
 @dataclass
@@ -229,12 +232,13 @@ class Collector:
         if not caught_up:
             return Plan(ledger, expired, [], [], [], [])
 
-        young = self.now() - self.grace
+        hold = self.grace + STAMP  # an object is older than the grace only if its stamp says so by 1 s more
+        young = self.now() - hold
         chunks = {o.key[len(chunks_prefix(database)):]: o for o in self.bucket.objects(chunks_prefix(database))}
         trashed = {o.key[len(trash_prefix(database)):]: o for o in self.bucket.objects(trash_prefix(database))}
         live = ledger.last_ref
-        waiting = [o.modified + self.grace for d, o in chunks.items() if d not in live and o.modified >= young]
-        waiting += [o.modified + self.grace for o in trashed.values() if o.modified >= young]
+        waiting = [o.modified + hold for d, o in chunks.items() if d not in live and o.modified >= young]
+        waiting += [o.modified + hold for o in trashed.values() if o.modified >= young]
         waiting += [versions[v].modified + self.retention for v in sorted(versions)
                     if v not in set(expired) and v < current.version][:1]
         plan = Plan(
