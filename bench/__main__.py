@@ -19,7 +19,7 @@ from typing import Any
 from bench import scenarios
 from bench.harness import AWS_LATENCY, Bench, aws_network, moto_server
 
-SCENARIOS = ("small-writes", "etl", "write-cost", "warm-read", "storage", "transactions")
+SCENARIOS = ("small-writes", "many-databases", "etl", "write-cost", "warm-read", "storage", "transactions")
 
 
 def machine(latency: bool, network: bool = False) -> dict[str, Any]:
@@ -57,6 +57,8 @@ def main() -> int:
             "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=jobs if mib < 64 else max(10, jobs // 4),
                                                             initial_mib=mib)
                                      for mib in ((0, 8, 64) if args.aws_network else (0, 8))],
+            "many-databases": lambda: scenarios.many_databases(bench, tmp, jobs=120 if args.quick else 600,
+                                                               databases=8 if args.quick else 24),
             "etl": lambda: scenarios.etl(bench, tmp, rows=args.etl_rows or (20_000 if args.quick else 1_000_000),
                                          workers=args.etl_workers, worker_args=tuple(args.etl_worker_args.split())),
             "write-cost": lambda: scenarios.write_cost(bench, tmp, sizes=(4, 16) if args.quick else (4, 256),

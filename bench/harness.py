@@ -97,18 +97,19 @@ class Bench:
         return Worker(self.settings.replace(**changes), self.clients["s3"], self.clients["sqs"], self.clients["ec2"])
 
     @contextmanager
-    def draining(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]] | Worker, *, threads: int = 1,
-                 batch_size: int = 10, window: float = 0.0) -> Iterator[None]:
-        """Poll the job queue in background threads for the duration of the block."""
+    def draining(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]] | Worker | list[Worker], *,
+                 threads: int = 1, batch_size: int = 10, window: float = 0.0) -> Iterator[None]:
+        """Poll the job queue in background threads for the duration of the block: ``threads`` of them
+        sharing one handler, or one per worker of a list (as concurrent Lambda containers would)."""
         stop = threading.Event()
-        handle = handler if callable(handler) else None
+        handlers = handler if isinstance(handler, list) else [handler] * threads
 
-        def run() -> None:
-            target = handle or (lambda event, ctx: run_batch(handler, event))  # type: ignore[arg-type]
-            Poller(self.clients["sqs"], self.settings.queue_url, target, region=self.settings.region,
+        def run(target: Callable[[dict[str, Any], Any], dict[str, Any]] | Worker) -> None:
+            call = target if callable(target) else (lambda event, ctx: run_batch(target, event))
+            Poller(self.clients["sqs"], self.settings.queue_url, call, region=self.settings.region,
                    batch_size=batch_size, window=window, wait_seconds=1, stop=stop).run()
 
-        pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+        pool = [threading.Thread(target=run, args=(target,), daemon=True) for target in handlers]
         for thread in pool:
             thread.start()
         try:
@@ -117,6 +118,9 @@ class Bench:
             stop.set()
             for thread in pool:
                 thread.join()
+            for target in {id(t): t for t in handlers}.values():
+                if isinstance(target, Worker):
+                    target.close()
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Bench, peak_rss_mib, peak_rss_of, percentile, worker_processes
+from bench.harness import Bench, RequestCounter, peak_rss_mib, peak_rss_of, percentile, worker_processes
 from bench.seed import SeedWorker
 from producer.cli.load import typed
 from producer.client import Client
@@ -68,6 +68,53 @@ def small_writes(bench: Bench, tmp: str, jobs: int = 1000, initial_mib: int = 0,
     figures["speedup"] = round(figures["srdb"]["jobs_per_s"] / figures["seed"]["jobs_per_s"], 1)
     figures["target"] = ">= 10x the seed design"
     return figures
+
+
+def many_databases(bench: Bench, tmp: str, jobs: int = 600, databases: int = 24, clients: int = 48,
+                   workers: int = 3) -> dict[str, Any]:
+    """Single-row writes spread over ``databases`` at once by ``clients`` closed-loop callers, drained by
+    ``workers`` workers (each its own keeper, as concurrent Lambda containers), for each lock backend:
+    locks kept between batches (``lock_linger`` 1 s, the default) beside given back after every batch
+    (``lock_linger`` 0, srdb before #11) in the same run. Under ``--aws-network`` every lock call pays
+    EC2's round trips and throttle. Each database's row count is checked: every job exactly once."""
+    figures: dict[str, Any] = {"scenario": "many-databases", "jobs": jobs, "databases": databases,
+                               "concurrent_clients": clients, "workers": workers}
+    names = [f"m{d}" for d in range(databases)]
+    for backend in ("security-group", "s3"):
+        for linger in (1.0, 0.0):
+            run = bench.fresh(tmp, lock_backend=backend, lock_linger=linger)
+            pool_workers = [run.worker(cache_dir=f"{run.settings.cache_dir}/w{i}") for i in range(workers)]
+            with run.draining(pool_workers, batch_size=100, window=0.2):
+                calls, elapsed = _writes_over(run.client(), names, jobs, clients, run.counter)
+            ec2 = {k.split(".")[1]: v for k, v in calls.items() if k.startswith("ec2.")}
+            figures[f"{backend}, linger {linger:g}s"] = {
+                "writes_per_s": round(jobs / elapsed, 1), "seconds": round(elapsed, 2),
+                "kept_locks_reused": sum(w.locks.reused for w in pool_workers),
+                "requests_per_job": _per_job(calls, jobs), "ec2_calls": ec2}
+            figures.setdefault("_calls", {})[f"many-databases ({backend}, linger {linger:g}s)"] = (calls, jobs)
+    figures["target"] = ">= 50 writes/s with the default lock under EC2's throttle, the S3 lease at least as much"
+    return figures
+
+
+def _writes_over(client: Client, names: list[str], jobs: int, clients: int,
+                 counter: RequestCounter) -> tuple[Counter[str], float]:
+    """``jobs`` single-row INSERTs over the databases ``names``, round robin, by ``clients`` callers; the
+    requests they made and the seconds from the first submit to the last result. Checks that each
+    database holds exactly the rows sent to it (every job once)."""
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda db: client.query(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", timeout=600),
+                      names))
+        counter.reset()
+        start = time.time()
+        results = list(pool.map(lambda i: client.wait(client.submit(
+            names[i % len(names)], "INSERT INTO t (v) VALUES (?)", [f"row {i}"]), 600), range(jobs)))
+        elapsed = max(datetime.fromisoformat(r.finished_at or "").timestamp() for r in results) - start
+        calls = counter.reset()
+        counts = list(pool.map(lambda db: client.query(db, "SELECT count(*) FROM t", timeout=600).values(), names))
+    assert {r.state for r in results} == {JobState.SUCCEEDED}
+    expected = [[[len(range(d, jobs, len(names)))]] for d in range(len(names))]
+    assert counts == expected, "a job ran more or less than once"
+    return calls, elapsed
 
 
 def _insert_and_wait(client: Client, index: int) -> JobResult:

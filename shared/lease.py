@@ -97,8 +97,8 @@ class S3Lease:
         return self.bucket.put_if_match(lease_key(handle.database), released, handle.token,
                                         content_type=JSON) is not None
 
-    def renew(self, handle: LockHandle) -> LockHandle | None:
-        expires = self.now() + self.ttl
+    def renew(self, handle: LockHandle, ttl: float | None = None) -> LockHandle | None:
+        expires = self.now() + (self.ttl if ttl is None else ttl)
         etag = self.bucket.put_if_match(lease_key(handle.database),
                                         Lease(handle.database, handle.owner, expires).to_bytes(), handle.token,
                                         content_type=JSON)

@@ -56,8 +56,8 @@ class WriteLock(Protocol):
     def release(self, handle: LockHandle) -> bool:
         """Give it back; False when it was no longer ours (freed as expired meanwhile)."""
 
-    def renew(self, handle: LockHandle) -> LockHandle | None:
-        """Push its expiry a TTL further; None when it is no longer ours."""
+    def renew(self, handle: LockHandle, ttl: float | None = None) -> LockHandle | None:
+        """Set its expiry ``ttl`` (default: the lock's TTL) from now; None when it is no longer ours."""
 
     def held(self) -> list[HeldLock]:
         """Every lock of this backend, for the reaper."""

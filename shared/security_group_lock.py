@@ -82,9 +82,10 @@ class SecurityGroupLock:
                         continue
             backoff.pause(database)
 
-    def renew(self, handle: LockHandle) -> LockHandle | None:
-        """Move the expiry tag a TTL on (CreateTags, 10 a second per account); None when the group is gone."""
-        expires = self.now() + self.ttl
+    def renew(self, handle: LockHandle, ttl: float | None = None) -> LockHandle | None:
+        """Move the expiry tag ``ttl`` (default the TTL) from now (CreateTags, 10 a second per account);
+        None when the group is gone."""
+        expires = self.now() + (self.ttl if ttl is None else ttl)
         try:
             self._ec2("create_tags", f"renewing the lock of {handle.database}", Resources=[handle.token],
                       Tags=[{"Key": EXPIRES_TAG, "Value": f"{expires:.3f}"}])

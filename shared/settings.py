@@ -36,7 +36,12 @@ class Settings:
     aws_secret_access_key: str = ""
     lock_prefix: str = "srdb"
     lock_backend: str = "security-group"  # or "s3": see shared/lock.py
-    lock_ttl: float = 600.0
+    # A lock expires this long after it was taken or last renewed; a worker renews the locks its
+    # batches use a third of the way through (worker/keeper.py), so this bounds how long a crashed
+    # or frozen holder keeps others waiting, not how long a batch may run.
+    lock_ttl: float = 30.0
+    # Seconds a worker keeps a database's lock after a batch, for the next batch (0: release at once).
+    lock_linger: float = 1.0
     lock_wait: float = 60.0
     job_timeout: float = 30.0
     # The longest budget a job may ask for, and the time a batch has when no Lambda context says

@@ -64,8 +64,10 @@ def aws(settings: Settings) -> Any:
 
 
 @pytest.fixture
-def worker(settings: Settings, aws: Any) -> Worker:
-    return Worker(settings, aws.s3, aws.sqs, aws.ec2)
+def worker(settings: Settings, aws: Any) -> Iterator[Worker]:
+    worker = Worker(settings, aws.s3, aws.sqs, aws.ec2)
+    yield worker
+    worker.close()
 
 
 @pytest.fixture

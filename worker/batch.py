@@ -30,6 +30,7 @@ from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History
 from shared.snapshot.store import SnapshotStore
+from worker.keeper import LockKeeper
 from worker.load import Loader, open_source
 from worker.parse import Parser, parse_failed
 from worker.progress import Watcher
@@ -71,10 +72,11 @@ class Worker:
         self.store = SnapshotStore(bucket, settings.cache_dir, chunk_size=settings.chunk_size,
                                    concurrency=settings.transfer_concurrency, now=now)
         self.status = StatusStore(bucket)
-        lock = make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep)
+        self.locks = LockKeeper(make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep),
+                                linger=settings.lock_linger, now=now)
         self.parser = Parser(self.status, settings, GrantStore(bucket))
         self.watcher = Watcher(self.status, now=now)
-        self.writes = WriteStage(self.store, lock, lock_wait=settings.lock_wait, sink=self._sink,
+        self.writes = WriteStage(self.store, self.locks, lock_wait=settings.lock_wait, sink=self._sink,
                                  budget=self._budget, now=now, crash=crash, watch=self._watch,
                                  loader=Loader(partial(open_source, s3), self.status.put_bytes))
         self.reads = ReadStage(self.store, History(bucket, now=now), concurrency=settings.read_concurrency,
@@ -132,6 +134,14 @@ class Worker:
                              (time.monotonic() - started) * 1000)
         self.last_stats = report.stats
         return report
+
+    def park(self) -> None:
+        """The invocation ends and the process may be frozen: kept locks expire after the linger."""
+        self.locks.park()
+
+    def close(self) -> None:
+        """Release the write locks kept for later batches (a worker that stops)."""
+        self.locks.close()
 
     def _run_database(self, tasks: list[Task]) -> GroupResult:
         database = tasks[0].job.database

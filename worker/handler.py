@@ -25,7 +25,17 @@ _worker: Worker | None = None
 
 
 def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """The Lambda handler: run the batch on this container's warm worker."""
+    """The Lambda handler: run the batch on this container's warm worker. Lambda freezes the container
+    when it returns, so the locks kept for a next batch are parked first (worker/keeper.py)."""
+    try:
+        return serve(event, context)
+    finally:
+        _warm_worker().park()
+
+
+def serve(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Run one batch on this process's warm worker; a long-lived process (``srdb worker``) calls this,
+    and its worker gives back the locks it kept once they are idle for the linger."""
     worker = _warm_worker()
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else None
     response = run_batch(worker, event, remaining)
@@ -58,6 +68,12 @@ def emit(stats: BatchStats) -> None:
     ):
         metrics.add_metric(name=name, unit=unit, value=value)
     metrics.flush_metrics()
+
+
+def shutdown() -> None:
+    """Release what this process's warm worker keeps for later batches (its write locks)."""
+    if _worker is not None:
+        _worker.close()
 
 
 def _warm_worker() -> Worker:

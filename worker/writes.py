@@ -14,9 +14,9 @@ from contextlib import AbstractContextManager
 
 from shared.errors import CommitConflict, DatabaseNotFound, InfrastructureError, StorageError
 from shared.job.model import Job
-from shared.lock import WriteLock
 from shared.snapshot.store import SnapshotStore
 from worker.execute import Outcome
+from worker.keeper import LockKeeper
 from worker.load import Loader
 from worker.results import ResultSink
 from worker.transaction import apply_writes
@@ -31,7 +31,7 @@ class WriteStage:
     def __init__(
         self,
         store: SnapshotStore,
-        lock: WriteLock,
+        locks: LockKeeper,
         *,
         lock_wait: float,
         sink: Callable[[Job], ResultSink],
@@ -41,15 +41,16 @@ class WriteStage:
         watch: Callable[[Task], AbstractContextManager[threading.Event]],
         loader: Loader,
     ) -> None:
-        self.store, self.lock, self.lock_wait, self.loader = store, lock, lock_wait, loader
+        self.store, self.locks, self.lock_wait, self.loader = store, locks, lock_wait, loader
         self.sink, self.budget, self.now, self.crash, self.watch = sink, budget, now, crash, watch
 
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
         try:
-            handle = self.lock.acquire(database, self.lock_wait)
+            handle = self.locks.take(database, self.lock_wait)
         except InfrastructureError as exc:
             return GroupResult(deferred(tasks, exc))
         bytes_before = self.store.stats.bytes_up
+        keep = True  # for the next batch, unless the lock was broken or the batch failed
         try:
             self.crash("after_lock")
             for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -58,6 +59,7 @@ class WriteStage:
                     break
                 except CommitConflict as exc:
                     # Our lock was broken while we stalled and someone committed: run again on their snapshot.
+                    keep = False
                     if attempt == COMMIT_ATTEMPTS:
                         raise
                     log.warning("database %s: %s; applying again on the new snapshot", database, exc)
@@ -66,11 +68,9 @@ class WriteStage:
                 f"local copy: {type(exc).__name__}: {exc}")
             log.warning("%d write job(s) of %s will be retried: %s", len(tasks), database, reason)
             verdicts = deferred(tasks, reason)
+            keep = False
         finally:
-            try:
-                self.lock.release(handle)
-            except Exception as exc:
-                log.warning("database %s: lock release failed (the reaper will free it): %s", database, exc)
+            self.locks.give_back(database, keep=keep)
         return GroupResult(verdicts, handle.waited * 1000, self.store.stats.bytes_up - bytes_before)
 
     def _apply_and_commit(self, database: str, tasks: list[Task]) -> dict[str, Verdict]:

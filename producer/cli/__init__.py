@@ -642,15 +642,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from producer.local.poller import Poller
     from shared.clients import Clients
     from shared.settings import Settings
-    from worker.handler import handle
+    from worker.handler import serve, shutdown
 
     settings = Settings.load(**overrides(args))
     settings.require("bucket", "queue_url", "vpc_id")
     stop = _stop_on_signals()
     if args.parent_pid is not None:
         _stop_with_parent(stop, args.parent_pid)
-    Poller(Clients.build(settings).sqs, settings.queue_url, handle, region=settings.region, stop=stop,
-           batch_size=args.batch_size, window=args.batching_window).run()
+    try:
+        Poller(Clients.build(settings).sqs, settings.queue_url, serve, region=settings.region, stop=stop,
+               batch_size=args.batch_size, window=args.batching_window).run()
+    finally:
+        shutdown()  # the locks it kept for a next batch
     return EXIT_OK
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from shared.lock import WriteLock, make_lock
 from shared.s3 import Bucket
 from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
+from worker.keeper import LockKeeper
 
 from ..faults import FaultyClient
 from .test_lock import Clock
@@ -132,10 +135,122 @@ def test_a_worker_on_the_s3_lease_needs_no_vpc(settings: Settings, aws: Any, cli
     from shared.security_group_lock import lock_groups
     from worker.batch import Worker
 
-    leased = settings.replace(lock_backend="s3", vpc_id="")
+    leased = settings.replace(lock_backend="s3", vpc_id="", lock_linger=60)
     worker = Worker(leased, aws.s3, aws.sqs, None)  # no EC2 client at all
     job_ids = [client.submit("leased", "CREATE TABLE t (a)"), client.submit("leased", "INSERT INTO t VALUES (1)")]
     drain(worker)
     assert [client.wait(j, 5).state.value for j in job_ids] == ["SUCCEEDED", "SUCCEEDED"]
     assert lock_groups(aws.ec2, settings.vpc_id) == []
+    assert [h.name for h in S3Lease(Bucket(aws.s3, settings.bucket)).held()] == ["locks/leased.json"]
+    assert worker.locks.kept() == ["leased"]  # kept for a next batch (lock_linger)
+    worker.close()
     assert S3Lease(Bucket(aws.s3, settings.bucket)).held() == []  # given back
+
+
+# The lock a worker keeps between batches (worker/keeper.py), over both backends.
+
+REAL_TIME = SimpleNamespace(now=time.time, sleep=time.sleep)
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)  # polling the outcome: the keeper acts on a thread of its own
+    return True
+
+
+def test_a_kept_lock_serves_the_next_batch_with_no_call(backend: str, make: Factory, aws: Any) -> None:
+    clock = Clock()
+    service, call = TAKE[backend]
+    counted = FaultyClient(getattr(aws, service))
+    calls = counted.fail(call, times=1000, before=lambda: None)  # counts, fails nothing
+    keeper = LockKeeper(make(clock, client=counted), linger=60, now=clock.now)
+    first = keeper.take("sales", wait=5)
+    keeper.give_back("sales", keep=True)
+    assert keeper.kept() == ["sales"]
+    second = keeper.take("sales", wait=5)
+    assert (second.token, second.waited, calls.fired, keeper.reused) == (first.token, 0.0, 1, 1)
+    keeper.give_back("sales", keep=False)  # e.g. the batch's commit was refused: not kept
+    assert keeper.kept() == [] and make(clock).held() == []
+
+
+def test_a_kept_lock_is_released_once_its_database_is_idle_for_the_linger(backend: str, make: Factory) -> None:
+    lock = make(REAL_TIME)
+    keeper = LockKeeper(lock, linger=0.2)
+    keeper.take("sales", wait=5)
+    keeper.give_back("sales", keep=True)
+    assert len(lock.held()) == 1
+    assert until(lambda: lock.held() == [])
+    assert keeper.kept() == []
+    assert make(REAL_TIME).acquire("sales", wait=1).database == "sales"  # free for any other worker
+
+
+def test_a_lock_in_use_is_renewed_before_it_expires(backend: str, make: Factory) -> None:
+    lock = make(REAL_TIME, ttl=1.5)  # renewed a third of the way: every half second
+    keeper = LockKeeper(lock, linger=60)
+    taken = keeper.take("sales", wait=5)
+    assert until(lambda: keeper.handle("sales").expires_at > taken.expires_at + 1.0)  # two renewals
+    assert [h.expired for h in make(REAL_TIME, ttl=1.5).held()] == [False]
+    keeper.give_back("sales", keep=False)
+    assert lock.held() == []  # released by the renewed handle
+
+
+def test_a_kept_lock_freed_as_expired_is_taken_again(backend: str, make: Factory) -> None:
+    clock = Clock()
+    keeper = LockKeeper(make(clock), linger=3600, now=clock.now)
+    first = keeper.take("sales", wait=5)
+    keeper.give_back("sales", keep=True)
+    clock.t += 31  # the kept lock expired (a frozen Lambda container), and a waiter freed it
+    reaper = make(clock)
+    assert [reaper.free(h) for h in reaper.held()] == [True]
+    second = keeper.take("sales", wait=5)
+    assert second.token != first.token
+    assert [h.token for h in reaper.held()] == [second.token]
+    keeper.close()  # a batch holds it: close leaves it to the batch
+    keeper.give_back("sales", keep=False)
+    assert reaper.held() == []
+
+
+def test_a_worker_keeps_its_lock_across_batches_and_a_second_worker_gets_it_after_the_linger(
+        backend: str, settings: Settings, aws: Any, client: Any, tmp_path: Any) -> None:
+    from shared.job.model import Job
+    from worker.batch import Record, Worker
+
+    chosen = settings.replace(lock_backend=backend, lock_linger=0.3)
+    first = Worker(chosen.replace(cache_dir=str(tmp_path / "a")), aws.s3, aws.sqs, aws.ec2)
+    second = Worker(chosen.replace(cache_dir=str(tmp_path / "b"), lock_wait=20), aws.s3, aws.sqs, aws.ec2)
+    jobs = [Job.create("sticky", "CREATE TABLE t (a)")] + [Job.create("sticky", "INSERT INTO t VALUES (1)")
+                                                         for _ in range(3)]
+    for job in jobs:
+        client.submit_job(job)
+    assert first.process([Record("m0", jobs[0].to_text())]) == []
+    assert first.process([Record("m1", jobs[1].to_text())]) == []
+    assert (first.locks.reused, first.locks.kept()) == (1, ["sticky"])
+    assert second.process([Record("m2", jobs[2].to_text())]) == []  # waited for the linger, then took it
+    assert first.locks.kept() == [] and second.last_stats.lock_wait_ms > 0
+    assert first.process([Record("m3", jobs[3].to_text())]) == []  # the first worker takes it again
+    assert [client.status(j.job_id).state.value for j in jobs] == ["SUCCEEDED"] * 4
+    for worker in (first, second):
+        worker.close()
+    assert make_lock(chosen, ec2=aws.ec2, bucket=Bucket(aws.s3, settings.bucket)).held() == []
+
+
+def test_a_parked_lock_blocks_others_for_the_linger_at_most_and_its_holder_renews_it(backend: str,
+                                                                                   make: Factory) -> None:
+    """A Lambda invocation parks its kept locks before it returns (the container may never run again)."""
+    clock = Clock()
+    keeper = LockKeeper(make(clock), linger=2, now=clock.now)
+    first = keeper.take("sales", wait=5)
+    keeper.give_back("sales", keep=True)
+    keeper.park()
+    other = make(clock)
+    assert [h.expired for h in other.held()] == [False]
+    clock.t += 2.5
+    assert [h.expired for h in other.held()] == [True]  # another worker may now free it and take it
+    again = keeper.take("sales", wait=5)  # the same container, invoked again: renewed, not taken anew
+    assert (again.owner, again.expires_at, keeper.reused) == (first.owner, clock.t + 30, 1)
+    assert [h.expired for h in other.held()] == [False]
+    keeper.give_back("sales", keep=False)
+    assert other.held() == []

@@ -1,0 +1,180 @@
+"""The write locks a warm worker holds: in use by a batch, or kept for the next one.
+
+Taking a database's lock costs a full cycle of calls (two EC2 security-group calls, ~270 ms in a
+Region, from buckets that refill at 5 a second per account; or two conditional S3 PUTs). A worker
+that writes the same database batch after batch keeps the lock instead of giving it back, and the
+next batch starts at once, with no call at all. The keeper:
+
+- **renews** a lock in use once a third of its TTL has passed (CreateTags, or one S3 PUT), so a long
+  batch keeps it while an idle one costs nothing — a kept lock is never renewed;
+- **releases** a kept lock when its database has been idle for ``linger`` seconds (a thread of its
+  own wakes for it), and every lock on ``close``;
+- renews a kept lock before a batch uses it when less than half its TTL is left, and takes a new one
+  when the old was freed meanwhile (expired, and broken by a waiter or the reaper).
+
+In a Lambda container that is frozen between invocations the thread is frozen too, so a kept lock
+outlives its linger: the next invocation releases or reuses it, and at worst it expires after
+``lock_ttl`` like the lock of a worker that crashed, and a waiter or the reaper frees it. The lock
+only avoids wasted work either way: the conditional manifest write is what keeps every update.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from shared.errors import InfrastructureError
+from shared.lock import LockHandle, WriteLock
+
+log = logging.getLogger("srdb.worker")
+
+
+RETRY_RENEW = 1.0  # seconds before a renewal that failed is tried again
+
+
+@dataclass
+class _Held:
+    handle: LockHandle
+    busy: bool  # a batch is using it; otherwise kept since ``since``
+    since: float
+    renew_at: float  # while busy: when to renew it next
+
+
+class LockKeeper:
+    def __init__(self, lock: WriteLock, *, linger: float, now: Callable[[], float] = time.time) -> None:
+        self.lock, self.linger, self.now = lock, linger, now
+        self._held: dict[str, _Held] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.reused = 0  # batches that found their lock kept for them (a figure for tests and metrics)
+
+    def take(self, database: str, wait: float) -> LockHandle:
+        """The database's lock for a batch: the one kept from an earlier batch, or a new one."""
+        with self._changed:
+            held = self._held.pop(database, None)
+        if held is not None:
+            handle: LockHandle | None = held.handle
+            if held.handle.expires_at - self.now() < self.lock.ttl / 2:
+                handle = self._renew(held.handle)
+            if handle is not None:
+                self.reused += 1
+                return self._use(replace(handle, waited=0.0))
+            log.warning("database %s: the kept lock was freed meanwhile; taking it again", database)
+        return self._use(self.lock.acquire(database, wait))
+
+    def give_back(self, database: str, *, keep: bool) -> None:
+        """The batch is done with the lock: keep it for the next one, or release it now."""
+        with self._changed:
+            held = self._held.get(database)
+            if held is None:
+                return
+            if keep and self.linger > 0 and held.renew_at != float("inf"):
+                held.busy, held.since = False, self.now()
+                self._changed.notify()
+                return
+            del self._held[database]
+        self._release(held.handle)
+
+    def park(self) -> None:
+        """Before the process may be frozen (a Lambda invocation returns): shorten every kept lock's
+        expiry to the linger, so a container that is never invoked again, or is invoked for other
+        databases, blocks other writers for the linger at most; the next batch here renews it."""
+        with self._changed:
+            kept = [h.handle for h in self._held.values() if not h.busy]
+        for handle in kept:
+            try:
+                parked = self.lock.renew(handle, ttl=self.linger)
+            except InfrastructureError as exc:
+                log.warning("database %s: parking the kept lock failed: %s", handle.database, exc)
+                parked = None
+            with self._changed:
+                held = self._held.get(handle.database)
+                if held is None or held.busy or held.handle is not handle:
+                    continue
+                if parked is None:
+                    del self._held[handle.database]
+                else:
+                    held.handle = parked
+            if parked is None:
+                self._release(handle)
+
+    def close(self) -> None:
+        """Release every lock kept; a batch in flight keeps its own until it gives it back."""
+        with self._changed:
+            kept = [d for d, h in self._held.items() if not h.busy]
+            handles = [self._held.pop(d).handle for d in kept]
+        for handle in handles:
+            self._release(handle)
+
+    def handle(self, database: str) -> LockHandle | None:
+        """The database's lock as last taken or renewed, while held."""
+        with self._changed:
+            held = self._held.get(database)
+            return held.handle if held is not None else None
+
+    def kept(self) -> list[str]:
+        with self._changed:
+            return sorted(d for d, h in self._held.items() if not h.busy)
+
+    def _use(self, handle: LockHandle) -> LockHandle:
+        with self._changed:
+            self._held[handle.database] = _Held(handle, True, self.now(), self._renewal(handle))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._tend, name="srdb-lock-keeper", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return handle
+
+    def _renewal(self, handle: LockHandle) -> float:
+        return handle.expires_at - self.lock.ttl * 2 / 3
+
+    def _tend(self) -> None:
+        """Renew locks in use a third of the way through their TTL; release kept ones idle past the linger."""
+        while True:
+            with self._changed:
+                now = self.now()
+                renew = [h.handle for h in self._held.values() if h.busy and h.renew_at <= now]
+                idle = [d for d, h in self._held.items() if not h.busy and now - h.since >= self.linger]
+                released = [self._held.pop(d).handle for d in idle]
+                if not renew and not released:
+                    if not self._held:
+                        self._thread = None
+                        return
+                    due = min(h.renew_at if h.busy else h.since + self.linger for h in self._held.values())
+                    self._changed.wait(max(0.01, due - now))
+                    continue
+            for handle in released:
+                self._release(handle)
+            for handle in renew:
+                renewed = self._renew(handle)
+                with self._changed:
+                    held = self._held.get(handle.database)
+                    if held is None or held.handle is not handle:
+                        continue  # given back meanwhile
+                    if renewed is None:  # lost: the batch goes on, and its conditional commit decides
+                        held.renew_at = float("inf")
+                    elif renewed is handle:  # the call failed: try again soon
+                        held.renew_at = self.now() + RETRY_RENEW
+                    else:
+                        held.handle, held.renew_at = renewed, self._renewal(renewed)
+
+    def _renew(self, handle: LockHandle) -> LockHandle | None:
+        """The renewed handle; None when the lock is no longer ours; the same one when the call failed
+        (it is tried again on the next turn, and the lock is still ours until its expiry)."""
+        try:
+            renewed = self.lock.renew(handle)
+        except InfrastructureError as exc:
+            log.warning("database %s: renewing the write lock failed: %s", handle.database, exc)
+            return handle if handle.expires_at > self.now() else None
+        if renewed is None:
+            log.warning("database %s: the write lock was freed while held (it had expired)", handle.database)
+        return renewed
+
+    def _release(self, handle: LockHandle) -> None:
+        try:
+            self.lock.release(handle)
+        except Exception as exc:
+            log.warning("database %s: lock release failed (the reaper will free it): %s", handle.database, exc)
