@@ -90,8 +90,12 @@ class Bench:
             add_latency(client, self.latency)
         return Bench(self.endpoint, settings, self.counter, clients, self.latency)
 
-    def client(self) -> Client:
-        return Client(self.settings, s3=self.clients["s3"], sqs=self.clients["sqs"])
+    def client(self, *, wait_queue: bool = False) -> Client:
+        """``wait_queue``: waits listen on the callback queue (producer/waiter.py) instead of polling S3."""
+        settings = self.settings
+        if wait_queue:
+            settings = settings.replace(wait_queue_url=settings.callback_queue_url)
+        return Client(settings, s3=self.clients["s3"], sqs=self.clients["sqs"])
 
     def worker(self, **changes: Any) -> Worker:
         return Worker(self.settings.replace(**changes), self.clients["s3"], self.clients["sqs"], self.clients["ec2"])

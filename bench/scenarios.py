@@ -48,7 +48,7 @@ def small_writes(bench: Bench, tmp: str, jobs: int = 1000, initial_mib: int = 0,
                                "concurrent_clients": clients}
     for mode in ("srdb", "seed"):
         run = bench.fresh(tmp)
-        client = run.client()
+        client = run.client(wait_queue=mode == "srdb")
         handler: Any = run.worker() if mode == "srdb" else SeedWorker(run.settings, run.clients["s3"],
                                                                        run.clients["ec2"]).handle
         _initial_database(run, tmp, mode, initial_mib)
@@ -85,7 +85,7 @@ def many_databases(bench: Bench, tmp: str, jobs: int = 600, databases: int = 24,
             run = bench.fresh(tmp, lock_backend=backend, lock_linger=linger)
             pool_workers = [run.worker(cache_dir=f"{run.settings.cache_dir}/w{i}") for i in range(workers)]
             with run.draining(pool_workers, batch_size=100, window=0.2):
-                calls, elapsed = _writes_over(run.client(), names, jobs, clients, run.counter)
+                calls, elapsed = _writes_over(run.client(wait_queue=True), names, jobs, clients, run.counter)
             ec2 = {k.split(".")[1]: v for k, v in calls.items() if k.startswith("ec2.")}
             figures[f"{backend}, linger {linger:g}s"] = {
                 "writes_per_s": round(jobs / elapsed, 1), "seconds": round(elapsed, 2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 import time
@@ -27,8 +28,9 @@ from producer.bulk import (
 )
 from producer.protocol import Submission, prepare
 from producer.transaction import Transaction
+from producer.waiter import Waiter
 from shared.clients import Clients
-from shared.errors import QueueError, SerializationFailure, SrdbError
+from shared.errors import JobNotFound, QueueError, SerializationFailure, SrdbError, WaitTimeout
 from shared.grants import Grants, GrantStore
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
@@ -42,6 +44,9 @@ from shared.snapshot.history import History
 from shared.snapshot.manifest import Manifest
 
 T = TypeVar("T")
+# With a wait queue, a wait reads the job's document when the worker says it is done, and at the
+# latest this often (a callback that was not sent costs latency, never the result).
+CHECK_EVERY = 5.0
 
 
 class Client:
@@ -71,6 +76,8 @@ class Client:
         self.versions = History(bucket)
         self.catalog = Catalog(bucket)
         self.grant_store = GrantStore(bucket)
+        self.waiter = Waiter(sqs, self.settings.wait_queue_url) if self.settings.wait_queue_url else None
+        self.check_every = CHECK_EVERY
 
     # -- submit ----------------------------------------------------------------------------
 
@@ -97,7 +104,14 @@ class Client:
                                           reply_to=reply_to, timeout=timeout, create=create))
 
     def submit_job(self, job: Job) -> str:
-        return self.submit_prepared(prepare(job))
+        return self.submit_prepared(prepare(self._replying(job)))
+
+    def _replying(self, job: Job) -> Job:
+        """With a wait queue, a job without its own ``reply_to`` reports there, and its wait listens."""
+        if self.waiter is None or job.reply_to is not None:
+            return job
+        self.waiter.expect(job.job_id)
+        return dataclasses.replace(job, reply_to=self.settings.wait_queue_url)
 
     def submit_prepared(self, submission: Submission) -> str:
         """Submit a job already encoded by ``producer.protocol.prepare`` (the batch load sizes its
@@ -107,7 +121,7 @@ class Client:
     def submit_jobs(self, jobs: Iterable[Job], *, concurrency: int = 8) -> list[str]:
         """Submit many jobs: their QUEUED documents in parallel, then their messages ten to a
         SendMessageBatch (one SQS request for ten jobs); the ids come back in order."""
-        submissions = [prepare(job) for job in jobs]
+        submissions = [prepare(self._replying(job)) for job in jobs]
         with ThreadPoolExecutor(concurrency) as pool:
             etags = list(pool.map(lambda s: self._run(core.queue(s, self.settings)), submissions))
             sending = [(s, etag) for s, etag in zip(submissions, etags, strict=True) if etag is not None]
@@ -123,9 +137,26 @@ class Client:
 
     def wait(self, job_id: str, timeout: float | None = 60.0, *,
              on_slow: Callable[[JobResult], None] | None = None, slow_after: float = 1.0) -> JobResult:
-        """Poll until the job ends. JobNotFound for an unknown id, WaitTimeout after ``timeout`` seconds.
-        ``on_slow`` is called with the job's status on every poll once the wait passes ``slow_after`` seconds."""
-        return self._run(core.wait(job_id, timeout, on_slow, slow_after))
+        """Wait until the job ends. JobNotFound for an unknown id, WaitTimeout after ``timeout`` seconds.
+        ``on_slow`` is called with the job's status on every poll once the wait passes ``slow_after`` seconds.
+        A job this client sent with its wait queue is waited for there; any other is polled in S3."""
+        if self.waiter is None or not self.waiter.expects(job_id):
+            return self._run(core.wait(job_id, timeout, on_slow, slow_after))
+        waiter, started = self.waiter, self.clock()
+        while True:
+            left = self.check_every if timeout is None else min(self.check_every, started + timeout - self.clock())
+            waiter.wait(job_id, max(0.0, left))
+            result = self.status(job_id)
+            if result.state is JobState.NOT_FOUND:
+                raise JobNotFound(f"job {job_id} was never submitted")
+            if result.state.final:
+                waiter.forget(job_id)
+                return result
+            now = self.clock()
+            if on_slow is not None and now - started > slow_after:
+                on_slow(result)
+            if timeout is not None and now >= started + timeout:
+                raise WaitTimeout(f"job {job_id} still {result.state.value} after {timeout:g}s")
 
     def query(self, database: str, sql: str, params: JsonParams | None = None, *,
               timeout: float | None = 60.0, as_of: AsOf | datetime | None = None) -> JobResult:

@@ -27,6 +27,9 @@ class Settings:
     queue_url: str = ""
     dlq_url: str = ""
     callback_queue_url: str = ""
+    # A queue only this client reads, which the worker may send to: waits listen there instead of
+    # polling S3 per job (producer/waiter.py). Empty: waits poll results/<id>.json.
+    wait_queue_url: str = ""
     reply_to_allowed: str = ""
     vpc_id: str = ""
     region: str = "us-east-1"

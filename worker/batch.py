@@ -116,6 +116,7 @@ class Worker:
             refused = [p for p in parsed if isinstance(p, Refusal)]
             written = dict(zip((r.record.message_id for r in refused),
                                _each(pool, self.publisher.refuse, refused, lambda r, exc: False), strict=True))
+            self.publisher.send_callbacks()
         self.crash("after_status")
         fates = []
         for item in parsed:

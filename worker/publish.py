@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -15,11 +17,14 @@ from worker.verdicts import Deferred, Refusal, Task, Verdict
 
 log = logging.getLogger("srdb.worker")
 MAX_CALLBACK_BYTES = 240 * 1024
+MAX_SEND_BATCH_BYTES = 256 * 1024  # SendMessageBatch: at most 10 messages and 256 KiB in all
 
 
 class Publisher:
     def __init__(self, status: StatusStore, sqs: Any, *, max_receive_count: int, now: Callable[[], float]) -> None:
         self.status, self.sqs, self.max_receive_count, self.now = status, sqs, max_receive_count, now
+        self._callbacks: list[tuple[str, str, str]] = []  # queue, job id, body: sent by send_callbacks
+        self._mutex = threading.Lock()
 
     def publish(self, task: Task, verdict: Verdict, etag: str | None) -> bool:
         """Write the job's final status document (and the callback). False: retry the message.
@@ -58,12 +63,30 @@ class Publisher:
                  extra={"job_id": task.job.job_id, "database": task.job.database, "state": result.state.value,
                         "run_ms": round(outcome.run_ms, 3), "version": verdict.version})
         if written and task.job.reply_to:
-            try:
-                self._callback(task.job.reply_to, result)
-            except Exception as exc:  # a callback queue that refuses is reported, not retried forever
-                log.warning("job %s: callback to %s failed: %s", task.job.job_id, task.job.reply_to, exc,
-                            extra={"job_id": task.job.job_id})
+            with self._mutex:
+                self._callbacks.append((task.job.reply_to, task.job.job_id, self._callback_body(result)))
         return True
+
+    def send_callbacks(self) -> None:
+        """The callbacks of the results published since the last call, ten to a SendMessageBatch per queue.
+        A callback queue that refuses is reported, not retried: the status document is the result."""
+        with self._mutex:
+            pending, self._callbacks = self._callbacks, []
+        by_queue: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for queue_url, job_id, body in pending:
+            by_queue[queue_url].append((job_id, body))
+        for queue_url, items in by_queue.items():
+            for batch in _send_batches(items):
+                try:
+                    response = self.sqs.send_message_batch(QueueUrl=queue_url, Entries=[
+                        {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)])
+                    failed = [(batch[int(f["Id"])][0], f.get("Message", f.get("Code"))) for f in
+                              response.get("Failed", [])]
+                except Exception as exc:
+                    failed = [(job_id, str(exc)) for job_id, _ in batch]
+                for job_id, reason in failed:
+                    log.warning("job %s: callback to %s failed: %s", job_id, queue_url, reason,
+                                extra={"job_id": job_id})
 
     def refuse(self, refusal: Refusal) -> bool:
         """Write a refused message's FAILED document where it harms no other job. False: S3 failed, retry."""
@@ -100,9 +123,24 @@ class Publisher:
         except StorageError as exc:
             log.warning("job %s: dead-letter status not written: %s", task.job.job_id, exc)
 
-    def _callback(self, queue_url: str, result: JobResult) -> None:
+    @staticmethod
+    def _callback_body(result: JobResult) -> str:
         body = result.to_bytes()
         if len(body) > MAX_CALLBACK_BYTES:
             body = json.dumps({"job_id": result.job_id, "state": result.state.value,
                                "status_key": f"results/{result.job_id}.json"}).encode()
-        self.sqs.send_message(QueueUrl=queue_url, MessageBody=body.decode())
+        return body.decode()
+
+
+def _send_batches(items: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Ten messages at most to a batch, and no more bytes than one request may carry."""
+    batches: list[list[tuple[str, str]]] = []
+    size = 0
+    for item in items:
+        length = len(item[1].encode())
+        if not batches or len(batches[-1]) == 10 or size + length > MAX_SEND_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += length
+    return batches
