@@ -29,6 +29,8 @@ from worker.batch import Worker
 from worker.handler import run_batch
 
 _names = itertools.count(1)
+STATUS = "s3-status"  # counter prefix of the requests a status bucket would take
+STATUS_PREFIXES = ("results/", "jobs/")
 
 
 class RequestCounter:
@@ -40,11 +42,19 @@ class RequestCounter:
 
     def attach(self, client: Any) -> Any:
         client.meta.events.register("before-call", self._count)
+        client.meta.events.register("before-parameter-build.s3", self._count_status)
         return client
 
     def _count(self, model: Any, **kwargs: Any) -> None:
         with self._lock:
             self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def _count_status(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        """Also counted apart: the S3 requests SRDB_STATUS_BUCKET would take (status documents,
+        result parts, job bodies), priced at S3 Express One Zone's rates in the cost figures."""
+        if str(params.get("Key", "")).startswith(STATUS_PREFIXES):
+            with self._lock:
+                self.calls[f"{STATUS}.{model.name}"] += 1
 
     def reset(self) -> Counter[str]:
         with self._lock:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Bench, RequestCounter, peak_rss_mib, peak_rss_of, percentile, worker_processes
+from bench.harness import STATUS, Bench, RequestCounter, peak_rss_mib, peak_rss_of, percentile, worker_processes
 from bench.seed import SeedWorker
 from producer.cli.load import typed
 from producer.client import Client
@@ -33,7 +33,8 @@ MIB = 1024 * 1024
 def _per_job(calls: Counter[str], jobs: int) -> dict[str, float]:
     by_service: Counter[str] = Counter()
     for name, count in calls.items():
-        by_service[name.split(".")[0]] += count
+        if not name.startswith(STATUS):  # a subset of s3's, counted apart for the cost figures
+            by_service[name.split(".")[0]] += count
     return {service: round(count / jobs, 2) for service, count in sorted(by_service.items())}
 
 
@@ -376,7 +377,10 @@ def storage(bench: Bench, tmp: str, mib: int = 32) -> dict[str, Any]:
 # AWS list prices (us-east-1, 2026): S3 Standard PUT/COPY/POST/LIST $0.005 per 1,000 and GET $0.0004
 # per 1,000; SQS standard $0.40 per million requests (each 64 KiB of a message is one request);
 # EC2 security-group calls are free. Lambda is billed per batch, not per job, and is left out.
-PRICES = {"s3_put_per_1000": 0.005, "s3_get_per_1000": 0.0004, "sqs_per_million": 0.40}
+PRICES = {"s3_put_per_1000": 0.005, "s3_get_per_1000": 0.0004, "sqs_per_million": 0.40,
+          # S3 Express One Zone (us-east-1), for the requests a status bucket takes: its per-GB upload and
+          # retrieval fees add about $0.01 per million jobs of 1 KB documents and are left out.
+          "s3_express_put_per_1000": 0.00113, "s3_express_get_per_1000": 0.00003}
 _GETS = {"GetObject", "HeadObject"}
 
 
@@ -386,11 +390,22 @@ def cost(calls_by_scenario: dict[str, tuple[Counter[str], int]]) -> dict[str, An
         s3_get = sum(v for k, v in calls.items() if k.startswith("s3.") and k.split(".")[1] in _GETS)
         s3_put = sum(v for k, v in calls.items() if k.startswith("s3.") and k.split(".")[1] not in _GETS)
         sqs = sum(v for k, v in calls.items() if k.startswith("sqs."))
-        per_million = 1e6 / jobs * (s3_put / 1000 * PRICES["s3_put_per_1000"] + s3_get / 1000 *
-                                    PRICES["s3_get_per_1000"] + sqs / 1e6 * PRICES["sqs_per_million"])
+        x_get = sum(v for k, v in calls.items() if k.startswith(f"{STATUS}.") and k.split(".")[1] in _GETS)
+        x_put = sum(v for k, v in calls.items() if k.startswith(f"{STATUS}.") and k.split(".")[1] not in _GETS)
+
         out[name] = {"s3_put_per_job": round(s3_put / jobs, 2), "s3_get_per_job": round(s3_get / jobs, 2),
-                     "sqs_per_job": round(sqs / jobs, 2), "usd_per_million_jobs": round(per_million, 2)}
+                     "sqs_per_job": round(sqs / jobs, 2), "usd_per_million_jobs": _usd(jobs, sqs, s3_put, s3_get),
+                     "usd_per_million_jobs_status_in_s3_express": _usd(jobs, sqs, s3_put - x_put, s3_get - x_get,
+                                                                       x_put, x_get)}
     return out
+
+
+def _usd(jobs: int, sqs: float, put: float, get: float, xput: float = 0.0, xget: float = 0.0) -> float:
+    """Dollars per million jobs: S3 Standard requests, S3 Express One Zone requests, SQS requests."""
+    return round(1e6 / jobs * (put / 1000 * PRICES["s3_put_per_1000"] + get / 1000 * PRICES["s3_get_per_1000"]
+                               + xput / 1000 * PRICES["s3_express_put_per_1000"]
+                               + xget / 1000 * PRICES["s3_express_get_per_1000"]
+                               + sqs / 1e6 * PRICES["sqs_per_million"]), 2)
 
 
 def scratch() -> tempfile.TemporaryDirectory[str]:

@@ -130,7 +130,7 @@ class AsyncClient:
             yield decode_row(row)
         for part in result.parts:
             try:
-                response = await self.s3.get_object(Bucket=self.settings.bucket, Key=part.key)
+                response = await self.s3.get_object(Bucket=self.settings.jobs_bucket, Key=part.key)
                 body = await response["Body"].read()
             except (BotoClientError, BotoCoreError) as exc:
                 raise storage_error(f"reading {part.key}", exc) from exc
@@ -217,7 +217,7 @@ class AsyncClient:
 
     async def jobs(self, since: float | None = None, limit: int = 20) -> list[JobResult]:
         """The newest ``limit`` jobs submitted since ``since`` (epoch seconds; default the last hour)."""
-        store = StatusStore(self._bucket())
+        store = StatusStore(self._bucket(self.settings.jobs_bucket))
         return await asyncio.to_thread(store.recent, time.time() - 3600 if since is None else since, limit)
 
     def _versions(self) -> History:
@@ -225,13 +225,13 @@ class AsyncClient:
             self._history = History(self._bucket())
         return self._history
 
-    def _bucket(self) -> Bucket:
+    def _bucket(self, name: str | None = None) -> Bucket:
         # History and listings are the engine's and speak boto3; their calls run on a thread, a few a command.
         if self._boto_bucket is None:
             session = boto3.session.Session(profile_name=self.settings.profile or None)
             s3 = session.client("s3", config=client_config(self.settings), **client_kwargs(self.settings))
             self._boto_bucket = Bucket(s3, self.settings.bucket)
-        return self._boto_bucket
+        return self._boto_bucket if name is None else Bucket(self._boto_bucket.s3, name)
 
     # -- I/O ---------------------------------------------------------------------------------
 
@@ -266,7 +266,7 @@ class AsyncClient:
 
     async def _get(self, job_id: str) -> tuple[JobResult | None, str | None]:
         try:
-            response = await self.s3.get_object(Bucket=self.settings.bucket, Key=status_key(job_id))
+            response = await self.s3.get_object(Bucket=self.settings.jobs_bucket, Key=status_key(job_id))
             body = await response["Body"].read()
         except BotoClientError as exc:
             if is_missing(exc):
@@ -280,7 +280,7 @@ class AsyncClient:
                    if_none_match: bool = False) -> str | None:
         condition = {"IfMatch": if_match} if if_match else ({"IfNoneMatch": "*"} if if_none_match else {})
         try:
-            response = await self.s3.put_object(Bucket=self.settings.bucket, Key=status_key(result.job_id),
+            response = await self.s3.put_object(Bucket=self.settings.jobs_bucket, Key=status_key(result.job_id),
                                                 Body=result.to_bytes(), ContentType="application/json", **condition)
             return str(response["ETag"])
         except BotoClientError as exc:
@@ -305,7 +305,7 @@ class AsyncClient:
         job_id = submission.job.job_id
         assert submission.payload is not None
         try:
-            await self.s3.put_object(Bucket=self.settings.bucket, Key=payload_key(job_id),
+            await self.s3.put_object(Bucket=self.settings.jobs_bucket, Key=payload_key(job_id),
                                      Body=submission.payload.encode())
         except (BotoClientError, BotoCoreError) as exc:
             raise storage_error(f"storing the body of job {job_id}", exc) from exc

@@ -72,7 +72,7 @@ class Client:
             s3, sqs = s3 or clients.s3, sqs or clients.sqs
         self.s3, self.sqs, self.sleep, self.clock = s3, sqs, sleep, clock
         bucket = Bucket(s3, self.settings.bucket)
-        self.store = StatusStore(bucket)
+        self.store = StatusStore(Bucket(s3, self.settings.jobs_bucket))
         self.versions = History(bucket)
         self.catalog = Catalog(bucket)
         self.grant_store = GrantStore(bucket)

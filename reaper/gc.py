@@ -136,8 +136,11 @@ class Collector:
     """One garbage-collection pass over a bucket; ``now`` is injected (S3's clock stamps the objects)."""
 
     def __init__(self, bucket: Bucket, *, retention: float, grace: float, now: Callable[[], float] = time.time,
-                 max_versions: int = 2000, max_deletes: int = 20_000, budget: float | None = None) -> None:
+                 max_versions: int = 2000, max_deletes: int = 20_000, budget: float | None = None,
+                 jobs: Bucket | None = None) -> None:
+        """``jobs``: the bucket of claim-checked payloads when it is not ``bucket`` (SRDB_STATUS_BUCKET)."""
         self.bucket, self.retention, self.grace, self.now = bucket, retention, grace, now
+        self.jobs = jobs or bucket
         self.max_versions, self.max_deletes, self.budget = max_versions, max_deletes, budget
 
     def collect(self) -> GcReport:
@@ -155,8 +158,8 @@ class Collector:
             except (StorageError, DatabaseDamaged) as exc:
                 log.warning("garbage collection of %s: %s", name, exc)
                 report.skipped.append(name)
-        for prefix in (PAYLOADS_PREFIX, STAGING_PREFIX):
-            report.payloads_deleted += self._delete_older(prefix, ORPHAN_AGE)
+        report.payloads_deleted += self._delete_older(self.jobs, PAYLOADS_PREFIX, ORPHAN_AGE)
+        report.payloads_deleted += self._delete_older(self.bucket, STAGING_PREFIX, ORPHAN_AGE)
         return report
 
     def collect_database(self, database: str, report: GcReport) -> None:
@@ -278,15 +281,15 @@ class Collector:
                       database, len(plan.missing), plan.missing[0])
             report.missing.append(database)
 
-    def _delete_older(self, prefix: str, age: float) -> int:
+    def _delete_older(self, bucket: Bucket, prefix: str, age: float) -> int:
         cutoff = self.now() - age
-        old = [o.key for o in self.bucket.objects(prefix) if o.modified < cutoff][:self.max_deletes]
-        self._delete(old)
+        old = [o.key for o in bucket.objects(prefix) if o.modified < cutoff][:self.max_deletes]
+        self._delete(old, bucket)
         return len(old)
 
-    def _delete(self, keys: Sequence[str]) -> None:
+    def _delete(self, keys: Sequence[str], bucket: Bucket | None = None) -> None:
         for start in range(0, len(keys), DELETE_BATCH):
-            self.bucket.delete_many(keys[start:start + DELETE_BATCH])
+            (bucket or self.bucket).delete_many(keys[start:start + DELETE_BATCH])
 
 
 def _numbered(objects: Iterable[ObjectInfo], prefix: str) -> dict[int, ObjectInfo]:

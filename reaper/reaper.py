@@ -56,7 +56,8 @@ class Reaper:
         collector = None
         if settings.bucket:
             collector = Collector(Bucket(s3, settings.bucket), retention=settings.retention_seconds(),
-                                  grace=settings.gc_grace_seconds(), now=now, budget=gc_budget)
+                                  grace=settings.gc_grace_seconds(), now=now, budget=gc_budget,
+                                  jobs=Bucket(s3, settings.jobs_bucket))
         return cls(*locks, collector=collector)
 
     def run(self) -> ReapReport:

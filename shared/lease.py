@@ -11,6 +11,7 @@ where EC2 allows five security-group creations a second per account.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -64,6 +65,7 @@ class S3Lease:
         owner = uuid.uuid4().hex
         key = lease_key(database)
         backoff = Backoff(wait, self.now, self.sleep, self.rng)
+        contended = False
         while True:
             try:
                 taken = self._take(database, key, owner)
@@ -73,7 +75,8 @@ class S3Lease:
                 taken = None
             if taken is not None:
                 now = self.now()
-                return LockHandle(database, taken, owner, now, now - start, now + self.ttl)
+                return LockHandle(database, taken, owner, now, now - start, now + self.ttl, contended)
+            contended = True
             backoff.pause(database)
 
     def _take(self, database: str, key: str, owner: str) -> str | None:
@@ -104,7 +107,7 @@ class S3Lease:
                                         content_type=JSON)
         if etag is None:
             return None
-        return LockHandle(handle.database, etag, handle.owner, handle.acquired_at, handle.waited, expires)
+        return dataclasses.replace(handle, token=etag, expires_at=expires)
 
     def held(self) -> list[HeldLock]:
         """Every lease that is not given back, and whether it expired."""

@@ -36,6 +36,7 @@ class LockHandle:
     acquired_at: float
     waited: float
     expires_at: float = 0.0
+    contended: bool = False  # another writer held it when we asked: keeping it would keep them waiting
 
 
 @dataclass(frozen=True)

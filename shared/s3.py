@@ -67,6 +67,7 @@ class Bucket:
 
     def __init__(self, s3: Any, name: str) -> None:
         self.s3, self.name = s3, name
+        self.directory = name.endswith("--x-s3")  # an S3 Express One Zone directory bucket
         self.requests = 0
 
     def get(self, key: str) -> Blob | None:
@@ -99,6 +100,13 @@ class Bucket:
     def objects(self, prefix: str, *, limit: int | None = None,
                 start_after: str | None = None) -> Iterator[ObjectInfo]:
         """The objects under ``prefix`` with their size and time, as :meth:`list` gives their keys."""
+        if self.directory and (start_after or limit is not None):
+            # A directory bucket (S3 Express One Zone) lists in no order and has no StartAfter: read the
+            # whole prefix and order it here.
+            found = sorted((o for o in self.objects(prefix) if not start_after or o.key > start_after),
+                           key=lambda o: o.key)
+            yield from found[:limit]
+            return
         request: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
         if start_after:
             request["StartAfter"] = start_after

@@ -9,6 +9,7 @@ wasted work; the conditional manifest write is what guarantees that no update is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -59,28 +60,46 @@ class SecurityGroupLock:
         start = self.now()
         owner = uuid.uuid4().hex
         backoff = Backoff(wait, self.now, self.sleep, self.rng)
-        maybe_created = False
+        maybe_created = contended = False
         next_look = start
         while True:
             try:
                 group_id = self._create(database, owner)
-                return self._handle(database, group_id, owner, start)
+                return self._handle(database, group_id, owner, start, contended)
             except LockError as exc:
                 code = exc.code
                 if code == NETWORK:
                     maybe_created = True  # the request may have been applied before the connection failed
                 elif code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
                     raise
+                contended = contended or (code == "InvalidGroup.Duplicate" and not maybe_created)
                 if code == "InvalidGroup.Duplicate" and (maybe_created or self.now() >= next_look):
                     next_look = self.now() + 1.0
                     holder = self.holder(database)
                     # A create whose response was lost still made the group: it is ours if it has our owner.
                     if holder is not None and holder["tags"].get(OWNER_TAG) == owner:
-                        return self._handle(database, holder["group_id"], owner, start)
+                        return self._handle(database, holder["group_id"], owner, start, contended)
                     if holder is not None and self.expired(holder["tags"]):
                         self.free(HeldLock(holder["name"], holder["group_id"], True))
                         continue
+                    if holder is not None:
+                        self._watch(database, holder["group_id"], backoff)
+                        continue
             backoff.pause(database)
+
+    def _watch(self, database: str, group_id: str, backoff: Backoff) -> None:
+        """Wait while another writer's live group holds the lock, looking at it (DescribeSecurityGroups,
+        20 a second per account) instead of asking to create it again (CreateSecurityGroup, 5 a second:
+        the budget every lock cycle of the account spends). Returns once it is gone or freed as
+        expired; LockTimeout when the wait runs out first."""
+        while True:
+            backoff.pause(database)
+            holder = self.holder(database)
+            if holder is None or holder["group_id"] != group_id:
+                return
+            if self.expired(holder["tags"]):
+                self.free(HeldLock(holder["name"], holder["group_id"], True))
+                return
 
     def renew(self, handle: LockHandle, ttl: float | None = None) -> LockHandle | None:
         """Move the expiry tag ``ttl`` (default the TTL) from now (CreateTags, 10 a second per account);
@@ -93,15 +112,15 @@ class SecurityGroupLock:
             if exc.code in ("InvalidGroup.NotFound", "InvalidID", "InvalidGroupId.NotFound"):
                 return None
             raise
-        return LockHandle(handle.database, handle.token, handle.owner, handle.acquired_at, handle.waited, expires)
+        return dataclasses.replace(handle, expires_at=expires)
 
     def held(self) -> list[HeldLock]:
         return [HeldLock(g["name"], g["group_id"], self.expired(g["tags"]))
                 for g in lock_groups(self.ec2, self.vpc_id)]
 
-    def _handle(self, database: str, group_id: str, owner: str, start: float) -> LockHandle:
+    def _handle(self, database: str, group_id: str, owner: str, start: float, contended: bool) -> LockHandle:
         now = self.now()
-        return LockHandle(database, group_id, owner, now, now - start, now + self.ttl)
+        return LockHandle(database, group_id, owner, now, now - start, now + self.ttl, contended)
 
     def release(self, handle: LockHandle) -> bool:
         """Delete the lock group by id. False when it was already gone (the reaper freed it), or when EC2

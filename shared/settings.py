@@ -24,6 +24,10 @@ class Settings:
     """Every knob of srdb. Each field ``name`` is read from ``SRDB_<NAME>``."""
 
     bucket: str = ""
+    # What each job sends and gets back — status documents and result parts (results/), claim-checked
+    # bodies (jobs/) — may live in a bucket of their own, e.g. an S3 Express One Zone directory bucket
+    # (its requests cost a fifth of S3 Standard's and answer in single-digit ms). Empty: ``bucket``.
+    status_bucket: str = ""
     queue_url: str = ""
     dlq_url: str = ""
     callback_queue_url: str = ""
@@ -127,6 +131,11 @@ class Settings:
             return self.sqlite_heap_limit
         lambda_mib = (os.environ if environ is None else environ).get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
         return (int(lambda_mib) if lambda_mib.isdigit() else 1024) * 1024 * 1024 // 2
+
+    @property
+    def jobs_bucket(self) -> str:
+        """The bucket of status documents, result parts and payloads."""
+        return self.status_bucket or self.bucket
 
     def retention_seconds(self) -> float:
         return duration_seconds(self.retention, "retention")

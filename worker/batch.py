@@ -71,7 +71,7 @@ class Worker:
         bucket = Bucket(s3, settings.bucket)
         self.store = SnapshotStore(bucket, settings.cache_dir, chunk_size=settings.chunk_size,
                                    concurrency=settings.transfer_concurrency, now=now)
-        self.status = StatusStore(bucket)
+        self.status = StatusStore(Bucket(s3, settings.jobs_bucket))
         self.locks = LockKeeper(make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep),
                                 linger=settings.lock_linger, now=now)
         self.parser = Parser(self.status, settings, GrantStore(bucket))

@@ -10,7 +10,10 @@ next batch starts at once, with no call at all. The keeper:
 - **releases** a kept lock when its database has been idle for ``linger`` seconds (a thread of its
   own wakes for it), and every lock on ``close``;
 - renews a kept lock before a batch uses it when less than half its TTL is left, and takes a new one
-  when the old was freed meanwhile (expired, and broken by a waiter or the reaper).
+  when the old was freed meanwhile (expired, and broken by a waiter or the reaper);
+- keeps only a lock it got without waiting: one another writer held when asked is contended (several
+  workers are writing that database by turns), and keeping it would make the others wait out the
+  linger every turn, so it goes back after the batch.
 
 In a Lambda container that is frozen between invocations the thread is frozen too, so a kept lock
 outlives its linger: the next invocation releases or reuses it, and at worst it expires after
@@ -66,12 +69,13 @@ class LockKeeper:
         return self._use(self.lock.acquire(database, wait))
 
     def give_back(self, database: str, *, keep: bool) -> None:
-        """The batch is done with the lock: keep it for the next one, or release it now."""
+        """The batch is done with the lock: keep it for the next one (unless it was contended), or
+        release it now."""
         with self._changed:
             held = self._held.get(database)
             if held is None:
                 return
-            if keep and self.linger > 0 and held.renew_at != float("inf"):
+            if keep and self.linger > 0 and held.renew_at != float("inf") and not held.handle.contended:
                 held.busy, held.since = False, self.now()
                 self._changed.notify()
                 return

@@ -100,10 +100,10 @@ def run_load(client: Client, args: argparse.Namespace, job_id: str) -> tuple[Loa
              f"snapshot v{report.version}"]
     if report.reject_key:
         if args.reject_file:
-            Bulk(client.s3, client.settings.bucket).fetch(report.reject_key, args.reject_file)
+            Bulk(client.s3, client.settings.jobs_bucket).fetch(report.reject_key, args.reject_file)
             lines.append(f"rejected rows are in {args.reject_file}")
         else:
-            lines.append(f"rejected rows are in s3://{client.settings.bucket}/{report.reject_key}")
+            lines.append(f"rejected rows are in s3://{client.settings.jobs_bucket}/{report.reject_key}")
     return report, "\n".join(lines)
 
 

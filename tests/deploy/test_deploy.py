@@ -174,14 +174,15 @@ def run_through(env: dict[str, str], backend: str, tmp_path: Path) -> None:
     if backend.startswith("s3"):
         assert settings.vpc_id == ""  # no VPC and no EC2 permission: the lease is an object in the bucket
         leases = S3Lease(Bucket(client.s3, settings.bucket), ttl=-1)
-        leases.acquire(database, wait=1)
+        leases.acquire(database, wait=10)  # the worker parked its lock for the linger: it waits that out
         report = lambda_invoke("reaper.handler.handle", {}, env, tmp_path)
         assert report["freed"] == [f"locks/{database}.json"]
         assert leases.held() == []
         return
     ec2 = boto3.client("ec2", endpoint_url=settings.endpoint_url, region_name=settings.region,
                        aws_access_key_id="testing", aws_secret_access_key="testing")
-    SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=-1).acquire(database, wait=1)
+    # The worker parked its lock for the linger when its invocation ended: this waits that out.
+    SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=-1).acquire(database, wait=10)
     report = lambda_invoke("reaper.handler.handle", {}, env, tmp_path)
     assert report["freed"] == [f"{settings.lock_prefix}-lock-{database}"]
     assert lock_groups(ec2, settings.vpc_id) == []

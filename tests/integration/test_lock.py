@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from reaper.reaper import Reaper
+from shared.errors import LockTimeout
 from shared.security_group_lock import EXPIRES_TAG, OWNER_TAG, SecurityGroupLock, lock_groups
 from shared.settings import Settings
 
@@ -75,3 +76,19 @@ def test_throttling_is_retried(settings: Settings, aws: Any) -> None:
     ec2.fail("create_security_group", code="RequestLimitExceeded", times=3)
     handle = make_lock(settings, aws, clock, ec2=ec2).acquire("d", wait=10)
     assert handle.token and len(clock.sleeps) == 3
+
+
+def test_a_waiter_watches_a_live_lock_instead_of_spending_creations(settings: Settings, aws: Any) -> None:
+    """CreateSecurityGroup refills at 5 a second for the whole account: a waiter that asked again at
+    every turn would spend what other databases' lock cycles need. It looks (Describe, 20 a second)."""
+    clock = Clock()
+    holder = make_lock(settings, aws, clock).acquire("busy", wait=1)
+    ec2 = FaultyClient(aws.ec2)
+    creates = ec2.fail("create_security_group", times=1000, before=lambda: None)  # counts, fails nothing
+    looks = ec2.fail("describe_security_groups", times=1000, before=lambda: None)
+    with pytest.raises(LockTimeout):
+        make_lock(settings, aws, clock, ec2=ec2).acquire("busy", wait=10)
+    assert creates.fired == 1 and looks.fired > 3
+    make_lock(settings, aws, clock).release(holder)
+    waiter = make_lock(settings, aws, clock, ec2=ec2)
+    assert waiter.acquire("busy", wait=10).contended is False  # free: taken at the first creation

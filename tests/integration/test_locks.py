@@ -254,3 +254,19 @@ def test_a_parked_lock_blocks_others_for_the_linger_at_most_and_its_holder_renew
     assert [h.expired for h in other.held()] == [False]
     keeper.give_back("sales", keep=False)
     assert other.held() == []
+
+
+def test_a_lock_another_writer_held_is_given_back_not_kept(backend: str, make: Factory) -> None:
+    """Workers writing one database by turns: keeping would make the others wait out the linger each turn."""
+    clock = Clock()
+    make(clock, ttl=2.0).acquire("sales", wait=1)  # a writer that stalls; its lock expires in 2 s
+    keeper = LockKeeper(make(clock), linger=60, now=clock.now)
+    taken = keeper.take("sales", wait=10)
+    assert taken.contended and taken.waited >= 2.0
+    keeper.give_back("sales", keep=True)
+    assert keeper.kept() == [] and make(clock).held() == []
+    again = keeper.take("sales", wait=10)  # uncontended now: this one is kept
+    keeper.give_back("sales", keep=True)
+    assert not again.contended and keeper.kept() == ["sales"]
+    keeper.close()
+    assert make(clock).held() == []
