@@ -72,17 +72,18 @@ def small_writes(bench: Bench, tmp: str, jobs: int = 1000, initial_mib: int = 0,
 
 
 def many_databases(bench: Bench, tmp: str, jobs: int = 600, databases: int = 24, clients: int = 48,
-                   workers: int = 3) -> dict[str, Any]:
+                   workers: int = 3, lingers: tuple[float, ...] = (5.0, 1.0, 0.0),
+                   backends: tuple[str, ...] = ("security-group", "s3")) -> dict[str, Any]:
     """Single-row writes spread over ``databases`` at once by ``clients`` closed-loop callers, drained by
     ``workers`` workers (each its own keeper, as concurrent Lambda containers), for each lock backend:
-    locks kept between batches (``lock_linger`` 1 s, the default) beside given back after every batch
-    (``lock_linger`` 0, srdb before #11) in the same run. Under ``--aws-network`` every lock call pays
+    locks kept between batches (``lock_linger`` 5 s, the default, and 1 s) beside given back after every
+    batch (``lock_linger`` 0, srdb before #11) in the same run. Under ``--aws-network`` every lock call pays
     EC2's round trips and throttle. Each database's row count is checked: every job exactly once."""
     figures: dict[str, Any] = {"scenario": "many-databases", "jobs": jobs, "databases": databases,
                                "concurrent_clients": clients, "workers": workers}
     names = [f"m{d}" for d in range(databases)]
-    for backend in ("security-group", "s3"):
-        for linger in (1.0, 0.0):
+    for backend in backends:
+        for linger in lingers:
             run = bench.fresh(tmp, lock_backend=backend, lock_linger=linger)
             pool_workers = [run.worker(cache_dir=f"{run.settings.cache_dir}/w{i}") for i in range(workers)]
             with run.draining(pool_workers, batch_size=100, window=0.2):

@@ -61,7 +61,6 @@ class SecurityGroupLock:
         owner = uuid.uuid4().hex
         backoff = Backoff(wait, self.now, self.sleep, self.rng)
         maybe_created = contended = False
-        next_look = start
         while True:
             try:
                 group_id = self._create(database, owner)
@@ -73,8 +72,7 @@ class SecurityGroupLock:
                 elif code != "InvalidGroup.Duplicate" and code not in _RETRY_CODES:
                     raise
                 contended = contended or (code == "InvalidGroup.Duplicate" and not maybe_created)
-                if code == "InvalidGroup.Duplicate" and (maybe_created or self.now() >= next_look):
-                    next_look = self.now() + 1.0
+                if code == "InvalidGroup.Duplicate":
                     holder = self.holder(database)
                     # A create whose response was lost still made the group: it is ours if it has our owner.
                     if holder is not None and holder["tags"].get(OWNER_TAG) == owner:

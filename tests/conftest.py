@@ -47,7 +47,8 @@ def settings(moto_endpoint: str, tmp_path: Path) -> Settings:
     n = next(_names)
     made = create_resources(moto_endpoint, visibility_timeout=30, lock_ttl=30, prefix=f"t{n}",
                             bucket=f"srdb-test-{n}")
-    return made.replace(cache_dir=str(tmp_path / "cache"), lock_wait=5.0, job_timeout=5.0)
+    # A short linger: tests hand a database from one worker to another within a 5 s lock wait.
+    return made.replace(cache_dir=str(tmp_path / "cache"), lock_wait=5.0, job_timeout=5.0, lock_linger=1.0)
 
 
 @pytest.fixture
