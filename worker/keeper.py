@@ -15,10 +15,11 @@ next batch starts at once, with no call at all. The keeper:
   workers are writing that database by turns), and keeping it would make the others wait out the
   linger every turn, so it goes back after the batch.
 
-In a Lambda container that is frozen between invocations the thread is frozen too, so a kept lock
-outlives its linger: the next invocation releases or reuses it, and at worst it expires after
-``lock_ttl`` like the lock of a worker that crashed, and a waiter or the reaper frees it. The lock
-only avoids wasted work either way: the conditional manifest write is what keeps every update.
+In a Lambda container that is frozen between invocations the thread is frozen too, so the handler
+**parks** its kept locks before it returns: their expiry becomes the linger, so a container that is
+never invoked again (or only for other databases) keeps other writers waiting for the linger at most,
+and the next batch here renews the lock it reuses. The lock only avoids wasted work either way: the
+conditional manifest write is what keeps every update.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class _Held:
     busy: bool  # a batch is using it; otherwise kept since ``since``
     since: float
     renew_at: float  # while busy: when to renew it next
-
+    parked: bool = False  # kept, and its expiry already shortened to the linger
 
 class LockKeeper:
     def __init__(self, lock: WriteLock, *, linger: float, now: Callable[[], float] = time.time) -> None:
@@ -87,7 +88,7 @@ class LockKeeper:
         expiry to the linger, so a container that is never invoked again, or is invoked for other
         databases, blocks other writers for the linger at most; the next batch here renews it."""
         with self._changed:
-            kept = [h.handle for h in self._held.values() if not h.busy]
+            kept = [h.handle for h in self._held.values() if not h.busy and not h.parked]
         for handle in kept:
             try:
                 parked = self.lock.renew(handle, ttl=self.linger)
@@ -101,7 +102,7 @@ class LockKeeper:
                 if parked is None:
                     del self._held[handle.database]
                 else:
-                    held.handle = parked
+                    held.handle, held.parked = parked, True
             if parked is None:
                 self._release(handle)
 

@@ -270,3 +270,19 @@ def test_a_lock_another_writer_held_is_given_back_not_kept(backend: str, make: F
     assert not again.contended and keeper.kept() == ["sales"]
     keeper.close()
     assert make(clock).held() == []
+
+
+def test_a_parked_lock_is_parked_once_not_at_every_invocation(backend: str, make: Factory, aws: Any) -> None:
+    clock = Clock()
+    service, _ = TAKE[backend]
+    renew = {"security-group": "create_tags", "s3": "put_object"}[backend]
+    counted = FaultyClient(getattr(aws, service))
+    calls = counted.fail(renew, times=1000, before=lambda: None)  # counts, fails nothing
+    keeper = LockKeeper(make(clock, client=counted), linger=3600, now=clock.now)
+    keeper.take("sales", wait=5)
+    keeper.give_back("sales", keep=True)
+    before = calls.fired
+    for _ in range(3):  # invocations for other databases: the kept lock is not parked again
+        keeper.park()
+    assert calls.fired == before + 1
+    keeper.close()
