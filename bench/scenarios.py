@@ -388,17 +388,21 @@ _GETS = {"GetObject", "HeadObject"}
 def cost(calls_by_scenario: dict[str, tuple[Counter[str], int]]) -> dict[str, Any]:
     out: dict[str, Any] = {"scenario": "cost", "prices_usd": PRICES}
     for name, (calls, jobs) in calls_by_scenario.items():
-        s3_get = sum(v for k, v in calls.items() if k.startswith("s3.") and k.split(".")[1] in _GETS)
-        s3_put = sum(v for k, v in calls.items() if k.startswith("s3.") and k.split(".")[1] not in _GETS)
+        s3_get, s3_put = _gets_and_puts(calls, "s3")
+        x_get, x_put = _gets_and_puts(calls, STATUS)
         sqs = sum(v for k, v in calls.items() if k.startswith("sqs."))
-        x_get = sum(v for k, v in calls.items() if k.startswith(f"{STATUS}.") and k.split(".")[1] in _GETS)
-        x_put = sum(v for k, v in calls.items() if k.startswith(f"{STATUS}.") and k.split(".")[1] not in _GETS)
 
         out[name] = {"s3_put_per_job": round(s3_put / jobs, 2), "s3_get_per_job": round(s3_get / jobs, 2),
                      "sqs_per_job": round(sqs / jobs, 2), "usd_per_million_jobs": _usd(jobs, sqs, s3_put, s3_get),
                      "usd_per_million_jobs_status_in_s3_express": _usd(jobs, sqs, s3_put - x_put, s3_get - x_get,
                                                                        x_put, x_get)}
     return out
+
+
+def _gets_and_puts(calls: Counter[str], service: str) -> tuple[int, int]:
+    """The GET-priced and the PUT-priced requests counted under ``service``."""
+    gets = sum(v for k, v in calls.items() if k.startswith(f"{service}.") and k.split(".")[1] in _GETS)
+    return gets, sum(v for k, v in calls.items() if k.startswith(f"{service}.")) - gets
 
 
 def _usd(jobs: int, sqs: float, put: float, get: float, xput: float = 0.0, xget: float = 0.0) -> float:

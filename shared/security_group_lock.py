@@ -77,27 +77,24 @@ class SecurityGroupLock:
                     # A create whose response was lost still made the group: it is ours if it has our owner.
                     if holder is not None and holder["tags"].get(OWNER_TAG) == owner:
                         return self._handle(database, holder["group_id"], owner, start, contended)
-                    if holder is not None and self.expired(holder["tags"]):
-                        self.free(HeldLock(holder["name"], holder["group_id"], True))
-                        continue
                     if holder is not None:
-                        self._watch(database, holder["group_id"], backoff)
+                        self._watch(database, holder, backoff)
                         continue
             backoff.pause(database)
 
-    def _watch(self, database: str, group_id: str, backoff: Backoff) -> None:
-        """Wait while another writer's live group holds the lock, looking at it (DescribeSecurityGroups,
+    def _watch(self, database: str, holder: dict[str, Any], backoff: Backoff) -> None:
+        """Wait while another writer's group holds the lock, looking at it (DescribeSecurityGroups,
         20 a second per account) instead of asking to create it again (CreateSecurityGroup, 5 a second:
         the budget every lock cycle of the account spends). Returns once it is gone or freed as
         expired; LockTimeout when the wait runs out first."""
-        while True:
+        group_id = holder["group_id"]
+        current: dict[str, Any] | None = holder
+        while current is not None and current["group_id"] == group_id:
+            if self.expired(current["tags"]):
+                self.free(HeldLock(current["name"], group_id, True))
+                return
             backoff.pause(database)
-            holder = self.holder(database)
-            if holder is None or holder["group_id"] != group_id:
-                return
-            if self.expired(holder["tags"]):
-                self.free(HeldLock(holder["name"], holder["group_id"], True))
-                return
+            current = self.holder(database)
 
     def renew(self, handle: LockHandle, ttl: float | None = None) -> LockHandle | None:
         """Move the expiry tag ``ttl`` (default the TTL) from now (CreateTags, 10 a second per account);
