@@ -37,6 +37,8 @@ WRITE_PRAGMAS = {"incremental_vacuum"}
 _PRAGMAS_WITH_ARGUMENT = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
                           "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"}
 DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
+# Virtual tables that show every table's pages, srdb's own among them.
+DENIED_TABLES = {"dbstat", "sqlite_dbpage"}
 # The schema tables: registering an eponymous virtual table (json_each, pragma_*) "updates" them.
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"}
 
@@ -91,6 +93,8 @@ class Guard:
     cancelled: threading.Event = field(default_factory=threading.Event)
     # A transaction's preview: it may write, on a scratch copy that is thrown away after.
     scratch: bool = False
+    # The worker's own statements on a job's connection (see :meth:`bookkeeping`).
+    worker: bool = False
 
     def install(self, conn: sqlite3.Connection) -> None:
         conn.set_authorizer(self.authorize)
@@ -114,10 +118,26 @@ class Guard:
         finally:
             self.active = active
 
+    @contextmanager
+    def bookkeeping(self) -> Iterator[None]:
+        """The worker's own statements on a connection a job has used: they may touch only the main
+        schema and fire nothing a job made. A job can leave TEMP tables, triggers and renamed objects
+        behind on its connection; the worker names ``main.`` in each of its statements, and this refuses
+        anything prepared inside a trigger or view (SQLite names it in the authorizer's last argument)
+        or in another schema, so no job can redirect or piggyback on the worker's writes."""
+        active, self.active, self.worker = self.active, False, True
+        try:
+            yield
+        finally:
+            self.active, self.worker = active, False
+
     def progress(self) -> int:
         return 1 if self.cancelled.is_set() or self.now() > self.deadline else 0
 
-    def authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None, _src: str | None) -> int:
+    def authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
+        if self.worker:
+            return sqlite3.SQLITE_OK if src is None and (db in (None, "main") or (
+                action == sqlite3.SQLITE_READ and (arg1 or "").lower() in _SCHEMA_TABLES)) else sqlite3.SQLITE_DENY
         if not self.active:
             return sqlite3.SQLITE_OK
         reason = self._refusal(action, arg1, arg2)
@@ -139,6 +159,9 @@ class Guard:
                              "a job is one transaction")
         if action == sqlite3.SQLITE_PRAGMA:
             return self._pragma(arg1 or "", arg2)
+        if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in DENIED_TABLES:
+            return Forbidden(f"{arg1} is not allowed: it shows the pages of srdb's own tables too "
+                             "(PRAGMA page_count and page_size give a database's size)")
         args = (arg1, arg2)
         internal = next((args[i] for i in _OBJECT_ARGS.get(action, ()) if is_internal(args[i])), None)
         if internal is not None:

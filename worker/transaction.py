@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import InternalError, SerializationFailure, SqlError
+from shared.errors import Forbidden, InternalError, SerializationFailure, SqlError
 from shared.guard import Guard, open_job_connection
 from shared.job.model import Job
 from shared.job.result import ResultPart
@@ -37,9 +37,17 @@ from worker.execute import Outcome, job_error, run_job
 from worker.results import ResultSink
 
 JOBS_TABLE = "_srdb_jobs"
-_CREATE = (f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} "
+# Every statement of the worker's names ``main.``: a job may leave TEMP objects on its connection, and
+# an unqualified name would resolve to a TEMP table of the same name first.
+_CREATE = (f"CREATE TABLE IF NOT EXISTS main.{JOBS_TABLE} "
            "(job_id TEXT PRIMARY KEY, outcome TEXT NOT NULL, applied_at REAL NOT NULL) WITHOUT ROWID")
-_INDEX = f"CREATE INDEX IF NOT EXISTS {JOBS_TABLE}_applied ON {JOBS_TABLE} (applied_at)"
+_INDEX = f"CREATE INDEX IF NOT EXISTS main.{JOBS_TABLE}_applied ON {JOBS_TABLE} (applied_at)"
+_RECORD = f"INSERT INTO main.{JOBS_TABLE} (job_id, outcome, applied_at) VALUES (?, ?, ?)"
+_RECORDED = f"SELECT outcome FROM main.{JOBS_TABLE} WHERE job_id = ?"
+# srdb's own objects, in every schema of a connection (names compared case-blind, as SQLite does).
+_OWN_OBJECTS = ("SELECT 'main', type, name FROM main.sqlite_schema WHERE lower(name) LIKE '\\_srdb\\_%' ESCAPE '\\' "
+                "UNION ALL SELECT 'temp', type, name FROM temp.sqlite_schema "
+                "WHERE lower(name) LIKE '\\_srdb\\_%' ESCAPE '\\'")
 # A job's record outlives every delivery of its message: SQS keeps a message (and its dead letter,
 # counted from the first enqueue) at most 14 days. Older records are deleted with the next commit.
 KEEP_RECORDS_SECONDS = 14 * 24 * 3600.0
@@ -96,7 +104,7 @@ def apply_writes(
         if changed:
             with anchor:
                 anchor.execute("BEGIN IMMEDIATE")
-                anchor.execute(f"DELETE FROM {JOBS_TABLE} WHERE applied_at < ?", (now() - KEEP_RECORDS_SECONDS,))
+                anchor.execute(f"DELETE FROM main.{JOBS_TABLE} WHERE applied_at < ?", (now() - KEEP_RECORDS_SECONDS,))
         pages = written_pages(Path(f"{path}-wal")) if changed and was_wal else None
         anchor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return Applied(outcomes, changed, pages)
@@ -117,7 +125,7 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(_CREATE)
         conn.execute(_INDEX)
-        recorded = conn.execute(f"SELECT outcome FROM {JOBS_TABLE} WHERE job_id = ?", (job.job_id,)).fetchone()
+        recorded = conn.execute(_RECORDED, (job.job_id,)).fetchone()
         if recorded:
             conn.execute("ROLLBACK")
             return _replay(job.job_id, recorded[0])
@@ -127,6 +135,7 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         if is_vacuum(job):
             conn.execute("ROLLBACK")
             return _vacuum(conn, guard, job, seconds, now)
+        own = _own_objects(conn, guard)
         if job.load is not None:
             if load is None:
                 raise InternalError(f"job {job.job_id} is a load, and this worker was given no loader")
@@ -139,14 +148,41 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
             error["message"] = (f"{error['message']} (SQLite rolled back the whole transaction: "
                                 "none of this job's writes were applied)").lstrip()
             return Outcome(job.job_id, False, error=error, run_ms=outcome.run_ms)
+        return _settle(conn, guard, job, outcome, own, now)
+    finally:
+        conn.close()
+
+
+def _settle(conn: sqlite3.Connection, guard: Guard, job: Job, outcome: Outcome, own: set[tuple[str, str, str]],
+            now: Callable[[], float]) -> Outcome:
+    """Commit a job that succeeded with its record, or roll it back. Whatever goes wrong here is this
+    job's failure alone: it is rolled back and the group goes on."""
+    try:
         if outcome.ok and not outcome.read_only:
-            conn.execute(f"INSERT INTO {JOBS_TABLE} VALUES (?, ?, ?)", (job.job_id, _record(outcome), now()))
-            conn.execute("COMMIT")
+            made = sorted(_own_objects(conn, guard) - own)
+            if made:
+                conn.execute("ROLLBACK")
+                return Outcome.failed(job.job_id, Forbidden(
+                    f"{made[0][0]}.{made[0][2]}: names beginning with {JOBS_TABLE[:6]} belong to srdb, and no job "
+                    "may create or rename an object into them (any case, any schema); nothing of the job was "
+                    "applied"), outcome.run_ms)
+            with guard.bookkeeping():
+                conn.execute(_RECORD, (job.job_id, _record(outcome), now()))
+                conn.execute("COMMIT")
         else:
             conn.execute("ROLLBACK")
         return outcome
-    finally:
-        conn.close()
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return Outcome.failed(job.job_id, Forbidden(
+            f"the worker could not record this job ({exc}): something the job left on its connection stood in "
+            "the way of srdb's own bookkeeping; nothing of the job was applied"), outcome.run_ms)
+
+
+def _own_objects(conn: sqlite3.Connection, guard: Guard) -> set[tuple[str, str, str]]:
+    with guard.bookkeeping():
+        return {(str(schema), str(kind), str(name)) for schema, kind, name in conn.execute(_OWN_OBJECTS)}
 
 
 _VACUUM = re.compile(r"\s*VACUUM(\s+main)?\s*;?\s*", re.IGNORECASE)
@@ -179,7 +215,8 @@ def _vacuum(conn: sqlite3.Connection, guard: Guard, job: Job, seconds: float, no
         conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     outcome = Outcome(job.job_id, True, run_ms=(time.monotonic() - started) * 1000)
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute(f"INSERT INTO {JOBS_TABLE} VALUES (?, ?, ?)", (job.job_id, _record(outcome), now()))
+    with guard.bookkeeping():
+        conn.execute(_RECORD, (job.job_id, _record(outcome), now()))
     conn.execute("COMMIT")
     return outcome
 
