@@ -91,7 +91,7 @@ class AsyncClient:
                                                 reply_to=reply_to, timeout=timeout, create=create))
 
     async def submit_job(self, job: Job) -> str:
-        return await self.submit_prepared(prepare(job))
+        return await self.submit_prepared(prepare(job, self.settings.queue_url))
 
     async def submit_prepared(self, submission: Submission) -> str:
         return await self._run(core.submit(submission, self.settings))
@@ -100,7 +100,7 @@ class AsyncClient:
         """Submit many jobs: their QUEUED documents ``concurrency`` at a time, then their messages ten
         to a SendMessageBatch; the ids come back in order."""
         gate = asyncio.Semaphore(concurrency)
-        submissions = [prepare(job) for job in jobs]
+        submissions = [prepare(job, self.settings.queue_url) for job in jobs]
 
         async def queue(submission: Submission) -> str | None:
             async with gate:

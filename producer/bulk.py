@@ -228,6 +228,12 @@ def load_job(database: str, spec: LoadSpec, *, job_id: str | None = None, timeou
 
 
 def export_format(dest: str, given: str | None) -> str:
+    """The format asked for, else the one the destination's name says; a name that says another (``.xyz``)
+    is refused rather than written as CSV under a name that promises something else."""
+    suffix = dest.lower().removesuffix(".gz").rsplit("/", 1)[-1]
+    if given is None and format_of(dest) is None and "." in suffix and dest not in ("-",):
+        raise ClientSideError(f"{dest}: its name does not say csv, jsonl or parquet (.csv, .jsonl, .ndjson, "
+                              ".parquet, perhaps .gz); name one with --output-format")
     fmt = given or format_of(dest) or "csv"
     if fmt not in ("csv", "jsonl", "parquet"):
         raise ClientSideError(f"export writes csv, jsonl or parquet, not {fmt}")

@@ -104,7 +104,7 @@ class Client:
                                           reply_to=reply_to, timeout=timeout, create=create))
 
     def submit_job(self, job: Job) -> str:
-        return self.submit_prepared(prepare(self._replying(job)))
+        return self.submit_prepared(prepare(self._replying(job), self.settings.queue_url))
 
     def _replying(self, job: Job) -> Job:
         """With a wait queue, a job without its own ``reply_to`` reports there, and its wait listens."""
@@ -121,7 +121,7 @@ class Client:
     def submit_jobs(self, jobs: Iterable[Job], *, concurrency: int = 8) -> list[str]:
         """Submit many jobs: their QUEUED documents in parallel, then their messages ten to a
         SendMessageBatch (one SQS request for ten jobs); the ids come back in order."""
-        submissions = [prepare(self._replying(job)) for job in jobs]
+        submissions = [prepare(self._replying(job), self.settings.queue_url) for job in jobs]
         with ThreadPoolExecutor(concurrency) as pool:
             etags = list(pool.map(lambda s: self._run(core.queue(s, self.settings)), submissions))
             sending = [(s, etag) for s, etag in zip(submissions, etags, strict=True) if etag is not None]

@@ -9,6 +9,7 @@ from shared.errors import ClientSideError, InvalidJob
 from shared.job.envelope import COMPRESS_ABOVE, MAX_INLINE_MESSAGE, claim_check, compressed
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
+from shared.names import queue_name
 from shared.settings import Settings
 
 
@@ -31,18 +32,19 @@ class Submission:
         return self.inline and self.text_bytes > COMPRESS_ABOVE
 
 
-def prepare(job: Job) -> Submission:
+def prepare(job: Job, queue_url: str | None = None) -> Submission:
     """The job as it travels: plain JSON, compressed above COMPRESS_ABOVE, by claim check when even
-    compressed it does not fit a message (the stored payload is the plain text)."""
+    compressed it does not fit a message (the stored payload is the plain text). ``queue_url``: where it
+    will be sent; its QUEUED document names that queue, and the worker runs no copy from another."""
     text = job.to_text()
     queued = JobResult(job.job_id, JobState.QUEUED, database=job.database, submitted_at=job.submitted_at,
-                       job_digest=job.digest())
+                       job_digest=job.digest(), queue=queue_name(queue_url) if queue_url else None)
     size = len(text.encode())
     if size <= COMPRESS_ABOVE:
         return Submission(job, queued, text, None, size)
     body = compressed(job.job_id, text)
     if len(body) > MAX_INLINE_MESSAGE:
-        return Submission(job, queued, claim_check(job.job_id), text, size)
+        return Submission(job, queued, claim_check(job.job_id, job.digest()), text, size)
     return Submission(job, queued, body, None, size)
 
 

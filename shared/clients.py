@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,3 +45,21 @@ class Clients:
         session = boto3.session.Session(profile_name=settings.profile or None)
         kwargs, config = client_kwargs(settings), client_config(settings, fail_fast=fail_fast)
         return cls(*(session.client(name, config=config, **kwargs) for name in ("s3", "sqs", "ec2")))
+
+
+def caller_id(settings: Settings) -> Callable[[], str]:
+    """This process's SenderId as SQS stamps it on the messages it sends (STS GetCallerIdentity's
+    ``UserId``: ``AROA…:<session>`` for a role), asked once; "" while STS cannot say."""
+    found: list[str] = []
+
+    def ask() -> str:
+        if not found:
+            try:
+                sts = boto3.session.Session(profile_name=settings.profile or None).client(
+                    "sts", config=client_config(settings), **client_kwargs(settings))
+                found.append(str(sts.get_caller_identity()["UserId"]))
+            except Exception:  # no identity: no handed-back copy is believed, which is the safe side
+                return ""
+        return found[0]
+
+    return ask

@@ -42,3 +42,10 @@ def job_id_floor(when: float) -> str:
 
 def _crockford(value: int, length: int) -> str:
     return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in range(length - 1, -1, -1))
+
+
+def queue_name(url_or_arn: str) -> str:
+    """An SQS queue's name from its URL (``…/<account>/<name>``) or its ARN (``arn:aws:sqs:…:<name>``):
+    what a message's ``eventSourceARN`` and a client's queue URL have in common."""
+    text = url_or_arn.rstrip("/")
+    return text.rsplit(":", 1)[-1] if text.startswith("arn:") else text.rsplit("/", 1)[-1]

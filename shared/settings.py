@@ -35,6 +35,9 @@ class Settings:
     # polling S3 per job (producer/waiter.py). Empty: waits poll results/<id>.json.
     wait_queue_url: str = ""
     reply_to_allowed: str = ""
+    # Where loads may read outside srdb's bucket: ``s3://bucket/prefix*`` globs, comma-separated
+    # (worker/sources.py). Empty: nowhere outside it.
+    load_sources: str = ""
     vpc_id: str = ""
     region: str = "us-east-1"
     endpoint_url: str = ""

@@ -30,6 +30,7 @@ from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History
 from shared.snapshot.store import SnapshotStore
+from worker.handback import HandBacks
 from worker.keeper import LockKeeper
 from worker.load import Loader, open_source
 from worker.parse import Parser, parse_failed
@@ -38,6 +39,7 @@ from worker.publish import Publisher
 from worker.reads import ReadStage
 from worker.report import BatchReport, BatchStats, Fate
 from worker.results import ResultSink
+from worker.sources import SourcePolicy
 from worker.verdicts import Deferred, GroupResult, Ignored, Record, Refusal, Task, Verdict, deferred
 from worker.writes import WriteStage
 
@@ -65,6 +67,7 @@ class Worker:
         now: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         crash: Callable[[str], None] = lambda point: None,
+        own_sender: Callable[[], str] = lambda: "",
     ) -> None:
         self.settings, self.now, self.crash = settings, now, crash
         cap_sqlite_heap(settings.heap_limit_bytes())
@@ -74,14 +77,16 @@ class Worker:
         self.status = StatusStore(Bucket(s3, settings.jobs_bucket))
         self.locks = LockKeeper(make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep),
                                 linger=settings.lock_linger, now=now)
-        self.parser = Parser(self.status, settings, GrantStore(bucket))
+        self.parser = Parser(self.status, settings, GrantStore(bucket), own_sender)
         self.watcher = Watcher(self.status, now=now)
         self.writes = WriteStage(self.store, self.locks, lock_wait=settings.lock_wait, sink=self._sink,
                                  budget=self._budget, now=now, crash=crash, watch=self._watch,
-                                 loader=Loader(partial(open_source, s3), self.status.put_bytes))
+                                 loader=Loader(partial(open_source, s3), self.status.put_bytes, SourcePolicy(
+                                     settings.bucket, settings.status_bucket, settings.load_sources)))
         self.reads = ReadStage(self.store, History(bucket, now=now), concurrency=settings.read_concurrency,
                                sink=self._sink, budget=self._budget, now=now, watch=self._watch)
-        self.publisher = Publisher(self.status, sqs, max_receive_count=settings.max_receive_count, now=now)
+        self.publisher = Publisher(self.status, sqs, max_receive_count=settings.max_receive_count, now=now,
+                                   handbacks=HandBacks(sqs))
         self.last_stats = BatchStats()
         self._deadline = float("inf")
 
@@ -117,6 +122,9 @@ class Worker:
             written = dict(zip((r.record.message_id for r in refused),
                                _each(pool, self.publisher.refuse, refused, lambda r, exc: False), strict=True))
             self.publisher.send_callbacks()
+            # A job handed back for want of time is done here: its copy is on the queue (worker/handback.py).
+            for message_id in self.publisher.handbacks.send():
+                published[message_id] = True
         self.crash("after_status")
         fates = []
         for item in parsed:

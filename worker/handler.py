@@ -14,9 +14,10 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
-from shared.clients import Clients
+from shared.clients import Clients, caller_id
 from shared.settings import Settings
 from worker.batch import CRASH_POINTS, BatchStats, Record, Worker
+from worker.handback import handed_back
 
 logger = Logger(service="srdb-worker")
 copy_config_to_registered_loggers(source_logger=logger, include={"srdb"})
@@ -47,7 +48,8 @@ def run_batch(worker: Worker, event: dict[str, Any], remaining: float | None = N
     """Messages named in ``batchItemFailures`` stay on the queue for redelivery; the rest are done."""
     records = [
         Record(r.message_id, r.body or "", int(r.attributes.approximate_receive_count or 1),
-               str(r.get("eventSourceARN") or ""), str(r.attributes.get("SenderId") or ""))
+               str(r.get("eventSourceARN") or ""), str(r.attributes.get("SenderId") or ""),
+               *handed_back(r.message_attributes))
         for r in SQSEvent(event).records
     ]
     report = worker.run(records, remaining=remaining)
@@ -62,6 +64,7 @@ def emit(stats: BatchStats) -> None:
         ("JobsSucceeded", MetricUnit.Count, stats.succeeded),
         ("JobsFailed", MetricUnit.Count, stats.failed),
         ("JobsRetried", MetricUnit.Count, stats.retried),
+        ("MessagesDropped", MetricUnit.Count, stats.dropped),
         ("LockWait", MetricUnit.Milliseconds, stats.lock_wait_ms),
         ("CommitBytes", MetricUnit.Bytes, stats.commit_bytes),
         ("BatchDuration", MetricUnit.Milliseconds, stats.duration_ms),
@@ -83,7 +86,8 @@ def _warm_worker() -> Worker:
         settings = Settings.load()
         settings.require("bucket")  # and vpc_id for the security-group lock (shared.lock.make_lock)
         clients = Clients.build(settings)
-        _worker = Worker(settings, clients.s3, clients.sqs, clients.ec2, crash=_crash_hook())
+        _worker = Worker(settings, clients.s3, clients.sqs, clients.ec2, crash=_crash_hook(),
+                         own_sender=caller_id(settings))
     return _worker
 
 

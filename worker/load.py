@@ -28,7 +28,7 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.awserrors import error_code
-from shared.errors import Cancelled, ConstraintViolation, InfrastructureError, InternalError, InvalidJob
+from shared.errors import Cancelled, ConstraintViolation, Forbidden, InfrastructureError, InternalError, InvalidJob
 from shared.guard import Guard
 from shared.job.model import Job
 from shared.load import parquet
@@ -38,6 +38,7 @@ from shared.load.types import TEXT, Inference, JsonColumns, json_value
 from shared.names import sql_identifier
 from shared.s3 import is_missing, storage_error
 from worker.execute import Outcome, job_error
+from worker.sources import SourcePolicy
 
 REPORT_COLUMNS = ["rows_loaded", "rows_rejected", "bytes", "reject_key"]
 STAGING = "temp.srdb_load_staging"
@@ -48,16 +49,20 @@ class Loader:
     ``put``: store an object in the bucket (the reject file)."""
 
     def __init__(self, open_source: Callable[[Source], tuple[IO[bytes], int]],
-                 put: Callable[[str, bytes], None]) -> None:
-        self.open_source, self.put = open_source, put
+                 put: Callable[[str, bytes], None], policy: SourcePolicy) -> None:
+        self.open_source, self.put, self.policy = open_source, put, policy
 
     def run(self, conn: sqlite3.Connection, guard: Guard, job: Job, budget: float) -> Outcome:
         """Load on ``conn`` inside the caller's transaction; a failure is the outcome, never raised."""
         assert job.load is not None
         started = time.monotonic()
         try:
+            for source in job.load.sources:
+                self.policy.check(source, job.job_id)
             with guard.job(budget):
                 loaded, rejects, size = _Load(conn, job.load, self.open_source).run()
+        except Forbidden as exc:
+            return Outcome.failed(job.job_id, Forbidden(f"{exc} (job {job.job_id})"), _ms(started))
         except (LoadError, InvalidJob, ConstraintViolation) as exc:
             return Outcome.failed(job.job_id, type(exc)(f"{exc} (job {job.job_id})"), _ms(started))
         except sqlite3.Error as exc:

@@ -8,21 +8,24 @@ before or after it, can neither run in its place nor change its document.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from shared.errors import InfrastructureError, InternalError, InvalidJob, UserError
 from shared.grants import Grants, GrantStore
 from shared.job.classify import is_read_job
-from shared.job.envelope import guess_job_id, open_envelope
+from shared.job.envelope import Envelope, guess_job_id, open_envelope
 from shared.job.model import Job
 from shared.job.result import JobResult
 from shared.job.status import StatusStore
+from shared.names import queue_name
 from shared.settings import Settings
 from worker.verdicts import Ignored, Parsed, Record, Refusal, Retry, Task
 
 
 class Parser:
-    def __init__(self, status: StatusStore, settings: Settings, grants: GrantStore) -> None:
-        self.status, self.settings, self.grants = status, settings, grants
+    def __init__(self, status: StatusStore, settings: Settings, grants: GrantStore,
+                 own_sender: Callable[[], str] = lambda: "") -> None:
+        self.status, self.settings, self.grants, self.own_sender = status, settings, grants, own_sender
         self._lock = threading.Lock()
         self._batch_grants: Grants | None = None
         self.allowed_reply_to = settings.allowed_reply_to()
@@ -43,26 +46,43 @@ class Parser:
             envelope = open_envelope(record.body)
         except UserError as exc:
             return Refusal(record, guess_job_id(record.body) or record.message_id, exc)
-        current, etag = None, None
         try:
-            text = envelope.job_text
             if envelope.payload_key is not None:
-                assert envelope.job_id is not None
-                current, etag = self.status.get(envelope.job_id)
-                text = self._payload(envelope.job_id, envelope.payload_key)
-            job = Job.from_text(text or "")
+                return self._claimed(record, envelope)
+            job = Job.from_text(envelope.job_text or "")
             if envelope.job_id is not None and job.job_id != envelope.job_id:
                 raise InvalidJob(f"the message names job {envelope.job_id} but carries job {job.job_id}")
         except UserError as exc:
-            # Over the QUEUED document only when the message cannot be anyone's job but that one (a claim
-            # check's payload key follows from its id, so a missing payload fails every copy alike).
-            job_id = envelope.job_id or guess_job_id(record.body) or record.message_id
-            over = etag if current is not None and not current.state.final else None
-            return Refusal(record, job_id, exc, etag=over)
+            # A malformed message proves no job: its FAILED document goes only where none exists.
+            return Refusal(record, envelope.job_id or guess_job_id(record.body) or record.message_id, exc)
         except InfrastructureError as exc:
             return Retry(record, exc)
-        if envelope.payload_key is None:
+        try:
             current, etag = self.status.get(job.job_id)
+        except InfrastructureError as exc:
+            return Retry(record, exc)
+        return self._admit(record, job, current, etag)
+
+    def _claimed(self, record: Record, envelope: Envelope) -> Parsed:
+        """A claim check. Its payload key follows from its id, so anyone may send one for any job: it writes
+        the job's document only when the message itself carries the digest the QUEUED document names —
+        then a payload that is gone or was replaced fails the job, saying so; any other copy is dropped."""
+        assert envelope.job_id is not None and envelope.payload_key is not None
+        current, etag = self.status.get(envelope.job_id)
+        proven = current is not None and envelope.digest is not None and envelope.digest == current.job_digest
+        try:
+            job = Job.from_text(self._payload(envelope.job_id, envelope.payload_key))
+            if job.job_id != envelope.job_id or (envelope.digest is not None and job.digest() != envelope.digest):
+                raise InvalidJob(f"the claim-checked body of job {envelope.job_id} (s3 key {envelope.payload_key}) "
+                                 "is not the job that was submitted: it was replaced after the submit; submit "
+                                 "the job again under a new id")
+        except UserError as exc:
+            if current is None:
+                return Refusal(record, envelope.job_id, exc)
+            if proven and not current.state.final:
+                return Refusal(record, envelope.job_id, exc, etag=etag, digest=current.job_digest)
+            return Ignored(record, f"claim check for job {envelope.job_id} that proves no job ({exc}); left alone",
+                           dropped=True)
         return self._admit(record, job, current, etag)
 
     def _payload(self, job_id: str, key: str) -> str:
@@ -77,13 +97,16 @@ class Parser:
 
     def _admit(self, record: Record, job: Job, current: JobResult | None, etag: str | None) -> Parsed:
         digest = job.digest()
+        if current is not None and current.queue and record.source and queue_name(record.source) != current.queue:
+            return Ignored(record, f"job {job.job_id} was queued for {current.queue}, and this copy came through "
+                                   f"{queue_name(record.source)}: left alone", dropped=True)
         if current is None:
             return Refusal(record, job.job_id, InvalidJob(
                 f"job {job.job_id} has no status document: jobs are submitted by writing their QUEUED "
                 "document first (srdb's clients do), so the worker can tell them from forgeries"), digest=digest)
         if current.job_digest != digest:
             return Ignored(record, f"job {job.job_id}: the message does not match the job its status document "
-                                   "names; left alone")
+                                   "names; left alone", dropped=True)
         if current.settled:
             return Ignored(record, f"job {job.job_id} is {current.state.value} already")  # CANCELLED stops here
         try:
@@ -91,12 +114,20 @@ class Parser:
             # A transaction's preview commits nothing: it runs beside the reads, on a scratch copy.
             read = (job.read_only or job.as_of is not None or is_read_job(job) if job.transaction is None
                     else job.transaction.preview)
-            self._grants().check(record.source, record.sender, job.database, writes=not read)
+            sender = self._sender(record)
+            self._grants().check(record.source, sender, job.database, writes=not read)
         except UserError as exc:
             return Refusal(record, job.job_id, exc, etag=etag, digest=digest)
         except InfrastructureError as exc:
             return Retry(record, exc)
-        return Task(record, job, read, etag, digest, current.redriven_after)
+        return Task(record, job, read, etag, digest, current.redriven_after, sender)
+
+    def _sender(self, record: Record) -> str:
+        """The SenderId a message's grants are checked for: its own, or — for a copy a worker handed back
+        (worker/handback.py), which SQS stamps with the worker's — the one the copy vouches for."""
+        if record.handed_back_for and record.sender and record.sender == self.own_sender():
+            return "" if record.handed_back_for == "-" else record.handed_back_for
+        return record.sender
 
     def _check(self, job: Job) -> None:
         """What this deployment allows beyond the job schema."""

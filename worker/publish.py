@@ -13,7 +13,8 @@ from typing import Any
 from shared.errors import StorageError, UserError
 from shared.job.result import JobResult, JobState, epoch, iso
 from shared.job.status import StatusStore
-from worker.verdicts import Deferred, Refusal, Task, Verdict
+from worker.handback import HandBacks
+from worker.verdicts import Deferred, HandBack, Refusal, Task, Verdict
 
 log = logging.getLogger("srdb.worker")
 MAX_CALLBACK_BYTES = 240 * 1024
@@ -21,14 +22,21 @@ MAX_SEND_BATCH_BYTES = 256 * 1024  # SendMessageBatch: at most 10 messages and 2
 
 
 class Publisher:
-    def __init__(self, status: StatusStore, sqs: Any, *, max_receive_count: int, now: Callable[[], float]) -> None:
+    def __init__(self, status: StatusStore, sqs: Any, *, max_receive_count: int, now: Callable[[], float],
+                 handbacks: HandBacks) -> None:
         self.status, self.sqs, self.max_receive_count, self.now = status, sqs, max_receive_count, now
+        self.handbacks = handbacks
         self._callbacks: list[tuple[str, str, str]] = []  # queue, job id, body: sent by send_callbacks
         self._mutex = threading.Lock()
 
     def publish(self, task: Task, verdict: Verdict, etag: str | None) -> bool:
         """Write the job's final status document (and the callback). False: retry the message.
-        ``etag``: the document's ETag as the worker knows it (the QUEUED one, or its RUNNING one)."""
+        ``etag``: the document's ETag as the worker knows it (the QUEUED one, or its RUNNING one). A job to
+        hand back is queued for :class:`HandBacks` (the batch sends them once it is done)."""
+        if isinstance(verdict, HandBack):
+            if self.handbacks.add(task, task.sender):
+                return False
+            verdict = Deferred(verdict.reason)
         if isinstance(verdict, Deferred):
             if task.record.receive_count >= self.max_receive_count:
                 self._dead_letter(task, verdict, etag)

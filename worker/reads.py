@@ -24,7 +24,7 @@ from shared.snapshot.manifest import Manifest
 from shared.snapshot.store import SnapshotStore
 from worker.execute import Outcome, run_job
 from worker.results import ResultSink
-from worker.verdicts import Deferred, Done, GroupResult, Task, Verdict, deferred
+from worker.verdicts import Deferred, Done, GroupResult, HandBack, Task, Verdict, deferred
 from worker.writes import OUT_OF_TIME
 
 SCRATCH = ".scratch"  # under the cache folder: previews' copies, each removed when its preview ends
@@ -164,7 +164,7 @@ class ReadStage:
         def run(task: Task) -> Verdict:
             budget = self.budget(task.job)
             if budget is None:
-                return Deferred(OUT_OF_TIME)
+                return HandBack(OUT_OF_TIME)
             started = self.now()
             with self.watch(task) as cancelled:
                 guard = Guard(read_only=read_only, cancelled=cancelled, scratch=not read_only)

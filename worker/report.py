@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.verdicts import Done, Parsed, Refusal, Verdict
+from worker.verdicts import Done, Ignored, Parsed, Refusal, Verdict
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class BatchStats:
     succeeded: int = 0
     failed: int = 0
     retried: int = 0
+    dropped: int = 0  # copies that proved no job (forged or stray): done without touching any document
     lock_wait_ms: float = 0.0
     commit_bytes: int = 0
     duration_ms: float = 0.0
@@ -52,5 +53,6 @@ class BatchReport:
         succeeded = sum(1 for f in self.fates if f.published and isinstance(f.verdict, Done) and f.verdict.outcome.ok)
         failed = sum(1 for f in self.fates if f.published and (
             isinstance(f.parsed, Refusal) or (isinstance(f.verdict, Done) and not f.verdict.outcome.ok)))
-        return BatchStats(len(self.fates), succeeded, failed, len(self.retry()), self.lock_wait_ms,
+        dropped = sum(1 for f in self.fates if isinstance(f.parsed, Ignored) and f.parsed.dropped)
+        return BatchStats(len(self.fates), succeeded, failed, len(self.retry()), dropped, self.lock_wait_ms,
                           self.commit_bytes, self.duration_ms)

@@ -20,6 +20,10 @@ class Record:
     receive_count: int = 1
     source: str = ""  # the queue's ARN (eventSourceARN): which access group sent it (shared/grants.py)
     sender: str = ""  # SQS's SenderId: the IAM principal that sent it
+    # A copy a worker sent back for want of time (worker/handback.py): how often, and the SenderId of the
+    # message it copies (believed only when the copy's own SenderId is the worker's).
+    handbacks: int = 0
+    handed_back_for: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Task:
     etag: str | None
     digest: str
     redriven_after: dict[str, Any] | None = None  # the error that dead-lettered it before a redrive
+    sender: str = ""  # the SenderId its grants were checked for (a handed-back copy's: the original's)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Ignored:
 
     record: Record
     reason: str
+    dropped: bool = False  # a copy that proves no job (a forgery, or a stray): counted as dropped
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,15 @@ class Deferred:
     reason: SrdbError
 
 
-Verdict = Done | Deferred
+@dataclass(frozen=True)
+class HandBack:
+    """The job did not start because earlier jobs used the batch's time: it goes back to the queue as a
+    new message (worker/handback.py), so others' long jobs never use up its deliveries."""
+
+    reason: SrdbError
+
+
+Verdict = Done | Deferred | HandBack
 
 
 @dataclass(frozen=True)

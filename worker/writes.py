@@ -20,11 +20,12 @@ from worker.keeper import LockKeeper
 from worker.load import Loader
 from worker.results import ResultSink
 from worker.transaction import apply_writes
-from worker.verdicts import Deferred, Done, GroupResult, Task, Verdict, deferred
+from worker.verdicts import Done, GroupResult, HandBack, Task, Verdict, deferred
 
 log = logging.getLogger("srdb.worker")
 COMMIT_ATTEMPTS = 2
-OUT_OF_TIME = InfrastructureError("the batch ran out of time before this job started; it runs again")
+OUT_OF_TIME = InfrastructureError("the batch ran out of time before this job started; it was handed back to the "
+                                  "queue and runs again")
 
 
 class WriteStage:
@@ -98,5 +99,5 @@ class WriteStage:
             outcome = applied.outcomes.get(task.job.job_id)
             created = new and task.job.job_id in committed
             verdicts[task.record.message_id] = (Done(outcome, version, started, created) if outcome is not None
-                                                else Deferred(OUT_OF_TIME))
+                                                else HandBack(OUT_OF_TIME))
         return verdicts

@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_bounded(int, 0, 64), default=2, help="worker processes (0: the stack alone)")
     p.add_argument("--visibility-timeout", type=_bounded(int, 1, 43200), default=60,
                    help="job queue visibility timeout, seconds")
-    p.add_argument("--lock-ttl", type=_bounded(float, 1), default=60.0, help="seconds before the reaper frees a lock")
+    p.add_argument("--lock-ttl", type=_bounded(float, 1), default=None,
+                   help="seconds before the reaper frees a dead worker's lock (default: the visibility timeout, at "
+                        "most 60; never more than it, or a redelivered job would wait out a dead worker's lock)")
     p.add_argument("--ephemeral", action="store_true",
                    help="keep nothing: by default the bucket (databases, history, results) is kept in .srdb/data "
                         "and loaded again at the next start")
@@ -216,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="a path or s3://bucket/key (.csv, .jsonl; .gz to compress)")
     p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE")
     p.add_argument("--output-format", choices=("csv", "jsonl", "parquet"), default=None,
-                   help="the file's format (default: from DEST's name, else csv)")
+                   help="the file's format (default: from DEST's name; a name without an extension is csv)")
     p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME")
     wait_timeout_arg(p, 600.0)
     output_args(p)
@@ -623,8 +625,13 @@ def _stop_with_parent(stop: threading.Event, parent: int, every: float = 0.5, gr
 def cmd_local(args: argparse.Namespace) -> int:
     from producer.local.stack import LocalStack
 
+    lock_ttl = args.lock_ttl if args.lock_ttl is not None else min(60.0, float(args.visibility_timeout))
+    if lock_ttl > args.visibility_timeout:
+        raise ClientSideError(f"--lock-ttl {lock_ttl:g} is longer than --visibility-timeout {args.visibility_timeout}: "
+                              "a job redelivered after a worker died would find its lock still held, delivery after "
+                              "delivery, until the dead-letter queue; give a lock TTL no longer than the timeout")
     stack = LocalStack(Path.cwd(), port=args.port, workers=args.workers,
-                       visibility_timeout=args.visibility_timeout, lock_ttl=args.lock_ttl, ephemeral=args.ephemeral)
+                       visibility_timeout=args.visibility_timeout, lock_ttl=lock_ttl, ephemeral=args.ephemeral)
     stop = _stop_on_signals()
     stack.start()
     try:

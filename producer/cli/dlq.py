@@ -20,6 +20,7 @@ from shared.job.envelope import guess_job_id, open_envelope
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
 from shared.job.status import StatusStore
+from shared.names import queue_name
 
 
 @dataclass(frozen=True)
@@ -118,5 +119,6 @@ class DeadLetters:
         status, etag = self.store.get(job_id)
         if status is not None and status.state is JobState.FAILED and (status.error or {}).get("retryable"):
             queued = JobResult(job_id, JobState.QUEUED, database=status.database, submitted_at=status.submitted_at,
-                               job_digest=status.job_digest, redriven_after=status.error)
+                               job_digest=status.job_digest, redriven_after=status.error,
+                               queue=queue_name(self.queue_url))  # where the redrive sends it
             self.store.put(queued, if_match=etag)

@@ -28,7 +28,9 @@ def to_lambda_event(messages: list[dict[str, Any]], queue_arn: str, region: str)
             "receiptHandle": m["ReceiptHandle"],
             "body": m["Body"],
             "attributes": dict(m.get("Attributes", {})),
-            "messageAttributes": m.get("MessageAttributes", {}),
+            # Lambda spells an attribute's fields in camel case.
+            "messageAttributes": {name: {"stringValue": a.get("StringValue"), "dataType": a.get("DataType")}
+                                  for name, a in m.get("MessageAttributes", {}).items()},
             "md5OfBody": m.get("MD5OfBody", ""),
             "eventSource": "aws:sqs",
             "eventSourceARN": queue_arn,

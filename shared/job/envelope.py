@@ -25,6 +25,7 @@ COMPRESS_ABOVE = 16 * 1024
 # What a compressed message may expand to: a 240 KiB deflate stream could otherwise become ~250 MB.
 MAX_JOB_TEXT = 64 * 1024 * 1024
 CLAIM_CHECK = "claim_check"
+DIGEST = "digest"
 DEFLATE = "deflate"
 
 
@@ -34,9 +35,10 @@ def compressed(job_id: str, text: str) -> str:
     return json.dumps({"job_id": job_id, DEFLATE: packed}, separators=(",", ":"))
 
 
-def claim_check(job_id: str) -> str:
-    """The message body that points at a job stored under ``jobs/<job_id>/payload.json``."""
-    return json.dumps({CLAIM_CHECK: payload_key(job_id), "job_id": job_id}, separators=(",", ":"))
+def claim_check(job_id: str, digest: str) -> str:
+    """The message body that points at a job stored under ``jobs/<job_id>/payload.json``. It carries the
+    job's digest: the message proves which job it is even when the payload is gone or was replaced."""
+    return json.dumps({CLAIM_CHECK: payload_key(job_id), "job_id": job_id, DIGEST: digest}, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Envelope:
     job_text: str | None
     payload_key: str | None
     job_id: str | None
+    digest: str | None = None  # a claim check's: the digest of the job it stands for
 
 
 def open_envelope(body: str) -> Envelope:
@@ -54,7 +57,7 @@ def open_envelope(body: str) -> Envelope:
         return Envelope(body, None, None)
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return Envelope(body, None, None)
     if not isinstance(doc, dict) or not ({CLAIM_CHECK, DEFLATE} & set(doc)):
         return Envelope(body, None, None)
@@ -63,9 +66,12 @@ def open_envelope(body: str) -> Envelope:
         if set(doc) != {DEFLATE, "job_id"} or not isinstance(doc[DEFLATE], str):
             raise InvalidJob(f"a compressed job must be exactly {{'job_id': ..., {DEFLATE!r}: '<base64>'}}")
         return Envelope(_inflate(doc[DEFLATE], job_id), None, job_id)
-    if doc[CLAIM_CHECK] != payload_key(job_id) or set(doc) != {CLAIM_CHECK, "job_id"}:
-        raise InvalidJob(f"claim check must be exactly {{{CLAIM_CHECK!r}: {payload_key(job_id)!r}, 'job_id': ...}}")
-    return Envelope(None, payload_key(job_id), job_id)
+    digest = doc.get(DIGEST)
+    if (doc[CLAIM_CHECK] != payload_key(job_id) or not set(doc) <= {CLAIM_CHECK, "job_id", DIGEST}
+            or not isinstance(digest, str | None)):
+        raise InvalidJob(f"claim check must be exactly {{{CLAIM_CHECK!r}: {payload_key(job_id)!r}, 'job_id': ..., "
+                         f"{DIGEST!r}: ...}}")
+    return Envelope(None, payload_key(job_id), job_id, digest)
 
 
 def _inflate(packed: str, job_id: str) -> str:

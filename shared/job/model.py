@@ -164,7 +164,7 @@ class Job:
         unknown = sorted(set(doc) - _FIELDS)
         if unknown:
             raise InvalidJob(f"unknown field(s): {', '.join(unknown)}")
-        if doc.get("v") != SCHEMA_VERSION:
+        if type(doc.get("v")) is not int or doc.get("v") != SCHEMA_VERSION:  # true == 1 in Python, not here
             raise InvalidJob(f"unsupported schema version {doc.get('v')!r}; this worker speaks v{SCHEMA_VERSION}")
         job_id = check_job_id(_required(doc, "job_id"))
         database = check_database(_required(doc, "database"))

@@ -60,6 +60,9 @@ class JobResult:
     # A QUEUED document that `srdb dlq redrive` wrote: the error that dead-lettered the job before.
     redriven_after: dict[str, Any] | None = None
     created: bool = False  # a write whose commit created its database
+    # The queue its client sent it to (a QUEUED document's): a copy that came through another queue is
+    # not this job's message, and the worker leaves the document alone.
+    queue: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -77,7 +80,7 @@ class JobResult:
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"job_id": self.job_id, "state": self.state.value}
         for name in ("database", "submitted_at", "started_at", "finished_at", "version", "lastrowid", "error",
-                     "job_digest", "redriven_after"):
+                     "job_digest", "redriven_after", "queue"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -114,6 +117,7 @@ class JobResult:
             job_digest=doc.get("job_digest"),
             redriven_after=doc.get("redriven_after"),
             created=bool(doc.get("created", False)),
+            queue=doc.get("queue"),
         )
 
     @classmethod

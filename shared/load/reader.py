@@ -94,6 +94,9 @@ def _json_lines(text: IO[str], name: str) -> Iterator[tuple[int, list[Any]]]:
             record = json.loads(content)
         except ValueError as exc:
             raise LoadError(f"{name}: line {line}: not JSON: {exc}") from None
+        except RecursionError:
+            raise LoadError(f"{name}: line {line}: nested too deeply to read (a record may nest at most about "
+                            "900 levels)") from None
         if not isinstance(record, dict):
             raise LoadError(f"{name}: line {line}: a JSON Lines record must be an object, not "
                             f"{type(record).__name__}")

@@ -185,3 +185,9 @@ def test_local_refuses_numbers_out_of_range(tmp_path: Path) -> None:
     for args in (["--workers", "-1"], ["--port", "70000"], ["--lock-ttl", "-5"], ["--visibility-timeout", "0"]):
         refused = srdb(tmp_path, "local", *args)
         assert refused.returncode == 2 and "out of range" in refused.stderr, (args, refused.stderr)
+
+
+def test_local_refuses_a_lock_ttl_longer_than_the_visibility_timeout(tmp_path: Path) -> None:
+    refused = srdb(tmp_path, "local", "--visibility-timeout", "8", "--lock-ttl", "60")
+    assert refused.returncode != 0 and "longer than --visibility-timeout" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

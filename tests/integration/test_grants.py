@@ -89,18 +89,28 @@ def test_a_queue_in_no_group_reaches_nothing_once_grants_exist_and_revoke_opens_
     assert stray.wait(after, 5).values() == [[1]]
 
 
+def sent_by(aws: Any, settings: Settings, jobs: list[str], senders: tuple[str, ...],
+            attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The queued messages of ``jobs`` as one event, each stamped with its SenderId (moto stamps one for all)."""
+    arn = aws.sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    messages = aws.sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10)["Messages"]
+    bodies = {guess_job_id(m["Body"]): m["Body"] for m in messages}
+    event = sqs_event(*(bodies[job] for job in jobs))
+    for record, sender in zip(event["Records"], senders, strict=True):
+        record["eventSourceARN"] = arn
+        record["attributes"]["SenderId"] = sender
+        record["messageAttributes"] = attributes or {}
+    return event
+
+
 def test_the_sender_id_must_match_the_groups_senders(settings: Settings, aws: Any, worker: Worker,
                                                       client: Client) -> None:
     arn = aws.sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
     client.grant("etl", database="*", access="write", queue=arn, sender="AROAETL:*")
     jobs = [client.submit("s", "CREATE TABLE t (n)"), client.submit("s", "SELECT 1")]
-    messages = aws.sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10)["Messages"]
-    bodies = {guess_job_id(m["Body"]): m["Body"] for m in messages}
-    event = sqs_event(*(bodies[job] for job in jobs))
-    for record, sender in zip(event["Records"], ("AROAETL:nightly", "AIDAINTRUDER"), strict=True):
-        record["eventSourceARN"] = arn
-        record["attributes"]["SenderId"] = sender
+    event = sent_by(aws, settings, jobs, ("AROAETL:nightly", "AIDAINTRUDER"))
     assert run_batch(worker, event) == {"batchItemFailures": []}
     assert client.wait(jobs[0], 5).state is JobState.SUCCEEDED
     assert error_of(client, jobs[1]) == (f"sender AIDAINTRUDER is not among the senders of access group(s) etl "
@@ -112,10 +122,10 @@ def test_grants_that_do_not_parse_stop_every_job_until_mended(settings: Settings
     bucket = Bucket(aws.s3, settings.bucket)
     bucket.put(GRANTS_KEY, b'{"groups": {"g": {"databases": {"*": "admin"}}}}')
     job = client.submit("x", "SELECT 1")
-    body = aws.sqs.receive_message(QueueUrl=settings.queue_url)["Messages"][0]["Body"]
-    assert run_batch(worker, sqs_event(body)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    event = sent_by(aws, settings, [job], ("AIDAANY",))
+    assert run_batch(worker, event) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert client.status(job).state is JobState.QUEUED  # left to SQS: a job never runs on a guess
     bucket.put(GRANTS_KEY, Grants().to_bytes())
-    assert run_batch(worker, sqs_event(body)) == {"batchItemFailures": []}
+    assert run_batch(worker, event) == {"batchItemFailures": []}
     assert client.wait(job, 5).values() == [[1]]
     assert json.loads(bucket.get(GRANTS_KEY).body) == {"groups": {}}  # type: ignore[union-attr]

@@ -141,3 +141,32 @@ def test_statements_with_parameter_sets_round_trip_and_one_set_keeps_the_old_dig
     plain = Job.create("d", statements=[("SELECT ?", [3])], job_id="same")
     again = Job.create("d", statement_sets=[("SELECT ?", [[3]])], job_id="same")
     assert plain.digest() == again.digest()
+
+
+@pytest.mark.parametrize("v", [True, 1.0, "1"])
+def test_the_schema_version_is_the_integer_one(v: Any) -> None:
+    with pytest.raises(InvalidJob, match="unsupported schema version"):
+        Job.from_json({"v": v, "job_id": "j", "database": "d", "sql": "SELECT 1"})
+
+
+def test_deeply_nested_json_is_an_invalid_job_not_an_internal_error() -> None:
+    from shared.job.envelope import open_envelope
+    nested = "[" * 100_000 + "]" * 100_000
+    text = '{"v": 1, "job_id": "j", "database": "d", "sql": "SELECT ?", "params": [' + nested + "]}"
+    assert open_envelope(text).job_text == text
+    with pytest.raises(InvalidJob, match="not valid JSON"):
+        Job.from_text(text)
+
+
+@pytest.mark.parametrize(("dest", "given", "fmt"), [("out.csv", None, "csv"), ("out.jsonl.gz", None, "jsonl"),
+                                                    ("out", None, "csv"), ("out.xyz", "jsonl", "jsonl")])
+def test_an_export_takes_its_format_from_its_name_or_says_it_cannot(dest: str, given: str | None, fmt: str) -> None:
+    from producer.bulk import export_format
+    assert export_format(dest, given) == fmt
+
+
+def test_an_export_to_a_name_of_no_known_format_is_refused() -> None:
+    from producer.bulk import export_format
+    from shared.errors import ClientSideError
+    with pytest.raises(ClientSideError, match="--output-format"):
+        export_format("out.xyz", None)
