@@ -45,6 +45,7 @@ class Steps:
         self.database, self.job_timeout, self.create = database, job_timeout, create
         self.clock, self.max_seconds = clock, max_seconds
         self.base: int | None = None  # the snapshot version it began at (after its first statement)
+        self.snapshot: str | None = None  # and that snapshot's id, which no other database's shares
         self.statements: list[tuple[str, list[JsonParams]]] = []
         self.writes = False
         self.closed = False
@@ -58,7 +59,8 @@ class Steps:
             raise ClientSideError(f"the transaction has been open longer than {self.max_seconds:g}s, the longest "
                                   "srdb keeps one: roll it back and begin again")
         return Job.create(self.database, statement_sets=[*self.statements, (sql, param_sets)],
-                          timeout=self.job_timeout, create=self.create, transaction=TxStep(self.base, preview=True))
+                          timeout=self.job_timeout, create=self.create,
+                          transaction=TxStep(self.base, preview=True, snapshot=self.snapshot))
 
     def expired(self) -> bool:
         return self.clock() - self.started > self.max_seconds
@@ -67,7 +69,7 @@ class Steps:
         """A preview's result: the statement is the transaction's now (a failed one is not: JobFailed)."""
         _succeeded(result)
         if self.base is None:
-            self.base = result.version or 0
+            self.base, self.snapshot = result.version or 0, result.snapshot
         self.statements.append((sql, param_sets))
         self.writes = self.writes or not _reads_only(sql)
         return result
@@ -80,12 +82,10 @@ class Steps:
             return None
         assert self.base is not None
         return Job.create(self.database, statement_sets=self.statements, timeout=self.job_timeout,
-                          create=self.create, transaction=TxStep(self.base, preview=False))
+                          create=self.create, transaction=TxStep(self.base, preview=False, snapshot=self.snapshot))
 
     @staticmethod
     def committed(result: JobResult) -> JobResult:
-        if result.state is JobState.FAILED and (result.error or {}).get("type") == SerializationFailure.__name__:
-            raise SerializationFailure(str((result.error or {}).get("message")))
         return _succeeded(result)
 
     def check_open(self) -> None:
@@ -190,6 +190,10 @@ def _reads_only(sql: str) -> bool:
 
 
 def _succeeded(result: JobResult) -> JobResult:
+    """The result of a step that succeeded; SerializationFailure when the transaction cannot go on (its base
+    is gone), JobFailed for a statement that failed alone."""
+    if result.state is JobState.FAILED and (result.error or {}).get("type") == SerializationFailure.__name__:
+        raise SerializationFailure(str((result.error or {}).get("message")))
     if result.state is not JobState.SUCCEEDED:
         raise JobFailed(result.job_id, result.error or {"type": "Cancelled", "message": "the job was cancelled"})
     return result

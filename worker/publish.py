@@ -56,7 +56,7 @@ class Publisher:
             rowcount=outcome.rowcount, lastrowid=outcome.lastrowid, error=outcome.error, parts=outcome.parts,
             version=verdict.version, submitted_at=task.job.submitted_at, started_at=iso(verdict.started),
             finished_at=iso(finished),
-            timings=timings, job_digest=task.digest, created=verdict.created,
+            timings=timings, job_digest=task.digest, created=verdict.created, snapshot=verdict.snapshot or None,
         )
         try:
             # A read is only published over the document it saw, so a cancel that won the race stands.

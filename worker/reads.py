@@ -15,7 +15,14 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
-from shared.errors import InfrastructureError, StorageError, UserError, VersionNotFound, no_version_yet
+from shared.errors import (
+    InfrastructureError,
+    SerializationFailure,
+    StorageError,
+    UserError,
+    VersionNotFound,
+    no_version_yet,
+)
 from shared.guard import Guard, open_job_connection
 from shared.job.classify import is_read_job
 from shared.job.model import AsOf, Job, as_of_point
@@ -76,7 +83,8 @@ class ReadStage:
         for base, group in by_base.items():
             if base is None or base == version or base == 0:
                 at = path if current is not None and base != 0 else None
-                found = self._scratch(at, version if at is not None else 0, group)
+                found = _on(self._scratch(at, version if at is not None else 0, group),
+                            current.writer if at is not None and current is not None else "")
                 verdicts.update(_explained(found, no_version_yet(database)) if current is None else found)
             else:
                 try:
@@ -92,8 +100,9 @@ class ReadStage:
                     verdicts.update(deferred(group, exc if isinstance(exc, InfrastructureError)
                                              else StorageError(str(exc))))
                     continue
-                verdicts.update(self._scratch(at, base, group))
-        return verdicts
+                verdicts.update(_on(self._scratch(at, base, group), old.writer))
+        return {t.record.message_id: _on_its_base(t, verdicts[t.record.message_id]) for t in tasks
+                if t.record.message_id in verdicts}
 
     def _scratch(self, path: Path | None, version: int, tasks: list[Task]) -> dict[str, Verdict]:
         """Run each preview on its own copy of ``path`` (None: an empty database), then drop the copy;
@@ -197,3 +206,21 @@ def _reads_only(job: Job) -> bool:
         return is_read_job(job)
     except UserError:
         return False
+
+
+def _on(verdicts: dict[str, Verdict], snapshot: str) -> dict[str, Verdict]:
+    """Previews' verdicts, each naming the snapshot it ran on (the transaction's base, from its first)."""
+    return {m: replace(v, snapshot=snapshot) if isinstance(v, Done) else v for m, v in verdicts.items()}
+
+
+def _on_its_base(task: Task, verdict: Verdict) -> Verdict:
+    """A preview that ran on a snapshot of the base's version but not the base itself (the database was
+    dropped and made again, reusing version numbers) fails: the transaction's base is gone."""
+    assert task.job.transaction is not None
+    base = task.job.transaction.snapshot
+    if not base or not isinstance(verdict, Done) or not verdict.snapshot or verdict.snapshot == base:
+        return verdict
+    return Done(Outcome.failed(task.job.job_id, SerializationFailure(
+        f"database {task.job.database} was dropped and made again since this transaction began: its version "
+        f"{task.job.transaction.base} is another database's now; nothing of the transaction was applied; "
+        "run it again")), verdict.version, verdict.started)

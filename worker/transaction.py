@@ -73,12 +73,14 @@ def apply_writes(
     watch: Callable[[Job], AbstractContextManager[threading.Event]] | None = None,
     load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None = None,
     version: int = 0,
+    snapshot: str = "",
 ) -> Applied:
     """Run ``jobs`` in order on the local copy at ``path``, which holds snapshot ``version``.
     ``budget(job)``: the seconds the job may run, or None when the batch has no time left to start it.
     ``watch(job)``: held while the job runs; its event is set when the job is cancelled
     (worker.progress). ``load``: runs a load job (worker.load). A transaction's commit applies only
-    while the database is still its base: that version, and nothing written before it in this group."""
+    while the database is still its base: that version (and that very snapshot, ``snapshot``: its manifest's
+    writer), and nothing written before it in this group."""
     watching = watch or (lambda job: nullcontext(threading.Event()))
     anchor = sqlite3.connect(path, isolation_level=None)
     try:
@@ -92,10 +94,14 @@ def apply_writes(
             if seconds is None:
                 break
             stale = None
-            if job.transaction is not None and (changed or job.transaction.base != version):
+            remade = bool(job.transaction and job.transaction.snapshot and snapshot
+                          and job.transaction.snapshot != snapshot)
+            if job.transaction is not None and (changed or job.transaction.base != version or remade):
+                since = " and written since" if changed else ""
                 stale = SerializationFailure(
                     f"database {job.database} changed since this transaction began at version "
-                    f"{job.transaction.base} (it is at {version}{' and written since' if changed else ''}): "
+                    f"{job.transaction.base} (it is at {version}{since}"
+                    f"{'; it was dropped and made again meanwhile' if remade else ''}): "
                     "nothing of the transaction was applied; run it again")
             with watching(job) as cancelled:
                 outcome = _apply_one(path, job, make_sink(job), seconds, now, cancelled, load, stale)

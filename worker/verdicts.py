@@ -79,6 +79,7 @@ class Done:
     version: int | None
     started: float
     created: bool = False  # its commit created the database
+    snapshot: str = ""  # a preview's: the id of the snapshot it ran on (TxStep.snapshot)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ class WriteStage:
                 tasks = [t for t in tasks if t.job.may_create]
             by_id = {t.job.job_id: t for t in tasks}
             applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now,
-                                   lambda job: self.watch(by_id[job.job_id]), self.loader.run, writer.version)
+                                   lambda job: self.watch(by_id[job.job_id]), self.loader.run, writer.version,
+                                   writer.snapshot.manifest.writer if writer.snapshot.manifest else "")
             self.crash("before_commit")
             version = writer.version
             committed: list[str] = []

@@ -65,22 +65,30 @@ class TxStep:
 
     base: int | None
     preview: bool
+    # The base snapshot's id (its manifest's writer): a version number alone is reused by a database
+    # that was dropped and made again, and a commit must not apply to that other database.
+    snapshot: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"base": self.base, "preview": self.preview}
+        doc: dict[str, Any] = {"base": self.base, "preview": self.preview}
+        if self.snapshot:
+            doc["snapshot"] = self.snapshot
+        return doc
 
     @classmethod
     def from_json(cls, doc: object) -> TxStep:
-        if not isinstance(doc, dict) or not set(doc) <= {"base", "preview"} or "preview" not in doc:
-            raise InvalidJob("transaction must be an object with preview (true or false) and base")
-        base, preview = doc.get("base"), doc["preview"]
+        if not isinstance(doc, dict) or not set(doc) <= {"base", "preview", "snapshot"} or "preview" not in doc:
+            raise InvalidJob("transaction must be an object with preview (true or false), base and snapshot")
+        base, preview, snapshot = doc.get("base"), doc["preview"], doc.get("snapshot")
+        if snapshot is not None and (not isinstance(snapshot, str) or len(snapshot) > 64):
+            raise InvalidJob("transaction.snapshot must be the id a preview's result gave (a short string)")
         if not isinstance(preview, bool):
             raise InvalidJob("transaction.preview must be true or false")
         if base is not None and (isinstance(base, bool) or not isinstance(base, int) or base < 0):
             raise InvalidJob("transaction.base must be a snapshot version (an integer from 0)")
         if base is None and not preview:
             raise InvalidJob("a transaction's commit names its base version")
-        return cls(base, preview)
+        return cls(base, preview, snapshot or None)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class JobResult:
     # The queue its client sent it to (a QUEUED document's): a copy that came through another queue is
     # not this job's message, and the worker leaves the document alone.
     queue: str | None = None
+    # The id of the snapshot a transaction's preview ran on (its manifest's writer; see TxStep.snapshot).
+    snapshot: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -80,7 +82,7 @@ class JobResult:
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"job_id": self.job_id, "state": self.state.value}
         for name in ("database", "submitted_at", "started_at", "finished_at", "version", "lastrowid", "error",
-                     "job_digest", "redriven_after", "queue"):
+                     "job_digest", "redriven_after", "queue", "snapshot"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -118,6 +120,7 @@ class JobResult:
             redriven_after=doc.get("redriven_after"),
             created=bool(doc.get("created", False)),
             queue=doc.get("queue"),
+            snapshot=doc.get("snapshot"),
         )
 
     @classmethod

@@ -50,6 +50,21 @@ def test_a_transaction_reads_its_own_writes_and_nobody_else_sees_them_until_comm
         tx.execute("SELECT 1")
 
 
+def test_a_transaction_whose_database_was_dropped_and_made_again_commits_nothing(client: Client,
+                                                                                accounts: str) -> None:
+    tx = client.transaction(accounts)
+    assert tx.execute("UPDATE acct SET balance = 0 WHERE id = 1").rowcount == 1
+    client.drop(accounts)  # and made again, up to the same version number, with other data
+    client.query(accounts, "CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)", timeout=10)
+    client.query(accounts, "INSERT INTO acct VALUES (1, 7), (2, 7), (3, 7)", timeout=10)
+    assert client.history(accounts)[0].version == 2
+    with pytest.raises(SerializationFailure, match="dropped and made again"):
+        tx.execute("SELECT balance FROM acct WHERE id = 1")  # a preview on the base that is gone
+    with pytest.raises(SerializationFailure, match="dropped and made again"):
+        tx.commit()
+    assert values(client, accounts, "SELECT balance FROM acct ORDER BY id") == [[7], [7], [7]]
+
+
 def test_rollback_and_an_exception_apply_nothing(client: Client, accounts: str) -> None:
     tx = client.transaction(accounts)
     tx.execute("DELETE FROM acct")
