@@ -52,6 +52,7 @@ _WRITE_ACTIONS = {
     sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_DROP_VTABLE,
     sqlite3.SQLITE_REINDEX, sqlite3.SQLITE_ANALYZE,
 }
+_SHADOW_WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
 # Where each action names a schema object: arg1, arg2 or both (an index or trigger and its table;
 # ALTER TABLE gives the database, then the table). None of them may name srdb's own.
 _OBJECT_ARGS: dict[int, tuple[int, ...]] = {
@@ -95,6 +96,9 @@ class Guard:
     scratch: bool = False
     # The worker's own statements on a job's connection (see :meth:`bookkeeping`).
     worker: bool = False
+    # The database's virtual tables (lower case): a module such as R*Tree prepares writes to its shadow
+    # tables (``<name>_node``…) when a read first uses it, which a read-only connection never runs.
+    virtual: frozenset[str] = frozenset()
 
     def install(self, conn: sqlite3.Connection) -> None:
         conn.set_authorizer(self.authorize)
@@ -169,8 +173,14 @@ class Guard:
         if self.read_only and action in _WRITE_ACTIONS:
             if action == sqlite3.SQLITE_UPDATE and (arg1 or "").lower() in _SCHEMA_TABLES:
                 return None  # a virtual table registering itself; the connection itself is read-only
+            if action in _SHADOW_WRITES and self._shadow(arg1):
+                return None  # prepared by a virtual table's module; the read-only connection refuses it if run
             return ReadOnlyViolation("a read-only job tried to write")
         return None
+
+    def _shadow(self, table: str | None) -> bool:
+        name = (table or "").lower()
+        return any(name.startswith(f"{v}_") for v in self.virtual)
 
     def _pragma(self, name: str, value: str | None) -> SrdbError | None:
         name = name.lower()
@@ -227,5 +237,8 @@ def open_job_connection(path: Path | str, guard: Guard, *, uri: bool = False) ->
     setconfig = getattr(conn, "setconfig", None)
     if setconfig is not None:  # Python 3.12+: no writes to the schema tables, no corrupting pragmas
         setconfig(sqlite3.SQLITE_DBCONFIG_DEFENSIVE, True)  # type: ignore[attr-defined,unused-ignore]
+    if guard.read_only:
+        guard.virtual = frozenset(str(name).lower() for (name,) in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"))
     guard.install(conn)
     return conn

@@ -38,12 +38,14 @@ class UsageError(ClientSideError):
 
 
 def parse_param(text: str) -> Any:
-    """``--param`` values: JSON numbers, null and quoted strings keep their type; anything else is text."""
+    """``--param`` values: JSON numbers, null and quoted strings keep their type, as do a tagged blob or
+    non-finite real (``{"$real": "NaN"}``); anything else is text, ``NaN`` and ``Infinity`` included (JSON
+    has no such numbers)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=lambda name: text)
     except ValueError:
         return text
-    if isinstance(value, dict) and set(value) == {"$blob"}:
+    if isinstance(value, dict) and set(value) in ({"$blob"}, {"$real"}):
         return value
     return value if isinstance(value, (int, float, str)) or value is None else text
 

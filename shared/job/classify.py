@@ -16,6 +16,7 @@ from sqlparse.sql import Statement
 from sqlparse.tokens import Comment, Punctuation
 
 from shared.errors import Forbidden, InvalidJob
+from shared.guard import SETTABLE_PRAGMAS
 from shared.job.model import Job
 
 READ_TYPES = {"SELECT"}
@@ -23,16 +24,24 @@ READ_FIRST_KEYWORDS = {"SELECT", "WITH", "VALUES", "EXPLAIN"}
 # sqlparse groups tokens in Python (~10 µs a token) and gives up past 10,000 tokens or 100 levels;
 # a statement longer than this is not parsed at all: SQLite decides on the write path.
 PARSE_MAX_CHARS = 20_000
+# PRAGMA name(value): the call form sets a pragma as ``= value`` does (``PRAGMA user_version(5)``).
+_SETTING = re.compile(r"\s*PRAGMA\s+(?:\w+\s*\.\s*)?(\w+)\s*\(", re.IGNORECASE)
+_EXPLAINED = re.compile(r"\bEXPLAIN(\s+QUERY\s+PLAN)?\s+", re.IGNORECASE)
 def is_read_statement(sql: str) -> bool:
     """True when ``sql`` is one statement that only reads. Raises InvalidJob for zero or several.
 
     False too when sqlparse cannot tell (see PARSE_MAX_CHARS): the write path runs any statement."""
+    return reads(sql) is True
+
+
+def reads(sql: str) -> bool | None:
+    """Whether ``sql`` only reads; None when sqlparse cannot tell (too long, or past its limits)."""
     if len(sql) > PARSE_MAX_CHARS:
-        return False
+        return None
     try:
         parsed = [p for p in sqlparse.parse(sql) if _meaningful(p)]
     except SQLParseError:
-        return False
+        return None
     if not parsed:
         raise InvalidJob("sql holds no statement")
     if len(parsed) > 1:
@@ -44,7 +53,12 @@ def is_read_statement(sql: str) -> bool:
     if keyword == "VACUUM" and re.search(r"\bINTO\b", statement.value, re.IGNORECASE):
         raise Forbidden("VACUUM INTO is not allowed: a job may only use its own database")
     if keyword == "PRAGMA":
-        return "=" not in statement.value and "incremental_vacuum" not in statement.value.lower()
+        setting = _SETTING.search(statement.value)
+        return not ("=" in statement.value or "incremental_vacuum" in statement.value.lower()
+                    or (setting is not None and setting.group(1).lower() in SETTABLE_PRAGMAS))
+    if keyword == "EXPLAIN":  # SQLite prepares the statement explained: a write's needs the write path
+        inner = _EXPLAINED.sub("", statement.value, count=1)
+        return reads(inner) if inner.strip() else True
     kind = statement.get_type()
     return kind in READ_TYPES or (kind == "UNKNOWN" and keyword in READ_FIRST_KEYWORDS)
 
@@ -58,3 +72,9 @@ def _meaningful(statement: Statement) -> bool:
 def is_read_job(job: Job) -> bool:
     """Route a job: reads run concurrently on read-only connections, writes under the lock."""
     return job.load is None and all(is_read_statement(s.sql) for s in job.statements)
+
+
+def may_read_only(job: Job) -> bool:
+    """True when no statement of ``job`` is known to write, though sqlparse could not tell for some: such
+    a job may run on the read path, where SQLite's read-only connection refuses whatever writes."""
+    return job.load is None and all(reads(s.sql) is not False for s in job.statements)

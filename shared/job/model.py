@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal, cast
 
 from shared.errors import InvalidJob
-from shared.job.values import SqlValue, decode_value
+from shared.job.values import SqlValue, decode_value, encode_value
 from shared.load.spec import LoadSpec
 from shared.names import check_database, check_job_id, new_job_id
 
@@ -42,9 +43,11 @@ class Statement:
     @classmethod
     def checked(cls, sql: str, sets: list[Any], where: str) -> Statement:
         """Validate the parameter sets; ``where`` names them in errors, ``{}`` standing for the index."""
-        plain = True
+        plain, sets = True, list(sets)
         for index, params in enumerate(sets):
-            plain = _params(params, where.format(index)) and plain
+            if not _params(params, where.format(index)):
+                plain = False
+                sets[index] = _tagged(params)  # a non-finite real travels tagged: JSON has none
         return cls(sql, tuple(sets), plain)
 
     def decoded(self) -> list[Params]:
@@ -387,9 +390,21 @@ def _plain(values: list[Any]) -> bool:
         if t is int:
             if not _INT64_MIN <= v <= _INT64_MAX:
                 return False
-        elif t is not str and t is not float and v is not None:
+        elif t is float:
+            if not math.isfinite(v):
+                return False
+        elif t is not str and v is not None:
             return False
     return True
+
+
+def _tagged(params: Any) -> Any:
+    """A parameter set with its non-finite reals tagged (``{"$real": "NaN"}``), as JSON can carry them."""
+    if isinstance(params, list):
+        return [encode_value(v) if isinstance(v, float) else v for v in params]
+    if isinstance(params, dict):
+        return {k: encode_value(v) if isinstance(v, float) else v for k, v in params.items()}
+    return params
 
 
 def _decode_params(params: JsonParams) -> Params:

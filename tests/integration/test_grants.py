@@ -129,3 +129,23 @@ def test_grants_that_do_not_parse_stop_every_job_until_mended(settings: Settings
     assert run_batch(worker, event) == {"batchItemFailures": []}
     assert client.wait(job, 5).values() == [[1]]
     assert json.loads(bucket.get(GRANTS_KEY).body) == {"groups": {}}  # type: ignore[union-attr]
+
+
+def test_a_readers_statement_too_long_to_classify_runs_on_the_read_path(
+        settings: Settings, aws: Any, worker: Worker, client: Client, drain: Callable[..., int]) -> None:
+    readers_url = second_queue(aws, settings, "readers")
+    client.grant("writers", database="*", access="write", queue=settings.queue_url)
+    client.grant("readers", database="shop", access="read", queue=readers_url)
+    client.submit("shop", "CREATE TABLE t (n INTEGER)")
+    drain()
+    reader = Client(settings.replace(queue_url=readers_url), s3=aws.s3, sqs=aws.sqs)
+    long_in = ",".join(str(i) for i in range(6000))  # over 20,000 characters: sqlparse is not asked
+    select = reader.submit("shop", f"SELECT count(*) FROM t WHERE n IN ({long_in})")
+    insert = reader.submit("shop", f"INSERT INTO t SELECT value FROM json_each('[{long_in}]')")
+    drain_queue(aws, settings, worker, readers_url)
+    assert reader.wait(select, 5).values() == [[0]]
+    error = reader.wait(insert, 5).error or {}
+    assert error.get("type") in ("ReadOnlyViolation", "Forbidden"), error
+    count = client.submit("shop", "SELECT count(*) FROM t")
+    drain()
+    assert client.wait(count, 5).values() == [[0]]

@@ -170,3 +170,21 @@ def test_an_export_to_a_name_of_no_known_format_is_refused() -> None:
     from shared.errors import ClientSideError
     with pytest.raises(ClientSideError, match="--output-format"):
         export_format("out.xyz", None)
+
+
+def test_a_non_finite_real_travels_tagged_never_as_bare_json_nan() -> None:
+    import math
+    job = Job.create("d", "SELECT ?, ?, ?", [math.nan, math.inf, 1.5])
+    text = job.to_text()
+    assert "NaN" not in text.replace('"NaN"', "") and '{"$real":"Infinity"}' in text.replace(" ", "")
+    decoded = Job.from_text(text).statements[0].decoded()[0]
+    assert math.isnan(decoded[0]) and decoded[1:] == [math.inf, 1.5]
+    many = Job.create("d", "INSERT INTO t VALUES (:x)", param_sets=[{"x": -math.inf}, {"x": 2.0}])
+    assert json.loads(many.to_text())["param_sets"] == [{"x": {"$real": "-Infinity"}}, {"x": 2.0}]
+
+
+@pytest.mark.parametrize(("text", "value"), [("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"),
+                                             ("1.5", 1.5), ('{"$real": "NaN"}', {"$real": "NaN"}), ("abc", "abc")])
+def test_a_command_line_param_is_text_unless_json_says_otherwise(text: str, value: Any) -> None:
+    from producer.cli import parse_param
+    assert parse_param(text) == value

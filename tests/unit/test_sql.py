@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import Forbidden, InvalidJob
-from shared.guard import Guard
+from shared.guard import Guard, open_job_connection
 from shared.job.classify import is_read_job, is_read_statement
 from shared.job.model import Job
 from worker.execute import run_job
@@ -202,3 +202,31 @@ def test_constraint_violations_are_named(tmp_path: Path) -> None:
     result = run(path, "INSERT INTO u VALUES (1)", read_only=False)
     assert result["error"]["type"] == "ConstraintViolation"
     assert "UNIQUE" in result["error"]["message"]
+
+
+@pytest.mark.parametrize(("sql", "read"), [
+    ("PRAGMA user_version(5)", False),
+    ("PRAGMA main.application_id (7)", False),
+    ("PRAGMA table_info(t)", True),
+    ("PRAGMA user_version", True),
+    ("EXPLAIN INSERT INTO t VALUES (1)", False),
+    ("EXPLAIN QUERY PLAN DELETE FROM t", False),
+    ("/* EXPLAIN x */ EXPLAIN SELECT 1", True),
+    ("EXPLAIN QUERY PLAN SELECT * FROM t", True),
+])
+def test_settings_and_explained_writes_take_the_write_path(sql: str, read: bool) -> None:
+    assert is_read_statement(sql) is read
+
+
+def test_a_read_may_use_an_rtree_table(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE VIRTUAL TABLE r USING rtree(id, x0, x1)")
+    conn.execute("INSERT INTO r VALUES (1, 0, 1)")
+    conn.commit()
+    conn.close()
+    guard = Guard(read_only=True)
+    reader = open_job_connection(f"file:{db}?mode=ro&immutable=1", guard, uri=True)
+    with guard.job(5.0):
+        assert reader.execute("SELECT id FROM r WHERE x0 >= 0").fetchall() == [(1,)]
+        with pytest.raises(sqlite3.Error):
+            reader.execute("INSERT INTO r_node VALUES (9, x'00')")
