@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -101,13 +102,25 @@ class Bulk:
                 if not path.exists() or path.is_dir():
                     raise ClientSideError(f"no such file: {source}")
                 if path.is_file():
+                    before = path.stat()
                     self.s3.upload_file(str(path), self.bucket, key, Config=TRANSFER, Callback=progress)
+                    self._unchanged(path, before, key)
                 else:  # /dev/stdin, a named pipe, <(zcat …): read as a stream
                     with open(path, "rb") as stream:
                         self.s3.upload_fileobj(stream, self.bucket, key, Config=TRANSFER, Callback=progress)
         except (ClientError, BotoCoreError) as exc:
             raise ClientSideError(f"staging {source} in s3://{self.bucket}/{key}: {exc}") from exc
         return [Source(self.bucket, key, "stdin" if source == "-" else source)]
+
+    def _unchanged(self, path: Path, before: os.stat_result, key: str) -> None:
+        """A file written or truncated while it was uploaded staged a torn copy: refuse it, never load it."""
+        after = path.stat()
+        staged = int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or staged != before.st_size:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+            raise ClientSideError(f"{path} changed while it was uploaded ({before.st_size} bytes before, "
+                                  f"{after.st_size} after, {staged} staged): nothing was loaded; load it again "
+                                  "once it is complete")
 
     def unstage(self, sources: Iterable[Source]) -> None:
         """Delete what :meth:`sources` staged (best effort: the bucket's lifecycle rule expires the rest)."""

@@ -124,7 +124,7 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
                     if last:
                         rowcount = fetched if guard.read_only else max(rowcount, fetched)
                         types = merge(_declared(conn, guard, statement.sql, len(columns)), seen.found)
-                if last and job.transaction is not None:
+                if last and job.transaction is not None and job.transaction.preview:
                     # A transaction's statement counts alone: the ones before it ran before, in earlier previews.
                     rowcount = fetched if cursor.description is not None else max(changed, 0)
             except sqlite3.Error as exc:

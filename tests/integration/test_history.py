@@ -11,10 +11,13 @@ import pytest
 
 from producer.client import Client
 from shared.errors import EXIT_UNAVAILABLE, JobFailed, StorageError, VersionNotFound
+from shared.job.model import Job
 from shared.job.result import JobState
 from shared.settings import Settings
 from tests.faults import FaultyClient
-from worker.batch import Worker
+from worker.batch import Record, Worker
+
+from ..conftest import queued
 
 
 def write(client: Client, drain: Callable[..., int], sql: str) -> int:
@@ -121,3 +124,12 @@ def test_an_s3_outage_is_not_a_missing_database(settings: Settings, aws: Any, cl
 def test_a_manifest_prints_short(client: Client, versions: list[int]) -> None:
     current = client.history("h", limit=1)[0]
     assert len(repr(current)) < 200 and "chunks=" in repr(current)
+
+
+def test_a_message_delivered_twice_in_one_batch_is_named_in_its_versions_jobs(
+        client: Client, settings: Settings, aws: Any, worker: Worker) -> None:
+    job = Job.create("twice", "CREATE TABLE t (a)", job_id="twice-in-one-batch")
+    body = queued(aws.s3, settings.bucket, job)
+    assert worker.process([Record("m1", body), Record("m2", body)]) == []
+    assert client.history("twice")[0].jobs == ["twice-in-one-batch"]
+    assert client.status(job.job_id).state is JobState.SUCCEEDED

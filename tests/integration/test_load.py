@@ -14,7 +14,7 @@ import pytest
 
 from producer.bulk import Bulk, load_job, load_spec
 from producer.client import Client
-from shared.errors import JobFailed
+from shared.errors import ClientSideError, JobFailed
 from shared.job.model import Job
 from shared.job.result import JobState
 from shared.load.spec import LoadSpec, Source
@@ -63,7 +63,7 @@ def test_a_load_delivered_twice_is_applied_once(client: Client, settings: Settin
     path = tmp_path / "once.csv"
     path.write_text("a\n1\n2\n")
     bulk = Bulk(aws.s3, settings.bucket)
-    job = load_job("once", load_spec("t", bulk.sources(str(path), "staged-once")))
+    job = load_job("once", load_spec("t", bulk.sources(str(path), "staged-once")), job_id="staged-once")
     body = queued(aws.s3, settings.bucket, job)
     assert worker.process([Record("m1", body), Record("m2", body)]) == []  # the same message twice in a batch
     assert worker.process([Record("m3", body)]) == []  # and once more later
@@ -221,3 +221,21 @@ def test_parquet_in_and_out_keeps_types(client: Client, serving: Worker, tmp_pat
     broken.write_bytes(b"PAR1 not really")
     with pytest.raises(JobFailed, match=r"broken\.parquet: not a readable Parquet file"):
         client.load("pq", "u", str(broken))
+
+
+def test_a_file_written_while_it_uploads_is_refused_not_loaded_torn(settings: Settings, aws: Any,
+                                                                    tmp_path: Path) -> None:
+    path = tmp_path / "growing.csv"
+    path.write_text("n\n" + "".join(f"{i}\n" for i in range(300_000)))
+    written: list[bool] = []
+
+    def write(_sent: int) -> None:  # another process is still writing the file while the upload reads it
+        if not written:
+            written.append(True)
+            with open(path, "a") as f:
+                f.write("300000\n30")
+
+    bulk = Bulk(aws.s3, settings.bucket)
+    with pytest.raises(ClientSideError, match="changed while it was uploaded"):
+        bulk.sources(str(path), "torn-load", progress=write)
+    assert aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix="staging/torn-load/")["KeyCount"] == 0

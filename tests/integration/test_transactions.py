@@ -268,3 +268,12 @@ async def test_the_async_client_runs_transactions_too(settings: Settings, accoun
         await later.execute("DELETE FROM acct")
         await later.rollback()
         assert (await client.query(accounts, "SELECT sum(balance) FROM acct")).values() == [[300]]
+
+
+def test_a_commit_reports_every_row_its_statements_changed(client: Client, accounts: str) -> None:
+    tx = client.transaction(accounts)
+    for i in range(5):
+        tx.execute("INSERT INTO acct (balance) VALUES (?)", [i])
+    assert tx.execute("UPDATE acct SET balance = balance + 1").rowcount == 8
+    committed = tx.commit()
+    assert committed is not None and committed.rowcount == 13
