@@ -177,7 +177,7 @@ def _settle(conn: sqlite3.Connection, guard: Guard, job: Job, outcome: Outcome, 
             with guard.bookkeeping():
                 conn.execute(_RECORD, (job.job_id, _record(outcome), now()))
                 conn.execute("COMMIT")
-        else:
+        elif conn.in_transaction:  # an interrupted (cancelled) write: SQLite may have rolled it back itself
             conn.execute("ROLLBACK")
         return outcome
     except sqlite3.Error as exc:

@@ -340,7 +340,8 @@ def test_each_batch_emits_its_metrics(client: Client, worker: Worker, capsys: py
     emit(worker.last_stats)
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert names == {"JobsSucceeded", "JobsFailed", "JobsRetried", "LockWait", "CommitBytes", "BatchDuration"}
+    assert names == {"JobsSucceeded", "JobsFailed", "JobsRetried", "MessagesDropped", "LockWait", "CommitBytes",
+                     "BatchDuration"}
     assert (doc["JobsSucceeded"], doc["JobsFailed"], doc["JobsRetried"]) == ([1.0], [1.0], [0.0])
     assert doc["CommitBytes"][0] > 0
 
