@@ -93,13 +93,22 @@ class Shell:
         if self.interactive:
             self._load_history()
             self.say(f"srdb shell: database {self.database}. Statements end with ';'. .help for help.")
+        self._consume(read_line, interactive=self.interactive)
+        self._close_output()
+        if self.interactive:
+            self._save_history()
+        return 1 if self.failed and not self.interactive else 0
+
+    def _consume(self, read_line: Callable[[str], str], *, interactive: bool) -> bool:
+        """Run lines — dot-commands and statements — until the input ends; False once ``.quit`` asked to
+        stop (or ``.bail`` met an error). ``.read`` feeds its file through here too."""
         buffer: list[str] = []
         while not (self.failed and self.bail):
-            prompt = ("   ...> " if buffer else self.prompt) if self.interactive else ""
+            prompt = ("   ...> " if buffer else self.prompt) if interactive else ""
             try:
                 line = read_line(prompt)
             except EOFError:
-                if self.interactive:
+                if interactive:
                     self.say("")
                 break
             except KeyboardInterrupt:
@@ -109,7 +118,7 @@ class Shell:
             self.line_number += 1
             if not buffer and line.strip().startswith("."):
                 if not self.command(line.strip()):
-                    break
+                    return False
                 continue
             buffer.append(line)
             text = "\n".join(buffer)
@@ -121,10 +130,7 @@ class Shell:
                     self.error("interrupted")
         if buffer and not (self.failed and self.bail) and "".join(buffer).strip():
             self.error(f"incomplete statement at the end of the input: {' '.join(buffer).strip()[:80]}")
-        self._close_output()
-        if self.interactive:
-            self._save_history()
-        return 1 if self.failed and not self.interactive else 0
+        return not (self.failed and self.bail)
 
     def run_lines(self, lines: Iterable[str]) -> int:
         """Script mode over ``lines`` (``-f FILE``, ``-c SQL``, or stdin that is not a terminal)."""
@@ -363,9 +369,12 @@ class Shell:
         return None
 
     def _close_output(self) -> None:
-        if self.output is not None:
-            self.output.close()
-        self.output, self.once = None, False
+        output, self.output, self.once = self.output, None, False
+        if output is not None:
+            try:
+                output.close()
+            except OSError as exc:
+                self.error(f"cannot write {output.name}: {exc.strerror or exc}")
 
     def _as_of(self, args: list[str]) -> bool | None:
         if len(args) != 1:
@@ -386,11 +395,18 @@ class Shell:
         if len(args) != 1:
             return self.error("usage: .read FILE") or None
         try:
-            text = Path(args[0]).expanduser().read_text()
-        except OSError as exc:
-            return self.error(f"cannot read {args[0]}: {exc.strerror}") or None
-        self.run_sql(text)
-        return None
+            lines = iter(Path(args[0]).expanduser().read_text().splitlines())
+        except (OSError, UnicodeDecodeError) as exc:
+            return self.error(f"cannot read {args[0]}: {getattr(exc, 'strerror', None) or exc}") or None
+
+        def next_line(_prompt: str) -> str:
+            try:
+                return next(lines)
+            except StopIteration:
+                raise EOFError from None
+
+        # Its lines as if typed: dot-commands run as commands, never sent as SQL. .quit there ends the shell.
+        return None if self._consume(next_line, interactive=False) else False
 
     def _schema_rows(self, table: str | None, order: str) -> list[list[Any]] | None:
         sql = SCHEMA_SQL + (" AND tbl_name = ?" if table else "") + f" ORDER BY {order}"
@@ -411,8 +427,16 @@ class Shell:
     # -- output and history ----------------------------------------------------------------
 
     def result(self, text: str) -> None:
-        """What a statement or command shows: to the screen, or to .output / .once's file."""
-        print(text, file=self.out, flush=True)
+        """What a statement or command shows: to the screen, or to .output / .once's file. A file that
+        refuses the write (a full disk, ``/proc``) is said so, and output goes back to the screen."""
+        try:
+            print(text, file=self.out, flush=True)
+        except OSError as exc:
+            name = getattr(self.output, "name", "the output file")
+            self._close_output()
+            self.error(f"cannot write {name}: {exc.strerror or exc}; output goes to the screen again")
+            print(text, file=self.screen, flush=True)
+            return
         if self.once:
             self._close_output()
 
