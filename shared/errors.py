@@ -122,7 +122,16 @@ class InfrastructureError(SrdbError):
 
 
 class LockTimeout(InfrastructureError):
-    """The database's write lock was not acquired before the deadline."""
+    """The database's write lock was not acquired before the deadline. ``held``: another writer held it
+    (rather than EC2 throttling or S3 failing every try)."""
+
+    held = False
+
+
+class LockBusy(LockTimeout):
+    """Another worker held the lock past the hand-off wait (it was told the lock is wanted)."""
+
+    held = True
 
 
 class LockError(InfrastructureError):

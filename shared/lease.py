@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.errors import StorageError
+from shared.errors import LockTimeout, StorageError
 from shared.lock import Backoff, HeldLock, LockHandle
 from shared.names import check_database
 from shared.s3 import Bucket
@@ -65,10 +65,11 @@ class S3Lease:
         owner = uuid.uuid4().hex
         key = lease_key(database)
         backoff = Backoff(wait, self.now, self.sleep, self.rng)
-        contended = False
+        contended = held = False
         while True:
             try:
                 taken = self._take(database, key, owner)
+                held = held or taken is None
             except StorageError as exc:
                 # No answer: the PUT may have been applied. The next try reads the lease and knows.
                 log.warning("lease of %s: %s; trying again", database, exc)
@@ -77,7 +78,11 @@ class S3Lease:
                 now = self.now()
                 return LockHandle(database, taken, owner, now, now - start, now + self.ttl, contended)
             contended = True
-            backoff.pause(database)
+            try:
+                backoff.pause(database)
+            except LockTimeout as exc:
+                exc.held = held  # another writer held it (not only S3 failing)
+                raise
 
     def _take(self, database: str, key: str, owner: str) -> str | None:
         """The new ETag when the lease is ours now; None when someone else holds it. It reads first: a

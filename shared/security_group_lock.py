@@ -60,6 +60,14 @@ class SecurityGroupLock:
         start = self.now()
         owner = uuid.uuid4().hex
         backoff = Backoff(wait, self.now, self.sleep, self.rng)
+        seen: list[bool] = []  # another writer's group was seen holding it
+        try:
+            return self._acquire(database, owner, start, backoff, seen)
+        except LockTimeout as exc:
+            exc.held = bool(seen)
+            raise
+
+    def _acquire(self, database: str, owner: str, start: float, backoff: Backoff, seen: list[bool]) -> LockHandle:
         maybe_created = contended = False
         while True:
             try:
@@ -78,6 +86,7 @@ class SecurityGroupLock:
                     if holder is not None and holder["tags"].get(OWNER_TAG) == owner:
                         return self._handle(database, holder["group_id"], owner, start, contended)
                     if holder is not None:
+                        seen.append(True)
                         self._watch(database, holder, backoff)
                         continue
             backoff.pause(database)

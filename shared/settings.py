@@ -55,6 +55,10 @@ class Settings:
     # taken again each batch (bench many-databases: 1 s kept 12% of the turns, 5 s 88%).
     lock_linger: float = 5.0
     lock_wait: float = 60.0
+    # Seconds a worker waits for a lock another worker holds (having marked it wanted, so the holder lets
+    # go after its batch) before it hands that database's jobs back to the queue for a moment and runs the
+    # rest of its batch (worker/keeper.py). A batch never waits out lock_wait on one busy database.
+    lock_handoff: float = 2.0
     job_timeout: float = 30.0
     # The longest budget a job may ask for, and the time a batch has when no Lambda context says
     # (the local poller): both below the worker's own timeout (serverless.yml: 120 s).

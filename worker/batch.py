@@ -30,6 +30,7 @@ from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History
 from shared.snapshot.store import SnapshotStore
+from shared.wanted import WantedMarks
 from worker.handback import HandBacks
 from worker.keeper import LockKeeper
 from worker.load import Loader, open_source
@@ -76,10 +77,11 @@ class Worker:
                                    concurrency=settings.transfer_concurrency, now=now)
         self.status = StatusStore(Bucket(s3, settings.jobs_bucket))
         self.locks = LockKeeper(make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep),
-                                linger=settings.lock_linger, now=now)
+                                linger=settings.lock_linger, now=now, wanted=WantedMarks(bucket, now=now))
         self.parser = Parser(self.status, settings, GrantStore(bucket), own_sender)
         self.watcher = Watcher(self.status, now=now)
-        self.writes = WriteStage(self.store, self.locks, lock_wait=settings.lock_wait, sink=self._sink,
+        self.writes = WriteStage(self.store, self.locks, lock_wait=settings.lock_wait,
+                                 lock_handoff=settings.lock_handoff, sink=self._sink,
                                  budget=self._budget, now=now, crash=crash, watch=self._watch,
                                  loader=Loader(partial(open_source, s3), self.status.put_bytes, SourcePolicy(
                                      settings.bucket, settings.status_bucket, settings.load_sources)))

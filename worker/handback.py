@@ -44,42 +44,44 @@ class HandBacks:
 
     def __init__(self, sqs: Any) -> None:
         self.sqs = sqs
-        self._pending: list[tuple[Task, str]] = []  # the task, and the SenderId its copy vouches for
+        self._pending: list[tuple[Task, str, int]] = []  # the task, the SenderId its copy vouches for, delay
         self._urls: dict[str, str] = {}
         self._mutex = threading.Lock()
 
-    def add(self, task: Task, sender: str) -> bool:
-        """Queue ``task`` to be handed back; False when it was handed back too often already."""
+    def add(self, task: Task, sender: str, delay: int = 0) -> bool:
+        """Queue ``task`` to be handed back (invisible ``delay`` seconds); False when it was handed back too
+        often already."""
         if task.record.handbacks >= MAX_HANDBACKS or not task.record.source:
             return False
         with self._mutex:
-            self._pending.append((task, sender))
+            self._pending.append((task, sender, delay))
         return True
 
     def send(self) -> set[str]:
         """Send the copies; the message ids whose copy was sent (those are done)."""
         with self._mutex:
             pending, self._pending = self._pending, []
-        by_queue: dict[str, list[tuple[Task, str]]] = {}
-        for task, sender in pending:
-            by_queue.setdefault(task.record.source, []).append((task, sender))
+        by_queue: dict[str, list[tuple[Task, str, int]]] = {}
+        for item in pending:
+            by_queue.setdefault(item[0].record.source, []).append(item)
         sent: set[str] = set()
         for source, items in by_queue.items():
             for start in range(0, len(items), 10):
                 sent |= self._send(source, items[start:start + 10])
         return sent
 
-    def _send(self, source: str, items: list[tuple[Task, str]]) -> set[str]:
-        entries = [{"Id": str(i), "MessageBody": task.record.body, "MessageAttributes": {
+    def _send(self, source: str, items: list[tuple[Task, str, int]]) -> set[str]:
+        entries = [{"Id": str(i), "MessageBody": task.record.body, "DelaySeconds": delay, "MessageAttributes": {
             HANDBACKS: {"DataType": "Number", "StringValue": str(task.record.handbacks + 1)},
-            SENDER: {"DataType": "String", "StringValue": sender or "-"}}} for i, (task, sender) in enumerate(items)]
+            SENDER: {"DataType": "String", "StringValue": sender or "-"}}}
+            for i, (task, sender, delay) in enumerate(items)]
         try:
             response = self.sqs.send_message_batch(QueueUrl=self._url(source), Entries=entries)
         except Exception as exc:  # the messages stay on the queue: SQS delivers them again
             log.warning("handing %d job(s) back to %s failed: %s", len(items), source, exc)
             return set()
         failed = {int(f["Id"]) for f in response.get("Failed", [])}
-        return {task.record.message_id for i, (task, _) in enumerate(items) if i not in failed}
+        return {task.record.message_id for i, (task, _, _) in enumerate(items) if i not in failed}
 
     def _url(self, source: str) -> str:
         if source not in self._urls:

@@ -13,7 +13,12 @@ next batch starts at once, with no call at all. The keeper:
   when the old was freed meanwhile (expired, and broken by a waiter or the reaper);
 - keeps only a lock it got without waiting: one another writer held when asked is contended (several
   workers are writing that database by turns), and keeping it would make the others wait out the
-  linger every turn, so it goes back after the batch.
+  linger every turn, so it goes back after the batch;
+- lets go of a lock **another worker wants** (shared/wanted.py): a waiter marks the database wanted,
+  and the holder gives the lock back after the batch that holds it (or, kept idle, within ``poll``
+  seconds) instead of keeping it. A waiter waits at most ``handoff`` seconds: the worker then hands
+  that database's jobs back to the queue and runs the rest of its batch, so one busy database never
+  holds up the others, and no writer is kept out by one that keeps renewing.
 
 In a Lambda container that is frozen between invocations the thread is frozen too, so the handler
 **parks** its kept locks before it returns: their expiry becomes the linger, so a container that is
@@ -30,13 +35,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from shared.errors import InfrastructureError
+from shared.errors import InfrastructureError, LockBusy, LockTimeout
 from shared.lock import LockHandle, WriteLock
+from shared.wanted import WantedMarks
 
 log = logging.getLogger("srdb.worker")
 
 
 RETRY_RENEW = 1.0  # seconds before a renewal that failed is tried again
+POLL = 0.25  # seconds between looks at whether a lock kept idle is wanted by another worker
+MARK_EVERY = 0.5  # seconds between a waiter's marks (a new holder may have taken it since the last)
 
 
 @dataclass
@@ -46,16 +54,18 @@ class _Held:
     since: float
     renew_at: float  # while busy: when to renew it next
     parked: bool = False  # kept, and its expiry already shortened to the linger
+    polled: float = 0.0  # kept: when it was last looked at for a waiter's mark
 
 class LockKeeper:
-    def __init__(self, lock: WriteLock, *, linger: float, now: Callable[[], float] = time.time) -> None:
-        self.lock, self.linger, self.now = lock, linger, now
+    def __init__(self, lock: WriteLock, *, linger: float, now: Callable[[], float] = time.time,
+                 wanted: WantedMarks | None = None, poll: float = POLL) -> None:
+        self.lock, self.linger, self.now, self.wanted, self.poll = lock, linger, now, wanted, poll
         self._held: dict[str, _Held] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self.reused = 0  # batches that found their lock kept for them (a figure for tests and metrics)
 
-    def take(self, database: str, wait: float) -> LockHandle:
+    def take(self, database: str, wait: float, handoff: float | None = None) -> LockHandle:
         """The database's lock for a batch: the one kept from an earlier batch, or a new one."""
         with self._changed:
             held = self._held.pop(database, None)
@@ -67,7 +77,35 @@ class LockKeeper:
                 self.reused += 1
                 return self._use(replace(handle, waited=0.0))
             log.warning("database %s: the kept lock was freed meanwhile; taking it again", database)
-        return self._use(self.lock.acquire(database, wait))
+        return self._use(self._acquire(database, wait, handoff))
+
+    def _acquire(self, database: str, wait: float, handoff: float | None) -> LockHandle:
+        """Take the lock. While another writer holds it, mark it wanted (again every MARK_EVERY seconds: a
+        new holder may have taken it meanwhile) so the holder lets go, and give up after ``handoff``
+        seconds with LockBusy; a lock nobody holds but EC2 or S3 will not give yet is waited for up to
+        ``wait`` (LockTimeout)."""
+        if self.wanted is None or handoff is None:
+            return self.lock.acquire(database, wait)
+        started = self.now()
+        try:
+            return self.lock.acquire(database, 0.0)
+        except LockTimeout as exc:
+            held = exc.held
+        while True:
+            if held:
+                self.wanted.mark(database)
+            now = self.now()
+            deadline = started + (min(wait, handoff) if held else wait)
+            if now >= deadline:
+                if held:
+                    raise LockBusy(f"write lock of database {database} is held by another worker, told it is "
+                                   f"wanted; not handed over within {min(wait, handoff):g}s")
+                raise LockTimeout(f"write lock of database {database} not acquired within {wait:g}s")
+            try:
+                handle = self.lock.acquire(database, min(MARK_EVERY, deadline - now) if held else deadline - now)
+                return replace(handle, contended=handle.contended or held, waited=self.now() - started)
+            except LockTimeout as exc:
+                held = held or exc.held
 
     def give_back(self, database: str, *, keep: bool) -> None:
         """The batch is done with the lock: keep it for the next one (unless it was contended), or
@@ -76,12 +114,22 @@ class LockKeeper:
             held = self._held.get(database)
             if held is None:
                 return
-            if keep and self.linger > 0 and held.renew_at != float("inf") and not held.handle.contended:
-                held.busy, held.since = False, self.now()
+            keep = keep and self.linger > 0 and held.renew_at != float("inf") and not held.handle.contended
+        if keep and self._is_wanted(held.handle):
+            keep = False  # another worker waits: it goes now, not after the linger
+        with self._changed:
+            if keep:
+                held.busy, held.since, held.polled = False, self.now(), self.now()
                 self._changed.notify()
                 return
-            del self._held[database]
+            self._held.pop(database, None)
         self._release(held.handle)
+
+    def _is_wanted(self, handle: LockHandle) -> bool:
+        if self.wanted is None:
+            return False
+        at = self.wanted.since(handle.database)
+        return at is not None and at > handle.acquired_at
 
     def park(self) -> None:
         """Before the process may be frozen (a Lambda invocation returns): shorten every kept lock's
@@ -137,20 +185,26 @@ class LockKeeper:
         return handle.expires_at - self.lock.ttl * 2 / 3
 
     def _tend(self) -> None:
-        """Renew locks in use a third of the way through their TTL; release kept ones idle past the linger."""
+        """Renew locks in use a third of the way through their TTL; release kept ones idle past the linger,
+        or as soon as another worker marks them wanted (looked at every ``poll`` seconds)."""
         while True:
             with self._changed:
                 now = self.now()
                 renew = [h.handle for h in self._held.values() if h.busy and h.renew_at <= now]
                 idle = [d for d, h in self._held.items() if not h.busy and now - h.since >= self.linger]
                 released = [self._held.pop(d).handle for d in idle]
-                if not renew and not released:
+                look = [h.handle for h in self._held.values()
+                        if self.wanted is not None and not h.busy and now - h.polled >= self.poll]
+                for handle in look:
+                    self._held[handle.database].polled = now
+                if not renew and not released and not look:
                     if not self._held:
                         self._thread = None
                         return
-                    due = min(h.renew_at if h.busy else h.since + self.linger for h in self._held.values())
+                    due = min(self._due(h) for h in self._held.values())
                     self._changed.wait(max(0.01, due - now))
                     continue
+            released += self._wanted_of(look)
             for handle in released:
                 self._release(handle)
             for handle in renew:
@@ -165,6 +219,24 @@ class LockKeeper:
                         held.renew_at = self.now() + RETRY_RENEW
                     else:
                         held.handle, held.renew_at = renewed, self._renewal(renewed)
+
+    def _due(self, held: _Held) -> float:
+        if held.busy:
+            return held.renew_at
+        due = held.since + self.linger
+        return min(due, held.polled + self.poll) if self.wanted is not None else due
+
+    def _wanted_of(self, kept: list[LockHandle]) -> list[LockHandle]:
+        """Those of the ``kept`` locks another worker wants, taken out of the keeper to be released."""
+        wanted = [h for h in kept if self._is_wanted(h)]
+        taken = []
+        with self._changed:
+            for handle in wanted:
+                held = self._held.get(handle.database)
+                if held is not None and not held.busy and held.handle is handle:
+                    del self._held[handle.database]
+                    taken.append(handle)
+        return taken
 
     def _renew(self, handle: LockHandle) -> LockHandle | None:
         """The renewed handle; None when the lock is no longer ours; the same one when the call failed

@@ -34,7 +34,7 @@ class Publisher:
         ``etag``: the document's ETag as the worker knows it (the QUEUED one, or its RUNNING one). A job to
         hand back is queued for :class:`HandBacks` (the batch sends them once it is done)."""
         if isinstance(verdict, HandBack):
-            if self.handbacks.add(task, task.sender):
+            if self.handbacks.add(task, task.sender, verdict.delay):
                 return False
             verdict = Deferred(verdict.reason)
         if isinstance(verdict, Deferred):

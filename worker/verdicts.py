@@ -96,6 +96,7 @@ class HandBack:
     new message (worker/handback.py), so others' long jobs never use up its deliveries."""
 
     reason: SrdbError
+    delay: int = 0  # seconds the copy stays invisible (SQS DelaySeconds)
 
 
 Verdict = Done | Deferred | HandBack

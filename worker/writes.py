@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from shared.errors import CommitConflict, DatabaseNotFound, InfrastructureError, StorageError
+from shared.errors import CommitConflict, DatabaseNotFound, InfrastructureError, LockBusy, StorageError
 from shared.job.model import Job
 from shared.snapshot.store import SnapshotStore
 from worker.execute import Outcome
@@ -24,6 +24,9 @@ from worker.verdicts import Done, GroupResult, HandBack, Task, Verdict, deferred
 
 log = logging.getLogger("srdb.worker")
 COMMIT_ATTEMPTS = 2
+# Seconds a batch's jobs for a database another worker holds stay away from the queue: long enough for the
+# holder, told it is wanted, to finish its batch and let go.
+LOCK_BUSY_DELAY = 1
 OUT_OF_TIME = InfrastructureError("the batch ran out of time before this job started; it was handed back to the "
                                   "queue and runs again")
 
@@ -35,6 +38,7 @@ class WriteStage:
         locks: LockKeeper,
         *,
         lock_wait: float,
+        lock_handoff: float | None = None,
         sink: Callable[[Job], ResultSink],
         budget: Callable[[Job], float | None],
         now: Callable[[], float],
@@ -43,11 +47,19 @@ class WriteStage:
         loader: Loader,
     ) -> None:
         self.store, self.locks, self.lock_wait, self.loader = store, locks, lock_wait, loader
+        self.lock_handoff = lock_handoff
         self.sink, self.budget, self.now, self.crash, self.watch = sink, budget, now, crash, watch
 
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
+        asked = self.now()
         try:
-            handle = self.locks.take(database, self.lock_wait)
+            handle = self.locks.take(database, self.lock_wait, self.lock_handoff)
+        except LockBusy as exc:
+            # Another worker holds it and was told we want it: the jobs go back to the queue for a moment
+            # (without using a delivery) while the rest of the batch runs.
+            log.info("database %s: %s; its %d write job(s) are handed back", database, exc, len(tasks))
+            return GroupResult({t.record.message_id: HandBack(exc, delay=LOCK_BUSY_DELAY) for t in tasks},
+                               (self.now() - asked) * 1000)
         except InfrastructureError as exc:
             return GroupResult(deferred(tasks, exc))
         bytes_before = self.store.stats.bytes_up

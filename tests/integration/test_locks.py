@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from reaper.reaper import Reaper
-from shared.errors import LockTimeout
+from shared.errors import LockBusy, LockTimeout
 from shared.lease import S3Lease
 from shared.lock import WriteLock, make_lock
 from shared.s3 import Bucket
 from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
+from shared.wanted import WantedMarks
 from worker.keeper import LockKeeper
 
 from ..faults import FaultyClient
@@ -286,3 +287,31 @@ def test_a_parked_lock_is_parked_once_not_at_every_invocation(backend: str, make
         keeper.park()
     assert calls.fired == before + 1
     keeper.close()
+
+
+def test_a_kept_lock_another_worker_wants_is_handed_over_within_the_poll(backend: str, make: Factory,
+                                                                         settings: Settings, aws: Any) -> None:
+    marks = WantedMarks(Bucket(aws.s3, settings.bucket))
+    holder = LockKeeper(make(REAL_TIME), linger=60, wanted=marks, poll=0.05)
+    waiter = LockKeeper(make(REAL_TIME), linger=60, wanted=WantedMarks(Bucket(aws.s3, settings.bucket)))
+    holder.take("sales", wait=5, handoff=2)
+    holder.give_back("sales", keep=True)
+    assert holder.kept() == ["sales"]  # idle, kept for the linger (a minute) — unless someone wants it
+    taken = waiter.take("sales", wait=60, handoff=5)
+    assert taken.waited < 2 and holder.kept() == []
+    waiter.give_back("sales", keep=False)
+
+
+def test_a_busy_holder_lets_go_after_its_batch_and_a_waiter_gives_up_after_the_handoff(
+        backend: str, make: Factory, settings: Settings, aws: Any) -> None:
+    holder = LockKeeper(make(REAL_TIME), linger=60, wanted=WantedMarks(Bucket(aws.s3, settings.bucket)))
+    waiter = LockKeeper(make(REAL_TIME), linger=60, wanted=WantedMarks(Bucket(aws.s3, settings.bucket)))
+    holder.take("sales", wait=5, handoff=2)  # a batch in use: the holder looks at marks only when it ends
+    started = time.monotonic()
+    with pytest.raises(LockBusy, match="held by another worker"):
+        waiter.take("sales", wait=60, handoff=0.3)  # never waits out the minute
+    assert time.monotonic() - started < 5
+    holder.give_back("sales", keep=True)  # the batch ends: the lock is wanted, so it is not kept
+    assert holder.kept() == []
+    assert waiter.take("sales", wait=5, handoff=2).database == "sales"
+    waiter.give_back("sales", keep=False)
