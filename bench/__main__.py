@@ -19,7 +19,7 @@ from typing import Any
 from bench import scenarios
 from bench.harness import AWS_LATENCY, Bench, aws_network, moto_server
 
-SCENARIOS = ("small-writes", "many-databases", "etl", "write-cost", "warm-read", "storage", "transactions")
+SCENARIOS = ("small-writes", "many-databases", "consumers", "etl", "write-cost", "warm-read", "storage", "transactions")
 
 
 def machine(latency: bool, network: bool = False) -> dict[str, Any]:
@@ -59,6 +59,10 @@ def main() -> int:
                                      for mib in ((0, 8, 64) if args.aws_network else (0, 8))],
             "many-databases": lambda: scenarios.many_databases(bench, tmp, jobs=120 if args.quick else 600,
                                                                databases=8 if args.quick else 24),
+            "consumers": lambda: scenarios.consumers(bench, tmp, per_database=5 if args.quick else 25,
+                                                     databases=8 if args.quick else 24,
+                                                     hot_jobs=30 if args.quick else 150,
+                                                     sequential=10 if args.quick else 30),
             "etl": lambda: scenarios.etl(bench, tmp, rows=args.etl_rows or (20_000 if args.quick else 1_000_000),
                                          workers=args.etl_workers, worker_args=tuple(args.etl_worker_args.split())),
             "write-cost": lambda: scenarios.write_cost(bench, tmp, sizes=(4, 16) if args.quick else (4, 256),

@@ -150,6 +150,20 @@ def worker_processes(settings: Settings, count: int, *args: str) -> Iterator[lis
 
 
 @contextmanager
+def worker_outputs(settings: Settings, logs: list[Path], *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One ``srdb worker`` process per path in ``logs``, its output (logs and EMF metrics) written there."""
+    files = [open(log, "wb") for log in logs]  # noqa: SIM115 - closed below
+    processes = [spawn_worker(settings, f"{settings.cache_dir}/proc-{index}", *args, output=f)
+                 for index, f in enumerate(files)]
+    try:
+        yield processes
+    finally:
+        stop_all(processes, timeout=30)
+        for f in files:
+            f.close()
+
+
+@contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server in a process of its own, so its CPU is not the benchmark's."""
     with _served(["-m", "moto.server", "-H", "127.0.0.1", "-p"], "moto server") as endpoint:

@@ -102,7 +102,9 @@ class LockKeeper:
                                    f"wanted; not handed over within {min(wait, handoff):g}s")
                 raise LockTimeout(f"write lock of database {database} not acquired within {wait:g}s")
             try:
-                handle = self.lock.acquire(database, min(MARK_EVERY, deadline - now) if held else deadline - now)
+                # In slices, whatever stopped the last try: a lock that EC2's throttle kept from us may be
+                # another worker's by the next slice, and then the hand-off wait applies.
+                handle = self.lock.acquire(database, min(MARK_EVERY, deadline - now))
                 return replace(handle, contended=handle.contended or held, waited=self.now() - started)
             except LockTimeout as exc:
                 held = held or exc.held
