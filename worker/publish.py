@@ -13,6 +13,7 @@ from typing import Any
 from shared.errors import StorageError, UserError
 from shared.job.result import JobResult, JobState, epoch, iso
 from shared.job.status import StatusStore
+from shared.names import queue_name
 from worker.handback import HandBacks
 from worker.verdicts import Deferred, HandBack, Refusal, Task, Verdict
 
@@ -35,6 +36,8 @@ class Publisher:
         hand back is queued for :class:`HandBacks` (the batch sends them once it is done)."""
         if isinstance(verdict, HandBack):
             if self.handbacks.add(task, task.sender, verdict.delay):
+                if verdict.delay:
+                    self._waiting(task, verdict, etag)
                 return False
             verdict = Deferred(verdict.reason)
         if isinstance(verdict, Deferred):
@@ -113,6 +116,20 @@ class Publisher:
         except UserError:
             pass  # the id is not one a key may hold: there is no document to write
         return True
+
+    def _waiting(self, task: Task, verdict: HandBack, etag: str | None) -> None:
+        """Say on the QUEUED document why the job waits (a lock another worker holds), once: a client's
+        wait shows it instead of a silent QUEUED. Only over the version the worker knows (a cancel wins)."""
+        if task.record.handbacks:
+            return  # said on its first hand-back already
+        waiting = JobResult(task.job.job_id, JobState.QUEUED, database=task.job.database,
+                            submitted_at=task.job.submitted_at, job_digest=task.digest,
+                            queue=queue_name(task.record.source) if task.record.source else None,
+                            redriven_after=task.redriven_after, waiting=str(verdict.reason))
+        try:
+            self.status.put(waiting, if_match=etag)
+        except (StorageError, UserError) as exc:
+            log.info("job %s: its wait was not shown: %s", task.job.job_id, exc)
 
     def _dead_letter(self, task: Task, verdict: Deferred, etag: str | None) -> None:
         """The last delivery failed too: SQS moves the message to the dead-letter queue, and the status

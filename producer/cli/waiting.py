@@ -58,8 +58,9 @@ class Speaker:
             return
         self.said = result.state
         since = f" since {result.started_at}" if result.started_at else ""
-        line = (f"waiting for job {result.job_id} ({result.state.value}{since}, {self.clock() - self.started:.0f}s); "
-                "Ctrl-C cancels it")
+        why = f": {result.waiting}" if result.waiting and result.state is JobState.QUEUED else ""
+        line = (f"waiting for job {result.job_id} ({result.state.value}{since}{why}, "
+                f"{self.clock() - self.started:.0f}s); Ctrl-C cancels it")
         if self.live:
             self.stream.write("\r\x1b[K" + line)
             self.shown = True

@@ -65,6 +65,8 @@ class JobResult:
     queue: str | None = None
     # The id of the snapshot a transaction's preview ran on (its manifest's writer; see TxStep.snapshot).
     snapshot: str | None = None
+    # A QUEUED job's: why it is not running yet (another worker held its database's lock).
+    waiting: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -82,7 +84,7 @@ class JobResult:
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"job_id": self.job_id, "state": self.state.value}
         for name in ("database", "submitted_at", "started_at", "finished_at", "version", "lastrowid", "error",
-                     "job_digest", "redriven_after", "queue", "snapshot"):
+                     "job_digest", "redriven_after", "queue", "snapshot", "waiting"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -121,6 +123,7 @@ class JobResult:
             created=bool(doc.get("created", False)),
             queue=doc.get("queue"),
             snapshot=doc.get("snapshot"),
+            waiting=doc.get("waiting"),
         )
 
     @classmethod

@@ -71,3 +71,27 @@ def test_three_workers_writing_the_same_databases_each_make_progress(
         assert client.query(db, "SELECT count(*), sum(n) FROM t", timeout=30).values() == [[30, 435]]
     waits = sorted(w for seen in consumers for w in seen["lock_wait_ms"])
     assert waits[-1] < 10_000, waits[-5:]  # a batch never waited out SRDB_LOCK_WAIT (60 s)
+
+
+def test_a_job_waiting_for_a_busy_lock_says_so_and_runs_once_it_is_free(
+        client: Client, settings: Settings, aws: Any, tmp_path: Path, drain: Any) -> None:
+    setup = client.submit("busy", "CREATE TABLE t (n INTEGER)")
+    drain()
+    assert client.wait(setup, 5).state is JobState.SUCCEEDED
+    other = Worker(settings.replace(cache_dir=str(tmp_path / "other")), aws.s3, aws.sqs, aws.ec2)
+    worker = Worker(settings.replace(lock_handoff=0.2), aws.s3, aws.sqs, aws.ec2)
+    try:
+        other.locks.take("busy", wait=5)  # another worker's batch holds the lock
+        job = client.submit("busy", "INSERT INTO t VALUES (1)")
+        poller = Poller(aws.sqs, settings.queue_url, lambda event, ctx: run_batch(worker, event),
+                        region=settings.region, wait_seconds=0)
+        assert poller.poll_once() == 1
+        status = client.status(job)
+        assert status.state is JobState.QUEUED and "held by another worker" in (status.waiting or ""), status
+        other.locks.give_back("busy", keep=True)  # its batch ends; the lock is wanted, so it is not kept
+        assert other.locks.kept() == []
+        until(lambda: poller.poll_once() >= 0 and client.status(job).state.final, 30)
+        assert client.status(job).rowcount == 1
+    finally:
+        other.close()
+        worker.close()
