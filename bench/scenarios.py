@@ -108,7 +108,7 @@ def many_databases(bench: Bench, tmp: str, jobs: int = 600, databases: int = 24,
 
 
 def consumers(bench: Bench, tmp: str, per_database: int = 25, databases: int = 24, hot_jobs: int = 150,
-              clients: int = 8, counts: tuple[int, ...] = (1, 2, 3), sequential: int = 30) -> dict[str, Any]:
+              clients: int = 48, counts: tuple[int, ...] = (1, 2, 3), sequential: int = 30) -> dict[str, Any]:
     """What users run: ``srdb worker`` processes (each its own cache, as Lambda containers), batches of 10
     and no window (Lambda's defaults), the default lock (a security group, under EC2's throttle with
     --aws-network). For 1, 2 and 3 consumers: ``databases`` x ``per_database`` single-row writes from

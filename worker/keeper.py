@@ -11,9 +11,9 @@ next batch starts at once, with no call at all. The keeper:
   own wakes for it), and every lock on ``close``;
 - renews a kept lock before a batch uses it when less than half its TTL is left, and takes a new one
   when the old was freed meanwhile (expired, and broken by a waiter or the reaper);
-- keeps only a lock it got without waiting: one another writer held when asked is contended (several
-  workers are writing that database by turns), and keeping it would make the others wait out the
-  linger every turn, so it goes back after the batch;
+- without wanted marks, keeps only a lock it got without waiting: one another writer held when asked is
+  contended (several workers are writing that database by turns), and keeping it would make the others
+  wait out the linger every turn, so it goes back after the batch;
 - lets go of a lock **another worker wants** (shared/wanted.py): a waiter marks the database wanted,
   and the holder gives the lock back after the batch that holds it (or, kept idle, within ``poll``
   seconds) instead of keeping it. A waiter waits at most ``handoff`` seconds: the worker then hands
@@ -116,7 +116,10 @@ class LockKeeper:
             held = self._held.get(database)
             if held is None:
                 return
-            keep = keep and self.linger > 0 and held.renew_at != float("inf") and not held.handle.contended
+            # Without marks, a lock another writer held when asked goes back after the batch (they take turns
+            # and would each wait out the linger); with them, a waiter says so and it goes when wanted.
+            keep = (keep and self.linger > 0 and held.renew_at != float("inf")
+                    and (self.wanted is not None or not held.handle.contended))
         if keep and self._is_wanted(held.handle):
             keep = False  # another worker waits: it goes now, not after the linger
         with self._changed:
