@@ -29,13 +29,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlparse
-
 from producer.client import Client
 from producer.transaction import Transaction as OpenTransaction
 from shared.errors import JobFailed, NotConfigured, SrdbError, describe, error_class
 from shared.job.model import AsOf, Job, JsonParams
 from shared.job.result import JobResult, JobState
+from shared.job.script import statements_of
 from shared.job.values import SqlValue, decode_row, encode_value
 from shared.settings import Settings
 
@@ -453,7 +452,7 @@ class Cursor:
     def executescript(self, script: str) -> Cursor:
         """Run every statement of ``script`` as one atomic job (srdb's ``statements``)."""
         self._check_open()
-        statements = [s for s in sqlparse.split(script) if s.strip().rstrip(";").strip()]
+        statements = statements_of(script)
         if not statements:
             return self
         if self.connection.in_transaction:

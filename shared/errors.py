@@ -146,6 +146,11 @@ class StorageError(InfrastructureError):
     """S3 failed, or returned data that does not match its hash."""
 
 
+class WorkerFault(InfrastructureError):
+    """The worker itself failed in a way nobody named (a bug): the jobs are retried, and its log holds the
+    traceback."""
+
+
 class DatabaseDamaged(InfrastructureError):
     """The database's S3 objects disagree (a history without a current manifest): nothing is written
     until an operator repairs it, and its jobs are retried, then dead-lettered, never lost."""

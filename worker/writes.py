@@ -8,11 +8,19 @@ the snapshot that won. Infrastructure failures leave the jobs to SQS redelivery 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from shared.errors import CommitConflict, DatabaseNotFound, InfrastructureError, LockBusy, StorageError
+from shared.errors import (
+    CommitConflict,
+    DatabaseNotFound,
+    InfrastructureError,
+    LockBusy,
+    StorageError,
+    WorkerFault,
+)
 from shared.job.model import Job
 from shared.snapshot.store import SnapshotStore
 from worker.execute import Outcome
@@ -77,9 +85,9 @@ class WriteStage:
                         raise
                     log.warning("database %s: %s; applying again on the new snapshot", database, exc)
         except Exception as exc:
-            reason = exc if isinstance(exc, InfrastructureError) else StorageError(
-                f"local copy: {type(exc).__name__}: {exc}")
-            log.warning("%d write job(s) of %s will be retried: %s", len(tasks), database, reason)
+            reason = _reason(exc)
+            log.warning("%d write job(s) of %s will be retried: %s", len(tasks), database, reason,
+                        exc_info=isinstance(reason, WorkerFault))
             verdicts = deferred(tasks, reason)
             keep = False
         finally:
@@ -114,3 +122,13 @@ class WriteStage:
             verdicts[task.record.message_id] = (Done(outcome, version, started, created) if outcome is not None
                                                 else HandBack(OUT_OF_TIME))
         return verdicts
+
+
+def _reason(exc: Exception) -> InfrastructureError:
+    """Why a database's group goes back to SQS, named for what failed: S3 or a lock as they said, the local
+    copy (a file or SQLite error), or the worker itself (anything else: a bug, logged with its traceback)."""
+    if isinstance(exc, InfrastructureError):
+        return exc
+    if isinstance(exc, OSError | sqlite3.Error):
+        return StorageError(f"local copy: {type(exc).__name__}: {exc}")
+    return WorkerFault(f"the worker failed unexpectedly ({type(exc).__name__}: {exc}); its log has the traceback")

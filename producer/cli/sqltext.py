@@ -5,15 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import sqlparse
-
 from shared.errors import ClientSideError
+from shared.job.script import statements_of
 
-
-def statements_of(text: str) -> list[str]:
-    """The statements of a script, each with its own text, empty ones (comments alone) dropped."""
-    return [s.strip() for s in sqlparse.split(text)
-            if sqlparse.format(s, strip_comments=True).strip().rstrip(";").strip()]
+__all__ = ["read_sql", "statements_of"]
 
 
 def read_sql(sql: str | None, file: Path | None) -> str:

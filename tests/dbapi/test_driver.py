@@ -80,6 +80,9 @@ def test_executescript_runs_a_script_atomically(conn: srdb.Connection) -> None:
     with pytest.raises(srdb.ProgrammingError, match=r"statements\[1\]"):
         cur.executescript("INSERT INTO s VALUES ('three'); INSERT INTO nowhere VALUES (1);")
     assert cur.execute("SELECT a FROM s").fetchall() == [("one;two",)]
+    cur.executescript("SELECT 1;\n-- end\n")  # a comment alone is no statement (the CLI's splitter agrees)
+    cur.executescript("INSERT INTO s VALUES ('x');\n/* done */\n-- really\n")
+    assert cur.execute("SELECT count(*) FROM s").fetchall() == [(2,)]
 
 
 def test_a_database_no_write_created_reads_as_empty(conn: srdb.Connection) -> None:

@@ -299,3 +299,19 @@ def test_an_unexpected_error_writing_a_result_retries_the_job_instead_of_droppin
     assert worker.process([Record("m", job.to_text())]) == []
     assert client.status("odd").state is JobState.SUCCEEDED
     assert value(client, drain) == 1  # applied once: the second delivery found its record
+
+
+def test_a_bug_in_the_worker_is_named_as_one_with_its_traceback_not_as_a_storage_error(
+        settings: Settings, aws: Any, client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    s3 = FaultyClient(aws.s3)
+    s3.fail("get_object", times=10, error=ValueError("a bug, not S3"),
+            when=lambda kw: str(kw.get("Key", "")).endswith("manifest.json"))
+    worker = Worker(settings.replace(max_receive_count=1), s3, aws.sqs, aws.ec2)
+    try:
+        job = Job.create("buggy", "CREATE TABLE t (a)")
+        assert worker.process([Record("m", queued(aws.s3, settings.bucket, job))]) == ["m"]
+    finally:
+        worker.close()
+    error = client.status(job.job_id).error or {}
+    assert error.get("type") == "WorkerFault" and "ValueError: a bug, not S3" in error.get("message", ""), error
+    assert any(r.exc_info and r.exc_info[0] is ValueError for r in caplog.records)
