@@ -52,7 +52,7 @@ from shared.snapshot.keys import (
     versions_prefix,
 )
 from shared.snapshot.manifest import Manifest
-from shared.snapshot.store import current_manifest
+from shared.snapshot.store import current_manifest, put_version
 
 log = logging.getLogger("srdb.gc")
 JSON = "application/json"
@@ -207,6 +207,8 @@ class Collector:
 
     def _plan(self, database: str, current: Manifest, ledger: Ledger) -> Plan:
         versions = _numbered(self.bucket.objects(versions_prefix(database)), versions_prefix(database))
+        if current.version not in versions:  # its commit stood but S3 did not take its history entry
+            put_version(self.bucket, database, current, current.to_bytes())
         pending = sorted(v for v in versions if ledger.through < v < current.version)
         counted: Manifest | None = None
         for version in pending[:self.max_versions]:

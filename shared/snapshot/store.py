@@ -109,6 +109,9 @@ class SnapshotStore:
         self._local = defaultdict(threading.Lock)  # type: defaultdict[str, threading.Lock]
         self.chunk_size, self.concurrency, self.now = chunk_size, concurrency, now
         self.stats = TransferStats()
+        # History entries of committed versions that S3 did not take yet, per database.
+        self._unrecorded: dict[str, list[tuple[Manifest, bytes]]] = {}
+        self._history_lock = threading.Lock()
 
     def local_path(self, database: str) -> Path:
         return self.cache_dir / check_database(database) / DB_FILE
@@ -264,10 +267,24 @@ class SnapshotStore:
         committed = LocalSnapshot(database, snapshot.path, manifest, self._put_manifest(snapshot, manifest, body))
         self._save_state(committed)
         # History for point-in-time reads; written after the commit so it never names a lost write,
-        # and never over an entry that is there already.
-        put_version(self.bucket, database, manifest, body)
+        # and never over an entry that is there already. The commit stands whatever happens here: an
+        # entry S3 would not take is written by this store's next commit of the database, or by the
+        # collector while its version is current (reaper/gc.py).
+        with self._history_lock:
+            pending = self._unrecorded.pop(database, [])
+        self._record_history(database, [*pending, (manifest, body)])
         self.stats.requests += 1
         return committed
+
+    def _record_history(self, database: str, entries: list[tuple[Manifest, bytes]]) -> None:
+        for index, (manifest, body) in enumerate(entries):
+            try:
+                put_version(self.bucket, database, manifest, body)
+            except StorageError as exc:
+                log.warning("%s; this worker writes it with its next commit of %s", exc, database)
+                with self._history_lock:
+                    self._unrecorded.setdefault(database, []).extend(entries[index:])
+                return
 
     def _put_manifest(self, snapshot: LocalSnapshot, manifest: Manifest, body: bytes) -> str:
         try:

@@ -133,3 +133,36 @@ def test_a_message_delivered_twice_in_one_batch_is_named_in_its_versions_jobs(
     assert worker.process([Record("m1", body), Record("m2", body)]) == []
     assert client.history("twice")[0].jobs == ["twice-in-one-batch"]
     assert client.status(job.job_id).state is JobState.SUCCEEDED
+
+
+def test_a_history_entry_s3_refused_is_written_by_the_next_commit_or_the_collector(
+        client: Client, settings: Settings, aws: Any) -> None:
+    from reaper.gc import Collector
+    from shared.s3 import Bucket
+    from shared.snapshot.keys import version_key
+
+    s3 = FaultyClient(aws.s3)
+    for key in (version_key("hist2", 2), version_key("hist3", 1)):  # each refused once
+        s3.fail("put_object", code="InternalError", when=lambda kw, key=key: kw.get("Key") == key)
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    try:
+        jobs = [Job.create("hist2", "CREATE TABLE t (a)"), Job.create("hist2", "INSERT INTO t VALUES (1)")]
+        for job in jobs:  # the second commit stands although its history entry was refused: no retry
+            assert worker.process([Record(job.job_id, queued(aws.s3, settings.bucket, job))]) == []
+            assert client.status(job.job_id).state is JobState.SUCCEEDED
+        assert entries(aws, settings, "hist2") == [1]  # version 2 is current, its entry missing
+        third = Job.create("hist2", "INSERT INTO t VALUES (2)")
+        assert worker.process([Record(third.job_id, queued(aws.s3, settings.bucket, third))]) == []
+        assert entries(aws, settings, "hist2") == [1, 2, 3]  # the next commit wrote it
+        only = Job.create("hist3", "CREATE TABLE t (a)")
+        assert worker.process([Record(only.job_id, queued(aws.s3, settings.bucket, only))]) == []
+        assert entries(aws, settings, "hist3") == []
+    finally:
+        worker.close()
+    Collector(Bucket(aws.s3, settings.bucket), retention=7 * 86400, grace=3600).collect()
+    assert entries(aws, settings, "hist3") == [1]  # the collector wrote the current one's
+
+
+def entries(aws: Any, settings: Settings, database: str) -> list[int]:
+    listed = aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix=f"db/{database}/versions/").get("Contents", [])
+    return sorted(int(o["Key"].rsplit("/", 1)[1].removesuffix(".json")) for o in listed)
