@@ -14,11 +14,12 @@ next batch starts at once, with no call at all. The keeper:
 - without wanted marks, keeps only a lock it got without waiting: one another writer held when asked is
   contended (several workers are writing that database by turns), and keeping it would make the others
   wait out the linger every turn, so it goes back after the batch;
-- lets go of a lock **another worker wants** (shared/wanted.py): a waiter marks the database wanted,
-  and the holder gives the lock back after the batch that holds it (or, kept idle, within ``poll``
-  seconds) instead of keeping it. A waiter waits at most ``handoff`` seconds: the worker then hands
-  that database's jobs back to the queue and runs the rest of its batch, so one busy database never
-  holds up the others, and no writer is kept out by one that keeps renewing.
+- lets go of a lock **another worker wants** (shared/wanted.py): a waiter marks the database wanted; a
+  holder keeping the lock idle lets go within ``poll`` seconds, a busy one keeps it (moving it costs a
+  lock cycle) unless the mark is urgent — the waiter's jobs were handed back ``URGENT_AFTER`` times —
+  and then lets go after its batch. A waiter waits at most IDLE_HANDOFF seconds (``handoff`` when
+  urgent): the worker then hands that database's jobs back to the queue and runs the rest of its
+  batch, so one busy database never holds up the others, and no writer is kept out for ever.
 
 In a Lambda container that is frozen between invocations the thread is frozen too, so the handler
 **parks** its kept locks before it returns: their expiry becomes the linger, so a container that is
@@ -45,6 +46,8 @@ log = logging.getLogger("srdb.worker")
 RETRY_RENEW = 1.0  # seconds before a renewal that failed is tried again
 POLL = 0.25  # seconds between looks at whether a lock kept idle is wanted by another worker
 MARK_EVERY = 0.5  # seconds between a waiter's marks (a new holder may have taken it since the last)
+# Seconds a plain waiter gives a holder to let go: enough for one keeping the lock idle (it looks every POLL).
+IDLE_HANDOFF = 1.0
 
 
 @dataclass
@@ -65,7 +68,7 @@ class LockKeeper:
         self._thread: threading.Thread | None = None
         self.reused = 0  # batches that found their lock kept for them (a figure for tests and metrics)
 
-    def take(self, database: str, wait: float, handoff: float | None = None) -> LockHandle:
+    def take(self, database: str, wait: float, handoff: float | None = None, *, urgent: bool = False) -> LockHandle:
         """The database's lock for a batch: the one kept from an earlier batch, or a new one."""
         with self._changed:
             held = self._held.pop(database, None)
@@ -77,29 +80,31 @@ class LockKeeper:
                 self.reused += 1
                 return self._use(replace(handle, waited=0.0))
             log.warning("database %s: the kept lock was freed meanwhile; taking it again", database)
-        return self._use(self._acquire(database, wait, handoff))
+        return self._use(self._acquire(database, wait, handoff, urgent))
 
-    def _acquire(self, database: str, wait: float, handoff: float | None) -> LockHandle:
+    def _acquire(self, database: str, wait: float, handoff: float | None, urgent: bool) -> LockHandle:
         """Take the lock. While another writer holds it, mark it wanted (again every MARK_EVERY seconds: a
-        new holder may have taken it meanwhile) so the holder lets go, and give up after ``handoff``
-        seconds with LockBusy; a lock nobody holds but EC2 or S3 will not give yet is waited for up to
+        new holder may have taken it meanwhile) and give up with LockBusy after IDLE_HANDOFF seconds — time
+        for a holder keeping it idle to let go — or, ``urgent``, after ``handoff`` seconds: time for a busy
+        one to finish its batch. A lock nobody holds but EC2 or S3 will not give yet is waited for up to
         ``wait`` (LockTimeout)."""
         if self.wanted is None or handoff is None:
             return self.lock.acquire(database, wait)
         started = self.now()
+        patience = min(wait, handoff if urgent else min(handoff, IDLE_HANDOFF))
         try:
             return self.lock.acquire(database, 0.0)
         except LockTimeout as exc:
             held = exc.held
         while True:
             if held:
-                self.wanted.mark(database)
+                self.wanted.mark(database, urgent=urgent)
             now = self.now()
-            deadline = started + (min(wait, handoff) if held else wait)
+            deadline = started + (patience if held else wait)
             if now >= deadline:
                 if held:
                     raise LockBusy(f"write lock of database {database} is held by another worker, told it is "
-                                   f"wanted; not handed over within {min(wait, handoff):g}s")
+                                   f"wanted; not handed over within {patience:g}s")
                 raise LockTimeout(f"write lock of database {database} not acquired within {wait:g}s")
             try:
                 # In slices, whatever stopped the last try: a lock that EC2's throttle kept from us may be
@@ -120,8 +125,8 @@ class LockKeeper:
             # and would each wait out the linger); with them, a waiter says so and it goes when wanted.
             keep = (keep and self.linger > 0 and held.renew_at != float("inf")
                     and (self.wanted is not None or not held.handle.contended))
-        if keep and self._is_wanted(held.handle):
-            keep = False  # another worker waits: it goes now, not after the linger
+        if keep and self._is_wanted(held.handle, held.handle.acquired_at, urgent_only=True):
+            keep = False  # a worker whose jobs went back again and again waits: it goes now
         with self._changed:
             if keep:
                 held.busy, held.since, held.polled = False, self.now(), self.now()
@@ -130,11 +135,12 @@ class LockKeeper:
             self._held.pop(database, None)
         self._release(held.handle)
 
-    def _is_wanted(self, handle: LockHandle) -> bool:
+    def _is_wanted(self, handle: LockHandle, since: float, *, urgent_only: bool) -> bool:
+        """Whether a waiter marked the lock wanted after ``since`` (urgently, when ``urgent_only``)."""
         if self.wanted is None:
             return False
-        at = self.wanted.since(handle.database)
-        return at is not None and at > handle.acquired_at
+        mark = self.wanted.since(handle.database)
+        return mark is not None and mark.at > since and (mark.urgent or not urgent_only)
 
     def park(self) -> None:
         """Before the process may be frozen (a Lambda invocation returns): shorten every kept lock's
@@ -198,9 +204,9 @@ class LockKeeper:
                 renew = [h.handle for h in self._held.values() if h.busy and h.renew_at <= now]
                 idle = [d for d, h in self._held.items() if not h.busy and now - h.since >= self.linger]
                 released = [self._held.pop(d).handle for d in idle]
-                look = [h.handle for h in self._held.values()
+                look = [(h.handle, h.since) for h in self._held.values()
                         if self.wanted is not None and not h.busy and now - h.polled >= self.poll]
-                for handle in look:
+                for handle, _ in look:
                     self._held[handle.database].polled = now
                 if not renew and not released and not look:
                     if not self._held:
@@ -231,9 +237,10 @@ class LockKeeper:
         due = held.since + self.linger
         return min(due, held.polled + self.poll) if self.wanted is not None else due
 
-    def _wanted_of(self, kept: list[LockHandle]) -> list[LockHandle]:
-        """Those of the ``kept`` locks another worker wants, taken out of the keeper to be released."""
-        wanted = [h for h in kept if self._is_wanted(h)]
+    def _wanted_of(self, kept: list[tuple[LockHandle, float]]) -> list[LockHandle]:
+        """Those of the ``kept`` locks (each with the moment it went idle) that a worker marked wanted since,
+        taken out of the keeper to be released."""
+        wanted = [h for h, since in kept if self._is_wanted(h, since, urgent_only=False)]
         taken = []
         with self._changed:
             for handle in wanted:

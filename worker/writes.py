@@ -35,6 +35,8 @@ COMMIT_ATTEMPTS = 2
 # Seconds a batch's jobs for a database another worker holds stay away from the queue: long enough for the
 # holder, told it is wanted, to finish its batch and let go.
 LOCK_BUSY_DELAY = 1
+# Hand-backs after which a job's wait for a lock is urgent (worker/keeper.py).
+URGENT_AFTER = 2
 OUT_OF_TIME = InfrastructureError("the batch ran out of time before this job started; it was handed back to the "
                                   "queue and runs again")
 
@@ -61,7 +63,9 @@ class WriteStage:
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
         asked = self.now()
         try:
-            handle = self.locks.take(database, self.lock_wait, self.lock_handoff)
+            # Jobs handed back again and again ask even a busy holder to let go: no writer waits for ever.
+            urgent = any(t.record.handbacks >= URGENT_AFTER for t in tasks)
+            handle = self.locks.take(database, self.lock_wait, self.lock_handoff, urgent=urgent)
         except LockBusy as exc:
             # Another worker holds it and was told we want it: the jobs go back to the queue for a moment
             # (without using a delivery) while the rest of the batch runs.

@@ -88,8 +88,7 @@ def test_a_job_waiting_for_a_busy_lock_says_so_and_runs_once_it_is_free(
         assert poller.poll_once() == 1
         status = client.status(job)
         assert status.state is JobState.QUEUED and "held by another worker" in (status.waiting or ""), status
-        other.locks.give_back("busy", keep=True)  # its batch ends; the lock is wanted, so it is not kept
-        assert other.locks.kept() == []
+        other.locks.give_back("busy", keep=True)  # its batch ends; kept idle, it lets go when next wanted
         until(lambda: poller.poll_once() >= 0 and client.status(job).state.final, 30)
         assert client.status(job).rowcount == 1
     finally:

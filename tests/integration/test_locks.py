@@ -309,9 +309,14 @@ def test_a_busy_holder_lets_go_after_its_batch_and_a_waiter_gives_up_after_the_h
     holder.take("sales", wait=5, handoff=2)  # a batch in use: the holder looks at marks only when it ends
     started = time.monotonic()
     with pytest.raises(LockBusy, match="held by another worker"):
-        waiter.take("sales", wait=60, handoff=0.3)  # never waits out the minute
+        waiter.take("sales", wait=60, handoff=2)  # a plain waiter gives a busy holder 1 s, never the minute
     assert time.monotonic() - started < 5
-    holder.give_back("sales", keep=True)  # the batch ends: the lock is wanted, so it is not kept
+    holder.give_back("sales", keep=True)  # a plain mark: a busy holder keeps its lock (a lock cycle saved)
+    assert holder.kept() == ["sales"]
+    holder.take("sales", wait=5, handoff=2)  # its next batch
+    with pytest.raises(LockBusy):
+        waiter.take("sales", wait=60, handoff=0.3, urgent=True)  # jobs handed back again and again
+    holder.give_back("sales", keep=True)  # the batch ends: the lock is wanted urgently, so it is not kept
     assert holder.kept() == []
     assert waiter.take("sales", wait=5, handoff=2).database == "sales"
     waiter.give_back("sales", keep=False)
