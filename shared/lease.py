@@ -60,7 +60,8 @@ class S3Lease:
                  sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random) -> None:
         self.bucket, self.ttl, self.now, self.sleep, self.rng = bucket, ttl, now, sleep, rng
 
-    def acquire(self, database: str, wait: float) -> LockHandle:
+    def acquire(self, database: str, wait: float, *, held_wait: float | None = None,
+                on_held: Callable[[], None] | None = None) -> LockHandle:
         start = self.now()
         owner = uuid.uuid4().hex
         key = lease_key(database)
@@ -69,7 +70,12 @@ class S3Lease:
         while True:
             try:
                 taken = self._take(database, key, owner)
-                held = held or taken is None
+                if taken is None and not held:  # another writer's: say so once, and wait no longer than asked
+                    held = True
+                    if held_wait is not None:
+                        backoff.limit(held_wait)
+                    if on_held is not None:
+                        on_held()
             except StorageError as exc:
                 # No answer: the PUT may have been applied. The next try reads the lease and knows.
                 log.warning("lease of %s: %s; trying again", database, exc)

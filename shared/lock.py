@@ -51,8 +51,11 @@ class HeldLock:
 class WriteLock(Protocol):
     ttl: float
 
-    def acquire(self, database: str, wait: float) -> LockHandle:
-        """Take the lock, waiting at most ``wait`` seconds; LockTimeout after that."""
+    def acquire(self, database: str, wait: float, *, held_wait: float | None = None,
+                on_held: Callable[[], None] | None = None) -> LockHandle:
+        """Take the lock, waiting at most ``wait`` seconds; LockTimeout after that. Once another writer is
+        seen holding it, ``on_held`` is called (once) and the wait is cut to ``held_wait`` from the start
+        (LockTimeout with ``held`` set)."""
 
     def release(self, handle: LockHandle) -> bool:
         """Give it back; False when it was no longer ours (freed as expired meanwhile)."""
@@ -72,8 +75,14 @@ class Backoff:
 
     def __init__(self, wait: float, now: Callable[[], float], sleep: Callable[[float], None],
                  rng: Callable[[], float] = random.random, first: float = 0.05, cap: float = 2.0) -> None:
-        self.deadline, self.now, self.sleep, self.rng = now() + wait, now, sleep, rng
+        self.started = now()
+        self.deadline, self.now, self.sleep, self.rng = self.started + wait, now, sleep, rng
         self.wait, self.delay, self.cap = wait, first, cap
+
+    def limit(self, wait: float) -> None:
+        """Wait no longer than ``wait`` seconds from the start."""
+        if self.deadline > self.started + wait:
+            self.deadline, self.wait = self.started + wait, wait
 
     def pause(self, database: str) -> None:
         """Sleep before the next try; LockTimeout once the deadline has passed."""

@@ -55,19 +55,31 @@ class SecurityGroupLock:
     def group_name(self, database: str) -> str:
         return f"{self.prefix}-lock-{check_database(database)}"
 
-    def acquire(self, database: str, wait: float) -> LockHandle:
-        """Take the lock, retrying with jittered backoff; LockTimeout once ``wait`` seconds pass."""
+    def acquire(self, database: str, wait: float, *, held_wait: float | None = None,
+                on_held: Callable[[], None] | None = None) -> LockHandle:
+        """Take the lock, retrying with jittered backoff; LockTimeout once ``wait`` seconds pass (``held_wait``
+        once another writer's group was seen, after calling ``on_held``)."""
         start = self.now()
         owner = uuid.uuid4().hex
         backoff = Backoff(wait, self.now, self.sleep, self.rng)
         seen: list[bool] = []  # another writer's group was seen holding it
+
+        def held() -> None:
+            if not seen:
+                seen.append(True)
+                if held_wait is not None:
+                    backoff.limit(held_wait)
+                if on_held is not None:
+                    on_held()
+
         try:
-            return self._acquire(database, owner, start, backoff, seen)
+            return self._acquire(database, owner, start, backoff, held)
         except LockTimeout as exc:
             exc.held = bool(seen)
             raise
 
-    def _acquire(self, database: str, owner: str, start: float, backoff: Backoff, seen: list[bool]) -> LockHandle:
+    def _acquire(self, database: str, owner: str, start: float, backoff: Backoff,
+                 held: Callable[[], None]) -> LockHandle:
         maybe_created = contended = False
         while True:
             try:
@@ -86,7 +98,7 @@ class SecurityGroupLock:
                     if holder is not None and holder["tags"].get(OWNER_TAG) == owner:
                         return self._handle(database, holder["group_id"], owner, start, contended)
                     if holder is not None:
-                        seen.append(True)
+                        held()
                         self._watch(database, holder, backoff)
                         continue
             backoff.pause(database)

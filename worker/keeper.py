@@ -45,7 +45,6 @@ log = logging.getLogger("srdb.worker")
 
 RETRY_RENEW = 1.0  # seconds before a renewal that failed is tried again
 POLL = 0.25  # seconds between looks at whether a lock kept idle is wanted by another worker
-MARK_EVERY = 0.5  # seconds between a waiter's marks (a new holder may have taken it since the last)
 # Seconds a plain waiter gives a holder to let go: enough for one keeping the lock idle (it looks every POLL).
 IDLE_HANDOFF = 1.0
 
@@ -83,36 +82,26 @@ class LockKeeper:
         return self._use(self._acquire(database, wait, handoff, urgent))
 
     def _acquire(self, database: str, wait: float, handoff: float | None, urgent: bool) -> LockHandle:
-        """Take the lock. While another writer holds it, mark it wanted (again every MARK_EVERY seconds: a
-        new holder may have taken it meanwhile) and give up with LockBusy after IDLE_HANDOFF seconds — time
-        for a holder keeping it idle to let go — or, ``urgent``, after ``handoff`` seconds: time for a busy
-        one to finish its batch. A lock nobody holds but EC2 or S3 will not give yet is waited for up to
-        ``wait`` (LockTimeout)."""
+        """Take the lock. Once another writer is seen holding it, mark it wanted and give up with LockBusy
+        after IDLE_HANDOFF seconds — time for a holder keeping it idle to let go — or, ``urgent``, after
+        ``handoff`` seconds: time for a busy one to finish its batch. One call: the backend watches the
+        holder (DescribeSecurityGroups, a GET) instead of asking to create the lock again and again
+        (CreateSecurityGroup, EC2's scarcest budget). A lock nobody holds but EC2 or S3 will not give yet
+        is waited for up to ``wait`` (LockTimeout)."""
         if self.wanted is None or handoff is None:
             return self.lock.acquire(database, wait)
-        started = self.now()
+        wanted = self.wanted
         patience = min(wait, handoff if urgent else min(handoff, IDLE_HANDOFF))
+        started = self.now()
         try:
-            return self.lock.acquire(database, 0.0)
+            handle = self.lock.acquire(database, wait, held_wait=patience,
+                                       on_held=lambda: wanted.mark(database, urgent=urgent))
         except LockTimeout as exc:
-            held = exc.held
-        while True:
-            if held:
-                self.wanted.mark(database, urgent=urgent)
-            now = self.now()
-            deadline = started + (patience if held else wait)
-            if now >= deadline:
-                if held:
-                    raise LockBusy(f"write lock of database {database} is held by another worker, told it is "
-                                   f"wanted; not handed over within {patience:g}s")
-                raise LockTimeout(f"write lock of database {database} not acquired within {wait:g}s")
-            try:
-                # In slices, whatever stopped the last try: a lock that EC2's throttle kept from us may be
-                # another worker's by the next slice, and then the hand-off wait applies.
-                handle = self.lock.acquire(database, min(MARK_EVERY, deadline - now))
-                return replace(handle, contended=handle.contended or held, waited=self.now() - started)
-            except LockTimeout as exc:
-                held = held or exc.held
+            if exc.held:
+                raise LockBusy(f"write lock of database {database} is held by another worker, told it is "
+                               f"wanted; not handed over within {patience:g}s") from None
+            raise
+        return replace(handle, waited=self.now() - started)
 
     def give_back(self, database: str, *, keep: bool) -> None:
         """The batch is done with the lock: keep it for the next one (unless it was contended), or
