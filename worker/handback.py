@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.names import queue_name
+from worker.sqs_batches import send_batches
 from worker.verdicts import Task
 
 log = logging.getLogger("srdb.worker")
@@ -66,8 +67,8 @@ class HandBacks:
             by_queue.setdefault(item[0].record.source, []).append(item)
         sent: set[str] = set()
         for source, items in by_queue.items():
-            for start in range(0, len(items), 10):
-                sent |= self._send(source, items[start:start + 10])
+            for batch in send_batches(items, lambda item: item[0].record.body):
+                sent |= self._send(source, batch)
         return sent
 
     def _send(self, source: str, items: list[tuple[Task, str, int]]) -> set[str]:

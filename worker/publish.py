@@ -15,11 +15,11 @@ from shared.job.result import JobResult, JobState, epoch, iso
 from shared.job.status import StatusStore
 from shared.names import queue_name
 from worker.handback import HandBacks
+from worker.sqs_batches import send_batches
 from worker.verdicts import Deferred, HandBack, Refusal, Task, Verdict
 
 log = logging.getLogger("srdb.worker")
 MAX_CALLBACK_BYTES = 240 * 1024
-MAX_SEND_BATCH_BYTES = 256 * 1024  # SendMessageBatch: at most 10 messages and 256 KiB in all
 
 
 class Publisher:
@@ -87,7 +87,7 @@ class Publisher:
         for queue_url, job_id, body in pending:
             by_queue[queue_url].append((job_id, body))
         for queue_url, items in by_queue.items():
-            for batch in _send_batches(items):
+            for batch in send_batches(items, lambda item: item[1]):
                 try:
                     response = self.sqs.send_message_batch(QueueUrl=queue_url, Entries=[
                         {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)])
@@ -156,16 +156,3 @@ class Publisher:
                                "status_key": f"results/{result.job_id}.json"}).encode()
         return body.decode()
 
-
-def _send_batches(items: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """Ten messages at most to a batch, and no more bytes than one request may carry."""
-    batches: list[list[tuple[str, str]]] = []
-    size = 0
-    for item in items:
-        length = len(item[1].encode())
-        if not batches or len(batches[-1]) == 10 or size + length > MAX_SEND_BATCH_BYTES:
-            batches.append([])
-            size = 0
-        batches[-1].append(item)
-        size += length
-    return batches
