@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.errors import LockTimeout, StorageError
+from shared.errors import StorageError
 from shared.lock import Backoff, HeldLock, LockHandle
 from shared.names import check_database
 from shared.s3 import Bucket
@@ -65,17 +65,13 @@ class S3Lease:
         start = self.now()
         owner = uuid.uuid4().hex
         key = lease_key(database)
-        backoff = Backoff(wait, self.now, self.sleep, self.rng)
-        contended = held = False
+        backoff = Backoff(wait, self.now, self.sleep, self.rng, held_wait=held_wait, on_held=on_held)
+        contended = False
         while True:
             try:
                 taken = self._take(database, key, owner)
-                if taken is None and not held:  # another writer's: say so once, and wait no longer than asked
-                    held = True
-                    if held_wait is not None:
-                        backoff.limit(held_wait)
-                    if on_held is not None:
-                        on_held()
+                if taken is None:  # another writer's
+                    backoff.saw_holder()
             except StorageError as exc:
                 # No answer: the PUT may have been applied. The next try reads the lease and knows.
                 log.warning("lease of %s: %s; trying again", database, exc)
@@ -84,11 +80,7 @@ class S3Lease:
                 now = self.now()
                 return LockHandle(database, taken, owner, now, now - start, now + self.ttl, contended)
             contended = True
-            try:
-                backoff.pause(database)
-            except LockTimeout as exc:
-                exc.held = held  # another writer held it (not only S3 failing)
-                raise
+            backoff.pause(database)
 
     def _take(self, database: str, key: str, owner: str) -> str | None:
         """The new ETag when the lease is ours now; None when someone else holds it. It reads first: a

@@ -71,24 +71,35 @@ class WriteLock(Protocol):
 
 
 class Backoff:
-    """Jittered exponential backoff until a deadline, on an injected clock."""
+    """Jittered exponential backoff until a deadline, on an injected clock. A backend calls
+    :meth:`saw_holder` when another writer holds the lock: the wait is cut to ``held_wait`` and
+    ``on_held`` called, once, and the LockTimeout that ends the wait says the lock was ``held``."""
 
     def __init__(self, wait: float, now: Callable[[], float], sleep: Callable[[float], None],
-                 rng: Callable[[], float] = random.random, first: float = 0.05, cap: float = 2.0) -> None:
+                 rng: Callable[[], float] = random.random, first: float = 0.05, cap: float = 2.0, *,
+                 held_wait: float | None = None, on_held: Callable[[], None] | None = None) -> None:
         self.started = now()
         self.deadline, self.now, self.sleep, self.rng = self.started + wait, now, sleep, rng
         self.wait, self.delay, self.cap = wait, first, cap
+        self.held_wait, self.on_held, self.held = held_wait, on_held, False
 
-    def limit(self, wait: float) -> None:
-        """Wait no longer than ``wait`` seconds from the start."""
-        if self.deadline > self.started + wait:
-            self.deadline, self.wait = self.started + wait, wait
+    def saw_holder(self) -> None:
+        """Another writer holds the lock (said once)."""
+        if self.held:
+            return
+        self.held = True
+        if self.held_wait is not None and self.deadline > self.started + self.held_wait:
+            self.deadline, self.wait = self.started + self.held_wait, self.held_wait
+        if self.on_held is not None:
+            self.on_held()
 
     def pause(self, database: str) -> None:
         """Sleep before the next try; LockTimeout once the deadline has passed."""
         remaining = self.deadline - self.now()
         if remaining <= 0:
-            raise LockTimeout(f"write lock of database {database} not acquired within {self.wait:g}s")
+            timeout = LockTimeout(f"write lock of database {database} not acquired within {self.wait:g}s")
+            timeout.held = self.held
+            raise timeout
         self.sleep(min(remaining, self.delay * (0.5 + self.rng())))
         self.delay = min(self.delay * 2, self.cap)
 

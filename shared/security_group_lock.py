@@ -61,25 +61,7 @@ class SecurityGroupLock:
         once another writer's group was seen, after calling ``on_held``)."""
         start = self.now()
         owner = uuid.uuid4().hex
-        backoff = Backoff(wait, self.now, self.sleep, self.rng)
-        seen: list[bool] = []  # another writer's group was seen holding it
-
-        def held() -> None:
-            if not seen:
-                seen.append(True)
-                if held_wait is not None:
-                    backoff.limit(held_wait)
-                if on_held is not None:
-                    on_held()
-
-        try:
-            return self._acquire(database, owner, start, backoff, held)
-        except LockTimeout as exc:
-            exc.held = bool(seen)
-            raise
-
-    def _acquire(self, database: str, owner: str, start: float, backoff: Backoff,
-                 held: Callable[[], None]) -> LockHandle:
+        backoff = Backoff(wait, self.now, self.sleep, self.rng, held_wait=held_wait, on_held=on_held)
         maybe_created = contended = False
         while True:
             try:
@@ -98,7 +80,7 @@ class SecurityGroupLock:
                     if holder is not None and holder["tags"].get(OWNER_TAG) == owner:
                         return self._handle(database, holder["group_id"], owner, start, contended)
                     if holder is not None:
-                        held()
+                        backoff.saw_holder()
                         self._watch(database, holder, backoff)
                         continue
             backoff.pause(database)
