@@ -244,7 +244,7 @@ def export_format(dest: str, given: str | None) -> str:
     """The format asked for, else the one the destination's name says; a name that says another (``.xyz``)
     is refused rather than written as CSV under a name that promises something else."""
     suffix = dest.lower().removesuffix(".gz").rsplit("/", 1)[-1]
-    if given is None and format_of(dest) is None and "." in suffix and dest not in ("-",):
+    if given is None and format_of(dest) is None and "." in suffix:
         raise ClientSideError(f"{dest}: its name does not say csv, jsonl or parquet (.csv, .jsonl, .ndjson, "
                               ".parquet, perhaps .gz); name one with --output-format")
     fmt = given or format_of(dest) or "csv"
