@@ -16,10 +16,11 @@ from collections import Counter
 from contextlib import nullcontext
 from typing import Any
 
-from bench import scenarios
+from bench import memory, scenarios
 from bench.harness import AWS_LATENCY, Bench, aws_network, moto_server
 
-SCENARIOS = ("small-writes", "many-databases", "consumers", "etl", "write-cost", "warm-read", "storage", "transactions")
+SCENARIOS = ("small-writes", "many-databases", "consumers", "etl", "write-cost", "warm-read", "storage", "transactions",
+             "memory")
 
 
 def machine(latency: bool, network: bool = False) -> dict[str, Any]:
@@ -71,6 +72,7 @@ def main() -> int:
             "storage": lambda: scenarios.storage(bench, tmp, mib=4 if args.quick else 32),
             "transactions": lambda: scenarios.transactions(bench, tmp, count=10 if args.quick else 50,
                                                            mib=1 if args.quick else 8),
+            "memory": lambda: memory.memory(bench, tmp, jobs=4 if args.quick else 8),
         }
         for name in args.only:
             result = runs[name]()

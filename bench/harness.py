@@ -150,10 +150,12 @@ def worker_processes(settings: Settings, count: int, *args: str) -> Iterator[lis
 
 
 @contextmanager
-def worker_outputs(settings: Settings, logs: list[Path], *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """One ``srdb worker`` process per path in ``logs``, its output (logs and EMF metrics) written there."""
+def worker_outputs(settings: Settings, logs: list[Path], *args: str,
+                   **env: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One ``srdb worker`` process per path in ``logs``, its output (logs and EMF metrics) written there;
+    ``env``: more environment variables for them."""
     files = [open(log, "wb") for log in logs]  # noqa: SIM115 - closed below
-    processes = [spawn_worker(settings, f"{settings.cache_dir}/proc-{index}", *args, output=f)
+    processes = [spawn_worker(settings, f"{settings.cache_dir}/proc-{index}", *args, output=f, **env)
                  for index, f in enumerate(files)]
     try:
         yield processes

@@ -75,6 +75,7 @@ class Settings:
     # Bytes SQLite may hold in a worker process, all its jobs together; 0: half the Lambda's memory
     # (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or 512 MiB where there is no Lambda.
     sqlite_heap_limit: int = 0
+    row_memory: int = 0
     # Garbage collection (reaper/gc.py): old versions stay readable this long (time travel, restore);
     # "0": only the current version. A duration: 90s, 30m, 12h, 7d, 2w.
     retention: str = "7d"
@@ -136,10 +137,17 @@ class Settings:
             raise NotConfigured(f"missing setting(s) {env}: set them, or run `srdb local` in this folder first")
 
     def heap_limit_bytes(self, environ: Mapping[str, str] | None = None) -> int:
+        """What SQLite may hold in a worker: ``SRDB_SQLITE_HEAP_LIMIT``, or half the worker's memory."""
         if self.sqlite_heap_limit > 0:
             return self.sqlite_heap_limit
-        lambda_mib = (os.environ if environ is None else environ).get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
-        return (int(lambda_mib) if lambda_mib.isdigit() else 1024) * 1024 * 1024 // 2
+        return worker_memory_bytes(environ) // 2
+
+    def row_memory_bytes(self, environ: Mapping[str, str] | None = None) -> int:
+        """What a worker may hold of result rows being encoded, all jobs together: ``SRDB_ROW_MEMORY``, or a
+        quarter of the worker's memory."""
+        if self.row_memory > 0:
+            return self.row_memory
+        return worker_memory_bytes(environ) // 4
 
     @property
     def jobs_bucket(self) -> str:
@@ -210,3 +218,9 @@ def _convert(name: str, raw: str, kind: Any) -> Any:
     except ValueError:
         raise ClientSideError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
     return raw
+
+
+def worker_memory_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The worker's memory: its Lambda's memory size, or 1,024 MiB (the stack's default) elsewhere."""
+    lambda_mib = (os.environ if environ is None else environ).get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    return (int(lambda_mib) if lambda_mib.isdigit() else 1024) * 1024 * 1024

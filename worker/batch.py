@@ -34,6 +34,7 @@ from shared.wanted import WantedMarks
 from worker.handback import HandBacks
 from worker.keeper import LockKeeper
 from worker.load import Loader, open_source
+from worker.memory import RowMemory
 from worker.parse import Parser, parse_failed
 from worker.progress import Watcher
 from worker.publish import Publisher
@@ -72,6 +73,7 @@ class Worker:
     ) -> None:
         self.settings, self.now, self.crash = settings, now, crash
         cap_sqlite_heap(settings.heap_limit_bytes())
+        self.memory = RowMemory(settings.row_memory_bytes())
         bucket = Bucket(s3, settings.bucket)
         self.store = SnapshotStore(bucket, settings.cache_dir, chunk_size=settings.chunk_size,
                                    concurrency=settings.transfer_concurrency, now=now)
@@ -169,7 +171,7 @@ class Worker:
 
     def _sink(self, job: Job) -> ResultSink:
         return ResultSink(job.job_id, self.status.put_bytes, inline_limit=self.settings.inline_result_bytes,
-                          max_bytes=self.settings.max_result_bytes)
+                          max_bytes=self.settings.max_result_bytes, memory=self.memory)
 
     def _budget(self, job: Job) -> float | None:
         """The job's own budget, cut to the time the batch has left; None when too little is left to start."""

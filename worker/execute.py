@@ -120,7 +120,7 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
                 if cursor.description is not None:
                     columns = [d[0] for d in cursor.description]
                     seen = ValueTypes(len(columns))
-                    fetched = _drain(cursor, sink if last else None, seen)
+                    fetched = _drain(cursor, sink if last else None, seen, guard.deadline)
                     if last:
                         rowcount = fetched if guard.read_only else max(rowcount, fetched)
                         types = merge(_declared(conn, guard, statement.sql, len(columns)), seen.found)
@@ -174,26 +174,34 @@ def _declared(conn: sqlite3.Connection, guard: Guard, sql: str, width: int) -> l
         return declared_types(conn, sql, width)
 
 
-def _drain(cursor: sqlite3.Cursor, sink: ResultSink | None, seen: ValueTypes) -> int:
-    """Fetch every row; the sink measures each before it is kept, so a result over the limit stops
-    before it is held in memory."""
+def _drain(cursor: sqlite3.Cursor, sink: ResultSink | None, seen: ValueTypes, deadline: float) -> int:
+    """Fetch every row. A statement whose rows are kept (the last) has each measured before it is
+    encoded: a result over the limit stops before it is held, and the worker's memory for rows being
+    encoded is shared by its jobs (worker/memory.py). A job encodes what it holds before it waits for
+    others to give memory back. The rows of earlier statements are dropped as they come."""
+    if sink is None:
+        return sum(1 for _ in cursor)
     count = 0
     batch: list[Any] = []
-    for row in cursor:
-        if sink is not None:
-            sink.admit(row)
-        batch.append(row)
-        if len(batch) == FETCH_ROWS:
-            count += _feed(batch, sink, seen)
-            batch = []
-    return count + _feed(batch, sink, seen)
+    try:
+        for row in cursor:
+            if not sink.admit(row, deadline, wait=not batch):
+                count += _feed(batch, sink, seen)
+                sink.admit(row, deadline)
+            batch.append(row)
+            del row
+            if len(batch) == FETCH_ROWS:
+                count += _feed(batch, sink, seen)
+        return count + _feed(batch, sink, seen)
+    finally:
+        sink.release()
 
 
-def _feed(batch: list[Any], sink: ResultSink | None, seen: ValueTypes) -> int:
+def _feed(batch: list[Any], sink: ResultSink, seen: ValueTypes) -> int:
     seen.feed(batch)
-    if sink is not None:
-        sink.add_values(batch)
-    return len(batch)
+    count = len(batch)
+    sink.add_values(batch)  # empties the batch as it encodes it
+    return count
 
 
 # Python's sqlite3 refuses a second statement itself, with no SQLite error code: its message is all there is.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -11,6 +11,7 @@ from shared.errors import ResultTooLarge
 from shared.job.keys import result_part_key
 from shared.job.result import ResultPart
 from shared.job.values import encode_row
+from worker.memory import ENCODING_FACTOR, RowMemory
 
 PART_BYTES = 8 * 1024 * 1024
 
@@ -29,6 +30,12 @@ def estimated_bytes(row: Sequence[Any]) -> int:
     return size
 
 
+def _encode_taking(rows: list[Any], index: int) -> list[Any]:
+    """Encode a row and drop the list's reference to it, so the row is freed once it is encoded."""
+    row, rows[index] = rows[index], None
+    return encode_row(row)
+
+
 class ResultSink:
     """Takes rows as they are fetched, so no result is ever held whole in memory."""
 
@@ -40,27 +47,60 @@ class ResultSink:
         inline_limit: int,
         max_bytes: int,
         part_bytes: int = PART_BYTES,
+        memory: RowMemory | None = None,
     ) -> None:
         self.job_id, self.put = job_id, put
         self.inline_limit, self.max_bytes, self.part_bytes = inline_limit, max_bytes, part_bytes
+        self.memory = memory
         self.rows: list[list[Any]] = []
         self.parts: list[ResultPart] = []
         self.total_bytes = 0
         self._admitted = 0
-        self._buffer: list[str] = []
+        self._held = 0  # bytes reserved in ``memory`` for rows fetched and not yet encoded
+        self._part: Any = None  # the zlib stream of the part being written, once the result spilled
+        self._chunks: list[bytes] = []
+        self._part_rows = 0
         self._buffer_bytes = 0
         self._spilled = False
 
-    def admit(self, row: Sequence[Any]) -> None:
-        """Refuse a fetched row before it is encoded when the result would pass the limit with it."""
-        self._admitted += estimated_bytes(row)
-        if self.total_bytes + self._admitted > self.max_bytes:
+    def admit(self, row: Sequence[Any], deadline: float = float("inf"), *, wait: bool = True) -> bool:
+        """Measure a fetched row before it is encoded: refuse it when the result would pass the limit
+        with it, and reserve what encoding it holds in the worker's memory. Without ``wait``, answer
+        False instead of waiting for other jobs' rows to leave (the caller then encodes what it holds
+        and asks again, waiting)."""
+        size = estimated_bytes(row)
+        if self.total_bytes + self._admitted + size > self.max_bytes:
             self._too_large()
+        if self.memory is not None:
+            need = ENCODING_FACTOR * size
+            if not wait and not self.memory.try_take(need):
+                return False
+            if wait:
+                self.memory.take(need, deadline)
+            self._held += need
+        self._admitted += size
+        return True
 
-    def add_values(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Add rows of SQLite values (encoded here)."""
-        self.add(encode_row(row) for row in rows)
-        self._admitted = 0
+    def add_values(self, rows: list[Any]) -> None:
+        """Add rows of SQLite values, encoding each and letting go of it at once, then give back the
+        memory they were admitted with."""
+        try:
+            self.add(self._encoded(rows))
+        finally:
+            rows.clear()
+            self._admitted = 0
+            self.release()
+
+    def release(self) -> None:
+        """Give back the memory of rows admitted and not added (a job that failed while it fetched)."""
+        if self.memory is not None and self._held:
+            self.memory.give(self._held)
+        self._held = 0
+
+    @staticmethod
+    def _encoded(rows: list[Any]) -> Iterable[list[Any]]:
+        for index in range(len(rows)):
+            yield _encode_taking(rows, index)
 
     def add(self, rows: Iterable[list[Any]]) -> None:
         """Add rows already encoded for JSON."""
@@ -71,25 +111,37 @@ class ResultSink:
                 self._too_large()
             if not self._spilled and self.total_bytes > self.inline_limit:
                 self._spilled = True
-                self._buffer = [json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in self.rows]
-                self._buffer_bytes = sum(len(s) + 1 for s in self._buffer)
+                for kept in self.rows:
+                    self._write(json.dumps(kept, separators=(",", ":"), ensure_ascii=False))
                 self.rows = []
             if self._spilled:
-                self._buffer.append(line)
-                self._buffer_bytes += len(line) + 1
-                if self._buffer_bytes >= self.part_bytes:
-                    self._flush()
+                del row
+                self._write(line)
+                del line
             else:
                 self.rows.append(row)
 
     def finish(self) -> tuple[list[list[Any]], list[ResultPart]]:
-        if self._buffer:
+        if self._part_rows:
             self._flush()
         return self.rows, self.parts
 
     @property
     def count(self) -> int:
-        return len(self.rows) + sum(p.rows for p in self.parts) + len(self._buffer)
+        return len(self.rows) + sum(p.rows for p in self.parts) + self._part_rows
+
+    def _write(self, line: str) -> None:
+        """Compress a line into the part being written (gzip, as the client reads it): a part is held
+        compressed, never as its lines."""
+        if self._part is None:
+            self._part = zlib.compressobj(5, zlib.DEFLATED, 31)
+        data = (line + "\n").encode()
+        del line
+        self._chunks.append(self._part.compress(data))
+        self._buffer_bytes += len(data)
+        self._part_rows += 1
+        if self._buffer_bytes >= self.part_bytes:
+            self._flush()
 
     def _too_large(self) -> None:
         raise ResultTooLarge(f"result is larger than the limit of {self.max_bytes} bytes "
@@ -97,6 +149,7 @@ class ResultSink:
 
     def _flush(self) -> None:
         key = result_part_key(self.job_id, len(self.parts))
-        self.put(key, gzip.compress(("\n".join(self._buffer) + "\n").encode(), compresslevel=5))
-        self.parts.append(ResultPart(key, len(self._buffer)))
-        self._buffer, self._buffer_bytes = [], 0
+        self._chunks.append(self._part.flush())
+        self.put(key, b"".join(self._chunks))
+        self.parts.append(ResultPart(key, self._part_rows))
+        self._part, self._chunks, self._part_rows, self._buffer_bytes = None, [], 0, 0
