@@ -16,7 +16,7 @@ from collections import Counter
 from contextlib import nullcontext
 from typing import Any
 
-from bench import memory, scenarios
+from bench import consumers, memory, scenarios
 from bench.harness import AWS_LATENCY, Bench, aws_network, moto_server
 
 SCENARIOS = ("small-writes", "many-databases", "consumers", "etl", "write-cost", "warm-read", "storage", "transactions",
@@ -60,7 +60,7 @@ def main() -> int:
                                      for mib in ((0, 8, 64) if args.aws_network else (0, 8))],
             "many-databases": lambda: scenarios.many_databases(bench, tmp, jobs=120 if args.quick else 600,
                                                                databases=8 if args.quick else 24),
-            "consumers": lambda: scenarios.consumers(bench, tmp, per_database=5 if args.quick else 25,
+            "consumers": lambda: consumers.consumers(bench, tmp, per_database=5 if args.quick else 25,
                                                      databases=8 if args.quick else 24,
                                                      hot_jobs=30 if args.quick else 150,
                                                      sequential=10 if args.quick else 30),

@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
 from shared.job.status import StatusStore
+from shared.lock.security_group import SecurityGroupLock
 from shared.s3 import Bucket
-from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
 
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reaper.gc import Collector, GcReport
-from shared.lease import S3Lease
 from shared.lock import WriteLock
+from shared.lock.factory import every_backend
 from shared.s3 import Bucket
-from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
 
 
@@ -48,11 +47,7 @@ class Reaper:
         """Both backends that ``settings`` make possible: lock groups when a VPC is set, leases when a
         bucket is. Lock groups are found by their tag, whatever their prefix. With a bucket, the
         collector too; ``gc_budget``: seconds after which it starts no other database."""
-        locks: list[WriteLock] = []
-        if settings.vpc_id:
-            locks.append(SecurityGroupLock(ec2, settings.vpc_id, ttl=settings.lock_ttl, now=now))
-        if settings.bucket:
-            locks.append(S3Lease(Bucket(s3, settings.bucket), ttl=settings.lock_ttl, now=now))
+        locks = every_backend(settings, ec2=ec2, s3=s3, now=now)
         collector = None
         if settings.bucket:
             collector = Collector(Bucket(s3, settings.bucket), retention=settings.retention_seconds(),

@@ -45,7 +45,7 @@ class Settings:
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
     lock_prefix: str = "srdb"
-    lock_backend: str = "security-group"  # or "s3": see shared/lock.py
+    lock_backend: str = "security-group"  # or "s3": see shared/lock/
     # A lock expires this long after it was taken or last renewed; a worker renews the locks its
     # batches use a third of the way through (worker/keeper.py), so this bounds how long a crashed
     # or frozen holder keeps others waiting, not how long a batch may run.

@@ -25,7 +25,7 @@ from shared.grants import GrantStore
 from shared.guard import cap_sqlite_heap
 from shared.job.model import Job
 from shared.job.status import StatusStore
-from shared.lock import make_lock
+from shared.lock.factory import make_lock
 from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History

@@ -36,38 +36,6 @@ def typed(value: str) -> Any:
     return float(value)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", required=True)
-    p.add_argument("--table", required=True)
-    p.add_argument("source", metavar="SOURCE", help="a local file, - for stdin, s3://bucket/key, or s3://bucket/prefix/")
-    p.add_argument("--input-format", choices=("csv", "tsv", "jsonl", "parquet"), default=None,
-                   help="default: from the name (.csv .tsv .jsonl .ndjson, each perhaps .gz; .parquet), else csv")
-    p.add_argument("--delimiter", default=None, help="CSV field separator (default , and tab for TSV)")
-    p.add_argument("--quote", default=None, help='CSV quote character (default ")')
-    p.add_argument("--encoding", default=None, help="utf-8 (default; a BOM is dropped), latin-1, cp1252, …")
-    p.add_argument("--header", dest="header", action="store_true", default=None,
-                   help="the first line names the columns (the default)")
-    p.add_argument("--no-header", dest="header", action="store_false", help="every line is data: c1, c2, …")
-    p.add_argument("--null-string", default=None, help="the field that means NULL (default: the empty field)")
-    p.add_argument("--schema", default=None, metavar="COLUMNS",
-                   help='a new table\'s columns, as CREATE TABLE takes them: "id INTEGER PRIMARY KEY, zip TEXT"')
-    p.add_argument("--types", choices=("infer", "text"), default=None,
-                   help="a new table's column types: inferred so no value changes (default), or all TEXT")
-    p.add_argument("--if-exists", choices=("append", "replace", "fail"), default=None,
-                   help="when the table exists: add the rows (default), replace it atomically, or fail")
-    p.add_argument("--max-errors", type=int, default=None, metavar="N",
-                   help="set up to N bad rows aside (see --reject-file) instead of failing at the first")
-    p.add_argument("--reject-file", default=None, metavar="PATH",
-                   help="where the rejected rows go (file, line, column, reason): a path or s3://")
-    p.add_argument("--dry-run", action="store_true", help="print the inferred schema and the first rows; load nothing")
-    p.add_argument("--no-create", action="store_true", help="fail if the database does not exist")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the load (default 3600)")
-    # What the row-by-message loader took: accepted, no longer needed.
-    p.add_argument("--rows-per-job", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--concurrency", type=int, default=None, help=argparse.SUPPRESS)
-
-
 def options(args: argparse.Namespace) -> dict[str, Any]:
     given = {"delimiter": args.delimiter, "quote": args.quote, "encoding": args.encoding, "header": args.header,
              "null_string": args.null_string, "schema": args.schema, "types": args.types,

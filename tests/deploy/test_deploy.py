@@ -19,9 +19,9 @@ import pytest
 from producer.client import Client
 from producer.local.poller import to_lambda_event
 from shared.job.result import JobState
-from shared.lease import S3Lease
+from shared.lock.lease import S3Lease
+from shared.lock.security_group import SecurityGroupLock, lock_groups
 from shared.s3 import Bucket
-from shared.security_group_lock import SecurityGroupLock, lock_groups
 from shared.settings import Settings
 
 pytestmark = pytest.mark.deploy

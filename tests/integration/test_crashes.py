@@ -21,7 +21,7 @@ from producer.local.stack import create_resources
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
 from shared.job.result import JobState
-from shared.security_group_lock import lock_groups
+from shared.lock.security_group import lock_groups
 from shared.settings import Settings
 from worker.batch import CRASH_POINTS, Worker
 from worker.handler import run_batch

@@ -19,7 +19,7 @@ from shared.clients import client_kwargs
 from shared.errors import EXIT_UNAVAILABLE, QueueError
 from shared.job.model import Job
 from shared.job.result import JobState
-from shared.security_group_lock import SecurityGroupLock, lock_groups
+from shared.lock.security_group import SecurityGroupLock, lock_groups
 from shared.settings import Settings
 from worker.batch import Record, Worker
 from worker.handler import run_batch

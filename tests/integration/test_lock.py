@@ -9,7 +9,7 @@ import pytest
 
 from reaper.reaper import Reaper
 from shared.errors import LockTimeout
-from shared.security_group_lock import EXPIRES_TAG, OWNER_TAG, SecurityGroupLock, lock_groups
+from shared.lock.security_group import EXPIRES_TAG, OWNER_TAG, SecurityGroupLock, lock_groups
 from shared.settings import Settings
 
 from ..faults import FaultyClient

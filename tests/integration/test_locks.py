@@ -11,10 +11,11 @@ import pytest
 
 from reaper.reaper import Reaper
 from shared.errors import LockBusy, LockTimeout
-from shared.lease import S3Lease
-from shared.lock import WriteLock, make_lock
+from shared.lock import WriteLock
+from shared.lock.factory import make_lock
+from shared.lock.lease import S3Lease
+from shared.lock.security_group import SecurityGroupLock
 from shared.s3 import Bucket
-from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
 from shared.wanted import WantedMarks
 from worker.keeper import LockKeeper
@@ -133,7 +134,7 @@ def test_the_setting_chooses_the_backend(settings: Settings, aws: Any) -> None:
 
 def test_a_worker_on_the_s3_lease_needs_no_vpc(settings: Settings, aws: Any, client: Any,
                                                drain: Callable[..., int]) -> None:
-    from shared.security_group_lock import lock_groups
+    from shared.lock.security_group import lock_groups
     from worker.batch import Worker
 
     leased = settings.replace(lock_backend="s3", vpc_id="", lock_linger=60)

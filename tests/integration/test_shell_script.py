@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from producer.cli.shell import Shell
+from producer.cli.shell.repl import Shell
 from producer.client import Client
 from worker.batch import Worker
 

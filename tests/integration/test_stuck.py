@@ -13,7 +13,7 @@ from producer.client import Client
 from shared.errors import QueueError
 from shared.job.model import Job
 from shared.job.result import JobState
-from shared.security_group_lock import SecurityGroupLock
+from shared.lock.security_group import SecurityGroupLock
 from shared.settings import Settings
 from worker.batch import Record
 

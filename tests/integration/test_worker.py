@@ -22,8 +22,8 @@ from shared.errors import InvalidJob
 from shared.job.envelope import MAX_JOB_TEXT, compressed
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
+from shared.lock.security_group import SecurityGroupLock
 from shared.s3 import Bucket
-from shared.security_group_lock import SecurityGroupLock
 from shared.settings import Settings
 from shared.snapshot.history import History
 from worker.batch import Record, Worker

@@ -40,3 +40,29 @@ def test_an_import_across_a_contract_breaks_it(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "the storage engine and the job protocol do not import each other BROKEN" in result.stdout
     assert "the client library does not import the worker or the reaper BROKEN" in result.stdout
+
+
+MAX_MODULE_LINES = 450
+
+
+def long_modules(root: Path) -> dict[str, int]:
+    """The modules of srdb's packages (and the bench) longer than MAX_MODULE_LINES."""
+    found = {}
+    for name in ("producer", "worker", "reaper", "shared", "bench"):
+        for path in sorted((root / name).rglob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_MODULE_LINES:
+                found[str(path.relative_to(root))] = lines
+    return found
+
+
+def test_no_module_is_longer_than_450_lines() -> None:
+    """One concept per module: a module past 450 lines holds more than one; split it by concept."""
+    assert long_modules(ROOT) == {}
+
+
+def test_the_length_check_finds_a_long_module(tmp_path: Path) -> None:
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "big.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    (tmp_path / "worker" / "small.py").write_text("x = 1\n" * MAX_MODULE_LINES)
+    assert long_modules(tmp_path) == {"worker/big.py": MAX_MODULE_LINES + 1}

@@ -1,28 +1,14 @@
-"""A database's write lock: one interface, two backends (``SRDB_LOCK_BACKEND``).
-
-- ``security-group`` (the default, as srdb was conceived): an EC2 security group named after the
-  database; creating a group whose name is taken fails atomically (``shared.security_group_lock``).
-- ``s3``: a lease object per database, taken with ``If-None-Match: *`` and renewed, released or
-  taken over with ``If-Match`` on its ETag (``shared.lease``), for accounts that outgrow EC2's API
-  rate (Create/DeleteSecurityGroup refill at 5 a second per account and Region).
-
-Either way the lock only avoids wasted work: the conditional manifest write is what guarantees that
-no update is lost, so a holder that stalls past its expiry and loses the lock cannot overwrite the
-snapshot of whoever took it next.
-"""
+"""The write lock's interface — a handle, a held lock, the backend protocol — and the backoff both
+backends wait with. Nothing here knows a backend or the settings (the import contract in pyproject.toml)."""
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from shared.errors import LockTimeout, NotConfigured
-from shared.settings import Settings
-
-BACKENDS = ("security-group", "s3")
+from shared.errors import LockTimeout
 
 
 @dataclass(frozen=True)
@@ -102,19 +88,3 @@ class Backoff:
             raise timeout
         self.sleep(min(remaining, self.delay * (0.5 + self.rng())))
         self.delay = min(self.delay * 2, self.cap)
-
-
-def make_lock(settings: Settings, *, ec2: Any, bucket: Any, now: Callable[[], float] = time.time,
-              sleep: Callable[[float], None] = time.sleep) -> WriteLock:
-    """The backend ``settings.lock_backend`` names. ``bucket``: a ``shared.s3.Bucket``."""
-    if settings.lock_backend == "s3":
-        from shared.lease import S3Lease
-
-        return S3Lease(bucket, ttl=settings.lock_ttl, now=now, sleep=sleep)
-    if settings.lock_backend == "security-group":
-        from shared.security_group_lock import SecurityGroupLock
-
-        settings.require("vpc_id")
-        return SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix, ttl=settings.lock_ttl,
-                                 now=now, sleep=sleep)
-    raise NotConfigured(f"SRDB_LOCK_BACKEND={settings.lock_backend!r}: choose one of {', '.join(BACKENDS)}")

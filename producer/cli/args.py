@@ -1,0 +1,125 @@
+"""The command line's argument types and the options several commands share, and the client a
+command's settings name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import ClientSideError
+
+if TYPE_CHECKING:  # the client (boto3, aioboto3) is imported by the commands that use it, so --help is quick
+    from producer.client import Client
+
+Subparsers = Any  # argparse's _SubParsersAction, private in typeshed
+
+
+class UsageError(ClientSideError):
+    """The command line is wrong: its usage is printed too."""
+
+
+def parse_param(text: str) -> Any:
+    """``--param`` values: JSON numbers, null and quoted strings keep their type, as do a tagged blob or
+    non-finite real (``{"$real": "NaN"}``); anything else is text, ``NaN`` and ``Infinity`` included (JSON
+    has no such numbers)."""
+    try:
+        value = json.loads(text, parse_constant=lambda name: text)
+    except ValueError:
+        return text
+    if isinstance(value, dict) and set(value) in ({"$blob"}, {"$real"}):
+        return value
+    return value if isinstance(value, (int, float, str)) or value is None else text
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``30s``, ``15m``, ``2h``, ``7d`` or ``2w``, in seconds: the settings' own parser
+    (``SRDB_RETENTION=2w``), with argparse's error."""
+    from shared.settings import duration_seconds
+
+    try:
+        return duration_seconds(text)
+    except ClientSideError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90, 30s, 15m, 2h, 7d or 2w") from None
+
+
+def parse_as_of(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def bounded(kind: Callable[[str], Any], low: float, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse type that refuses values outside [low, high] with a usage error, not a traceback."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a number {span}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def aws_args(p: argparse.ArgumentParser, default: Any) -> None:
+    """The AWS CLI's options, on every command: they beat SRDB_* variables and .srdb/local.env."""
+    p.add_argument("--profile", default=default, help="a named profile of ~/.aws/config (SRDB_PROFILE)")
+    p.add_argument("--region", default=default, help="the AWS region (SRDB_REGION, AWS_REGION)")
+    p.add_argument("--endpoint-url", default=default, metavar="URL",
+                   help="an S3/SQS/EC2 endpoint other than AWS's, e.g. moto (SRDB_ENDPOINT_URL)")
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the command line gives (``Settings.load(**overrides(args))``)."""
+    return {name: getattr(args, name, None) for name in ("profile", "region", "endpoint_url")
+            if getattr(args, name, None)}
+
+
+def client(args: argparse.Namespace) -> Client:
+    """The client for the stack the settings name; an endpoint that does not answer fails in seconds."""
+    from producer.client import Client
+    from shared.clients import Clients
+    from shared.settings import Settings
+
+    settings = Settings.load(**overrides(args))
+    settings.require("bucket", "queue_url")
+    clients = Clients.build(settings, fail_fast=True)
+    return Client(settings, s3=clients.s3, sqs=clients.sqs)
+
+
+def job_timeout_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--job-timeout", type=bounded(float, 0.001), default=None, metavar="SECONDS",
+                   help="the job's own time budget in the worker (default SRDB_JOB_TIMEOUT, 30; at most "
+                        "SRDB_MAX_JOB_TIMEOUT, 100): past it the job is interrupted and FAILED Timeout")
+
+
+def wait_timeout_arg(p: argparse.ArgumentParser, default: float | None) -> None:
+    shown = "no limit" if default is None else f"{default:g}"
+    p.add_argument("--timeout", type=bounded(float, 0), default=default, metavar="SECONDS",
+                   help=f"how long this command waits for the result (default {shown}); only the wait: "
+                        "the job runs on, see --job-timeout")
+
+
+def job_args(p: argparse.ArgumentParser, file_help: str = "read the SQL from FILE (- for stdin)") -> None:
+    p.add_argument("--db", required=True, help="database name")
+    p.add_argument("sql", nargs="?", help="the SQL; several statements run as one job (one transaction); "
+                                          "- reads it from stdin")
+    p.add_argument("-f", "--file", type=Path, metavar="FILE", help=file_help)
+    p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE",
+                   help="a ? parameter, repeatable (JSON literal, else text)")
+    p.add_argument("--read-only", action="store_true", help="fail if the statement would write")
+    p.add_argument("--no-create", action="store_true",
+                   help="fail (DatabaseNotFound) instead of creating a database that does not exist")
+    job_timeout_arg(p)
+
+
+def output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="table for people, json or csv for scripts (errors too, as JSON on stdout)")
+    p.add_argument("--no-pager", action="store_true",
+                   help="never page long output on a terminal (default: $PAGER, else less -FRX)")
