@@ -25,14 +25,17 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
 	touch $(CHECKOV_VENV)/.installed
 
+# The suite waits on moto, worker processes and queues more than it computes: three pytest processes
+# (pytest-xdist) keep two cores busy. Each has its own moto server and resources.
+PYTEST_WORKERS ?= 3
 test: $(STAMP) package $(CHECKOV_VENV)/.installed
 	$(BIN)/ruff check producer worker reaper shared tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not e2e and not deploy"
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not e2e and not deploy"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

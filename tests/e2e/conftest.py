@@ -32,8 +32,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def srdb_env() -> dict[str, str]:
-    """This environment without SRDB_* variables: the command finds .srdb/local.env, as a user's would."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
+    """This environment without SRDB_* variables: the command finds .srdb/local.env, as a user's would. A wide
+    screen, whatever the runner's: a table wider than the screen is printed a record at a time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
+    return {**env, "COLUMNS": "200", "LINES": "50"}
 
 
 def srdb(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
