@@ -56,7 +56,9 @@ def generate_csv(path: Path, rows: int, seed: int = 7) -> None:
 
 
 def start_local(folder: Path) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, "-m", "producer.cli", "local", "--workers", "2"], cwd=folder,
+    # --ephemeral: the demo's folder is a scratch one, so there is nothing to keep and nothing to save at the end.
+    process = subprocess.Popen([sys.executable, "-m", "producer.cli", "local", "--workers", "2", "--ephemeral"],
+                               cwd=folder,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     for line in process.stdout:
@@ -115,6 +117,6 @@ def run_demo(rows: int = ROWS) -> int:
             failed += time_travel(client, versions["refund cancelled"])
         finally:
             local.terminate()
-            local.wait(timeout=30)
+            local.wait(timeout=60)
     print(f"\nstopped the local stack; demo took {time.monotonic() - started:.1f}s")
     return 1 if failed else 0
