@@ -87,12 +87,12 @@ class Bench:
     clients: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
 
-    def fresh(self, tmp: str, **changes: Any) -> Bench:
-        """New bucket, queues and VPC, and counted clients for them."""
+    def fresh(self, tmp: str, *, fifo: bool = False, **changes: Any) -> Bench:
+        """New bucket, queues and VPC, and counted clients for them; ``fifo``: a FIFO job queue."""
         n = next(_names)
         settings = create_resources(self.endpoint, visibility_timeout=120, lock_ttl=300, prefix=f"bench{n}",
-                                    bucket=f"srdb-bench-{n}").replace(cache_dir=f"{tmp}/cache-{n}", lock_wait=60,
-                                                                      job_timeout=120, **changes)
+                                    bucket=f"srdb-bench-{n}", fifo=fifo)
+        settings = settings.replace(cache_dir=f"{tmp}/cache-{n}", lock_wait=60, job_timeout=120, **changes)
         kwargs, config = client_kwargs(settings), client_config(settings)
         clients = {name: self.counter.attach(boto3.client(name, config=config, **kwargs))
                    for name in ("s3", "sqs", "ec2")}

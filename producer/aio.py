@@ -315,6 +315,7 @@ class AsyncClient:
         if submission.payload is not None:
             await self._put_payload(submission)
         try:
-            await self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body)
+            await self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body,
+                                        **submission.routing)
         except (BotoClientError, BotoCoreError) as exc:
             raise QueueError(f"sending job {job_id}: {exc}") from exc

@@ -300,7 +300,8 @@ class Client:
         if submission.payload is not None:
             self.store.put_payload(submission.job.job_id, submission.payload)
         try:
-            self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body)
+            self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=submission.body,
+                                  **submission.routing)
         except (BotoClientError, BotoCoreError) as exc:
             raise QueueError(f"sending job {submission.job.job_id}: {exc}") from exc
 

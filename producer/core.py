@@ -141,7 +141,7 @@ def message_batches(submissions: list[Submission], *, count: int = 10,
 
 
 def batch_entries(submissions: list[Submission]) -> list[dict[str, str]]:
-    return [{"Id": str(i), "MessageBody": s.body} for i, s in enumerate(submissions)]
+    return [{"Id": str(i), "MessageBody": s.body, **s.routing} for i, s in enumerate(submissions)]
 
 
 def refused_ids(submissions: list[Submission], response: dict[str, Any]) -> list[str]:

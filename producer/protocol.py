@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.errors import ClientSideError, InvalidJob
 from shared.job.envelope import COMPRESS_ABOVE, MAX_INLINE_MESSAGE, claim_check, compressed
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
+from shared.job.routing import routing
 from shared.names import queue_name
 from shared.settings import Settings
 
@@ -22,6 +23,8 @@ class Submission:
     body: str
     payload: str | None
     text_bytes: int = 0  # the job's JSON before compression
+    # MessageGroupId and MessageDeduplicationId on a FIFO queue (shared/job/routing.py), else nothing.
+    routing: dict[str, str] = field(default_factory=dict)
 
     @property
     def inline(self) -> bool:
@@ -40,12 +43,13 @@ def prepare(job: Job, queue_url: str | None = None) -> Submission:
     queued = JobResult(job.job_id, JobState.QUEUED, database=job.database, submitted_at=job.submitted_at,
                        job_digest=job.digest(), queue=queue_name(queue_url) if queue_url else None)
     size = len(text.encode())
+    fields = routing(queue_url or "", job)
     if size <= COMPRESS_ABOVE:
-        return Submission(job, queued, text, None, size)
+        return Submission(job, queued, text, None, size, fields)
     body = compressed(job.job_id, text)
     if len(body) > MAX_INLINE_MESSAGE:
-        return Submission(job, queued, claim_check(job.job_id, job.digest()), text, size)
-    return Submission(job, queued, body, None, size)
+        return Submission(job, queued, claim_check(job.job_id, job.digest()), text, size, fields)
+    return Submission(job, queued, body, None, size, fields)
 
 
 def check_deployable(job: Job, settings: Settings) -> None:

@@ -10,6 +10,9 @@ from shared.errors import InvalidJob
 
 DATABASE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+# The job queue's kinds, the default first (srdb local --queue; the deployed stack's is FIFO): see
+# shared/job/routing.py.
+QUEUE_KINDS = ("fifo", "standard")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from shared.job.routing import is_fifo, routing
 from shared.names import queue_name
 from worker.sqs_batches import send_batches
 from worker.verdicts import Task
@@ -27,6 +28,14 @@ log = logging.getLogger("srdb.worker")
 HANDBACKS = "srdb-handbacks"
 SENDER = "srdb-sender"
 MAX_HANDBACKS = 20
+
+
+def _timing(source: str, task: Task, delay: int) -> dict[str, Any]:
+    """A copy's delay on a standard queue; on a FIFO queue, which takes no delay per message, its group
+    (the job's database, or its own for a read: shared/job/routing.py)."""
+    if is_fifo(source):
+        return routing(source, task.job)
+    return {"DelaySeconds": delay}
 
 
 def handed_back(attributes: Mapping[str, Any]) -> tuple[int, str]:
@@ -72,10 +81,11 @@ class HandBacks:
         return sent
 
     def _send(self, source: str, items: list[tuple[Task, str, int]]) -> set[str]:
-        entries = [{"Id": str(i), "MessageBody": task.record.body, "DelaySeconds": delay, "MessageAttributes": {
-            HANDBACKS: {"DataType": "Number", "StringValue": str(task.record.handbacks + 1)},
-            SENDER: {"DataType": "String", "StringValue": sender or "-"}}}
-            for i, (task, sender, delay) in enumerate(items)]
+        entries = [{"Id": str(i), "MessageBody": task.record.body, **_timing(source, task, delay),
+                    "MessageAttributes": {
+                        HANDBACKS: {"DataType": "Number", "StringValue": str(task.record.handbacks + 1)},
+                        SENDER: {"DataType": "String", "StringValue": sender or "-"}}}
+                   for i, (task, sender, delay) in enumerate(items)]
         try:
             response = self.sqs.send_message_batch(QueueUrl=self._url(source), Entries=entries)
         except Exception as exc:  # the messages stay on the queue: SQS delivers them again

@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 from shared.errors import Forbidden, InfrastructureError, InternalError, InvalidJob, UserError
 from shared.grants import Grants, GrantStore
-from shared.job.classify import is_read_job, may_read_only
+from shared.job.classify import may_read_only
 from shared.job.envelope import Envelope, guess_job_id, open_envelope
 from shared.job.model import Job
 from shared.job.result import JobResult
+from shared.job.routing import runs_as_read
 from shared.job.status import StatusStore
 from shared.names import queue_name
 from shared.settings import Settings
@@ -112,8 +113,7 @@ class Parser:
         try:
             self._check(job)
             # A transaction's preview commits nothing: it runs beside the reads, on a scratch copy.
-            read = (job.read_only or job.as_of is not None or is_read_job(job) if job.transaction is None
-                    else job.transaction.preview)
+            read = runs_as_read(job)
             sender = self._sender(record)
             try:
                 self._grants().check(record.source, sender, job.database, writes=not read)

@@ -15,6 +15,7 @@ from typing import Any
 from producer.cli.args import Subparsers, bounded, output_args, overrides
 from producer.cli.printing import print_records
 from shared.errors import EXIT_OK, EXIT_UNAVAILABLE, ClientSideError
+from shared.names import QUEUE_KINDS
 
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -26,6 +27,10 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--lock-ttl", type=bounded(float, 1), default=None,
                    help="seconds before the reaper frees a dead worker's lock (default: the visibility timeout, at "
                         "most 60; never more than it, or a redelivered job would wait out a dead worker's lock)")
+    p.add_argument("--queue", choices=QUEUE_KINDS, default=QUEUE_KINDS[0],
+                   help="the job queue's kind: fifo (the default, as deployed) gives each database's writes one "
+                        "message group, so two workers never run them at once and need no lock; standard lets "
+                        "any worker take any message, and writes take the lock")
     p.add_argument("--ephemeral", action="store_true",
                    help="keep nothing: by default the bucket (databases, history, results) is kept in .srdb/data "
                         "and loaded again at the next start")
@@ -96,7 +101,8 @@ def cmd_local(args: argparse.Namespace) -> int:
                               "a job redelivered after a worker died would find its lock still held, delivery after "
                               "delivery, until the dead-letter queue; give a lock TTL no longer than the timeout")
     stack = LocalStack(Path.cwd(), port=args.port, workers=args.workers,
-                       visibility_timeout=args.visibility_timeout, lock_ttl=lock_ttl, ephemeral=args.ephemeral)
+                       visibility_timeout=args.visibility_timeout, lock_ttl=lock_ttl, ephemeral=args.ephemeral,
+                       queue=args.queue)
     stop = _stop_on_signals()
     stack.start()
     try:

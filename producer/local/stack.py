@@ -26,6 +26,7 @@ from producer.local.processes import spawn_worker, stop_all
 from reaper.reaper import Reaper
 from shared.clients import client_kwargs
 from shared.errors import ClientSideError
+from shared.names import QUEUE_KINDS
 from shared.settings import ENV_PREFIX, LOCAL_ENV_FILE, Settings, write_env_file
 
 log = logging.getLogger("srdb.local")
@@ -74,8 +75,9 @@ def free_port() -> int:
 
 def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_ttl: float = 60.0,
                      prefix: str = "srdb", bucket: str | None = None,
-                     max_receive_count: int = MAX_RECEIVE_COUNT) -> Settings:
-    """Create the bucket, queues and VPC on an endpoint; return the settings that name them.
+                     max_receive_count: int = MAX_RECEIVE_COUNT, fifo: bool = False) -> Settings:
+    """Create the bucket, queues and VPC on an endpoint; return the settings that name them. ``fifo``: the
+    job queue and its dead-letter queue are FIFO queues (shared/job/routing.py).
 
     Names derive from ``prefix`` (the bucket is ``<prefix>-local``), so several stacks can share
     one moto server, as they do when they run in one process: moto keeps its state per process.
@@ -86,11 +88,12 @@ def create_resources(endpoint_url: str, *, visibility_timeout: int = 60, lock_tt
     kwargs = client_kwargs(base)
     s3, sqs, ec2 = (boto3.client(name, **kwargs) for name in ("s3", "sqs", "ec2"))
     s3.create_bucket(Bucket=bucket)
-    dlq_url = sqs.create_queue(QueueName=f"{prefix}-jobs-dlq")["QueueUrl"]
+    suffix, kind = (".fifo", {"FifoQueue": "true"}) if fifo else ("", {})
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}-jobs-dlq{suffix}", Attributes=kind)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
-    queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs", Attributes={
-        "VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive})["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs{suffix}", Attributes={
+        "VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive, **kind})["QueueUrl"]
     callback_url = sqs.create_queue(QueueName=f"{prefix}-callbacks")["QueueUrl"]
     vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     # A job may run for at most job_timeout; the lock must outlive any job that holds it.
@@ -109,8 +112,8 @@ class LocalStack:
 
     def __init__(self, folder: Path, *, port: int = 0, workers: int = 2, visibility_timeout: int = 60,
                  lock_ttl: float = 60.0, reaper_interval: float | None = None, prefix: str = "srdb",
-                 ephemeral: bool = True) -> None:
-        self.prefix, self.ephemeral = prefix, ephemeral
+                 ephemeral: bool = True, queue: str = QUEUE_KINDS[0]) -> None:
+        self.prefix, self.ephemeral, self.queue = prefix, ephemeral, queue
         self.folder, self.port, self.workers = folder, port or free_port(), workers
         self.mirror: Mirror | None = None
         self.visibility_timeout, self.lock_ttl = visibility_timeout, lock_ttl
@@ -154,7 +157,7 @@ class LocalStack:
         self.server.start()
         self.settings = create_resources(f"http://127.0.0.1:{self.port}",
                                          visibility_timeout=self.visibility_timeout, lock_ttl=self.lock_ttl,
-                                         prefix=self.prefix)
+                                         prefix=self.prefix, fifo=self.queue == "fifo")
         if not self.ephemeral:
             self.mirror = Mirror(boto3.client("s3", **client_kwargs(self.settings)), self.settings.bucket,
                                  self.data_folder)
