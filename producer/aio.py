@@ -39,6 +39,7 @@ from shared.settings import Settings
 from shared.snapshot.catalog import Catalog, DatabaseInfo
 from shared.snapshot.history import History
 from shared.snapshot.manifest import Manifest
+from shared.sqs_batches import tens
 
 T = TypeVar("T")
 
@@ -108,7 +109,7 @@ class AsyncClient:
 
         etags = await asyncio.gather(*(queue(s) for s in submissions))
         sending = [(s, etag) for s, etag in zip(submissions, etags, strict=True) if etag is not None]
-        await asyncio.gather(*(self._run(core.submit_batch(sending[i:i + 10])) for i in range(0, len(sending), 10)))
+        await asyncio.gather(*(self._run(core.submit_batch(batch)) for batch in tens(sending)))
         return [s.job.job_id for s in submissions]
 
     # -- poll ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import ClientSideError
-from shared.job.keys import STAGING_PREFIX
+from shared.job.keys import STAGING_PREFIX, staging_prefix
 from shared.job.model import Job
 from shared.job.result import JobResult
 from shared.job.values import decode_row
@@ -92,7 +92,7 @@ class Bulk:
         ``s3://`` object (or every object under an ``s3://…/`` prefix) where it is."""
         if source.startswith("s3://"):
             return self._s3_sources(source)
-        key = f"{STAGING_PREFIX}{job_id}/{'stdin' if source == '-' else Path(source).name}"
+        key = staging_prefix(job_id) + ("stdin" if source == "-" else Path(source).name)
         try:
             if source == "-":
                 self.s3.upload_fileobj(stdin or sys.stdin.buffer, self.bucket, key, Config=TRANSFER,

@@ -42,6 +42,7 @@ from shared.settings import Settings
 from shared.snapshot.catalog import Catalog, DatabaseInfo
 from shared.snapshot.history import History
 from shared.snapshot.manifest import Manifest
+from shared.sqs_batches import tens
 
 T = TypeVar("T")
 # With a wait queue, a wait reads the job's document when the worker says it is done, and at the
@@ -126,7 +127,7 @@ class Client:
             etags = list(pool.map(lambda s: self._run(core.queue(s, self.settings)), submissions))
             sending = [(s, etag) for s, etag in zip(submissions, etags, strict=True) if etag is not None]
             list(pool.map(lambda batch: self._run(core.submit_batch(batch)),
-                          [sending[i:i + 10] for i in range(0, len(sending), 10)]))
+                          tens(sending)))
         return [s.job.job_id for s in submissions]
 
     # -- poll ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ results is written once here, as a generator that yields the I/O it needs and is
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ from producer.protocol import Submission, check_deployable, poll_delays, resend_
 from shared.errors import JobFailed, JobNotFound, QueueError, SrdbError, WaitTimeout
 from shared.job.result import JobResult, JobState
 from shared.settings import Settings
+from shared.sqs_batches import send_batches
 
 T = TypeVar("T")
 
@@ -124,20 +125,9 @@ def queue(submission: Submission, settings: Settings) -> Flow[str | None]:
     return etag
 
 
-def message_batches(submissions: list[Submission], *, count: int = 10,
-                    size: int = 256 * 1024 - 1024) -> Iterator[list[Submission]]:
-    """Submissions grouped for SendMessageBatch: at most ``count`` messages and ``size`` bytes a batch."""
-    batch: list[Submission] = []
-    total = 0
-    for submission in submissions:
-        length = len(submission.body.encode())
-        if batch and (len(batch) == count or total + length > size):
-            yield batch
-            batch, total = [], 0
-        batch.append(submission)
-        total += length
-    if batch:
-        yield batch
+def message_batches(submissions: list[Submission]) -> list[list[Submission]]:
+    """Submissions grouped for SendMessageBatch (shared/sqs_batches.py)."""
+    return send_batches(submissions, lambda submission: submission.body)
 
 
 def batch_entries(submissions: list[Submission]) -> list[dict[str, str]]:

@@ -69,7 +69,9 @@ def no_version_yet(database: str) -> str:
 
 
 class DatabaseNotFound(UserError):
-    """History or restore named a database that no write has created yet."""
+    """History, restore or drop named a database that no write has created yet (the CLI's exit 3, not found)."""
+
+    exit_code = EXIT_NOT_FOUND
 
 
 class VersionNotFound(UserError):

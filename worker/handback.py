@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.job.routing import is_fifo, routing
 from shared.names import queue_name
-from worker.sqs_batches import send_batches
+from shared.sqs_batches import send_batches
 from worker.verdicts import Task
 
 log = logging.getLogger("srdb.worker")

@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.awserrors import error_code
 from shared.errors import Cancelled, ConstraintViolation, Forbidden, InfrastructureError, InternalError, InvalidJob
 from shared.guard import Guard
+from shared.job.keys import rejects_key
 from shared.job.model import Job
 from shared.load import parquet
 from shared.load.reader import LoadError, RowError, open_text, rows
@@ -76,7 +77,7 @@ class Loader:
                                   _ms(started))
         reject_key = None
         if rejects:
-            reject_key = f"results/{job.job_id}/rejects.csv"
+            reject_key = rejects_key(job.job_id)
             self.put(reject_key, _rejects_csv(rejects))
         return Outcome(job.job_id, True, REPORT_COLUMNS, ["INTEGER", "INTEGER", "INTEGER", "TEXT"],
                        [[loaded, len(rejects), size, reject_key]], rowcount=loaded, run_ms=_ms(started))

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.errors import StorageError, UserError
+from shared.job.keys import status_key
 from shared.job.result import JobResult, JobState, epoch, iso
 from shared.job.status import StatusStore
 from shared.names import queue_name
+from shared.sqs_batches import send_batches
 from worker.handback import HandBacks
-from worker.sqs_batches import send_batches
 from worker.verdicts import Deferred, HandBack, Refusal, Task, Verdict
 
 log = logging.getLogger("srdb.worker")
@@ -153,6 +154,6 @@ class Publisher:
         body = result.to_bytes()
         if len(body) > MAX_CALLBACK_BYTES:
             body = json.dumps({"job_id": result.job_id, "state": result.state.value,
-                               "status_key": f"results/{result.job_id}.json"}).encode()
+                               "status_key": status_key(result.job_id)}).encode()
         return body.decode()
 

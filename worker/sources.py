@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 
 from shared.errors import Forbidden
+from shared.job.keys import staging_prefix
 from shared.load.spec import Source
 
 SRDB_PREFIXES = ("db/", "jobs/", "results/", "config/", "locks/", "staging/")
@@ -29,7 +30,7 @@ class SourcePolicy:
         """Forbidden, naming the source and the rule, unless the load may read it."""
         where = f"s3://{source.bucket}/{source.key}"
         if source.bucket == self.bucket:
-            own = f"staging/{job_id}/"
+            own = staging_prefix(job_id)
             key = source.key
             if key.startswith(own) or not any(key.startswith(p) for p in SRDB_PREFIXES):
                 return

@@ -25,6 +25,7 @@ __all__ = ["UsageError", "build_parser", "main", "parse_param", "run"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srdb", description="srdb: SQLite in S3, SQL jobs over SQS.")
+    parser.add_argument("--version", action="version", version=f"srdb {_version()}")
     aws_args(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
@@ -37,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     access.register(sub, common)
     services.register_last(sub, common)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("srdb")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

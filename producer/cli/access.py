@@ -27,7 +27,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("revoke", parents=[common],
                        help="take an access group's grant on databases away, or the whole group")
-    p.add_argument("--group", required=True)
+    p.add_argument("--group", required=True, help="the access group")
     p.add_argument("--db", default=None, metavar="PATTERN", help="the grant to take away; without it, the group")
     output_args(p)
     p.set_defaults(func=cmd_revoke)

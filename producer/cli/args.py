@@ -94,8 +94,9 @@ def client(args: argparse.Namespace) -> Client:
 
 def job_timeout_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job-timeout", type=bounded(float, 0.001), default=None, metavar="SECONDS",
-                   help="the job's own time budget in the worker (default SRDB_JOB_TIMEOUT, 30; at most "
-                        "SRDB_MAX_JOB_TIMEOUT, 100): past it the job is interrupted and FAILED Timeout")
+                   help="the job's own time budget in the worker (default SRDB_JOB_TIMEOUT; at most "
+                        "SRDB_MAX_JOB_TIMEOUT, which `srdb config` shows): past it the job is interrupted and "
+                        "FAILED Timeout")
 
 
 def wait_timeout_arg(p: argparse.ArgumentParser, default: float | None) -> None:

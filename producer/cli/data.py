@@ -9,6 +9,7 @@ import time
 from producer.cli.args import (
     Subparsers,
     UsageError,
+    bounded,
     client,
     job_timeout_arg,
     output_args,
@@ -22,14 +23,14 @@ from shared.errors import EXIT_FAILED, EXIT_OK
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("history", parents=[common], help="list a database's retained snapshots, newest first")
-    p.add_argument("--db", required=True)
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--db", required=True, help="database name")
+    p.add_argument("--limit", type=bounded(int, 1), default=20, help="at most this many versions (default 20)")
     output_args(p)
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("restore", parents=[common], help="make an old snapshot current again, as a new version")
-    p.add_argument("--db", required=True)
-    p.add_argument("--to", type=int, required=True, metavar="VERSION")
+    p.add_argument("--db", required=True, help="database name")
+    p.add_argument("--to", type=int, required=True, metavar="VERSION", help="the version to make current again")
     output_args(p)
     p.set_defaults(func=cmd_restore)
 
@@ -40,15 +41,18 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     output_args(p)
     p.set_defaults(func=cmd_load)
 
-    p = sub.add_parser("export", parents=[common],
-                       help="write a query's whole result as one file (CSV or JSON Lines), locally or to s3://")
-    p.add_argument("--db", required=True)
-    p.add_argument("sql")
-    p.add_argument("dest", metavar="DEST", help="a path or s3://bucket/key (.csv, .jsonl; .gz to compress)")
-    p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE")
+    p = sub.add_parser("export", parents=[common], help="write a query's whole result as one file (CSV, JSON "
+                                                        "Lines or Parquet), locally or to s3://")
+    p.add_argument("--db", required=True, help="database name")
+    p.add_argument("sql", help="the query whose rows are written")
+    p.add_argument("dest", metavar="DEST",
+                   help="a path or s3://bucket/key (.csv, .jsonl, .parquet; .gz to compress CSV or JSON Lines)")
+    p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE",
+                   help="a ? parameter, repeatable (JSON literal, else text)")
     p.add_argument("--output-format", choices=("csv", "jsonl", "parquet"), default=None,
                    help="the file's format (default: from DEST's name; a name without an extension is csv)")
-    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME")
+    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
+                   help="read the snapshot of that version, or the one current at that ISO 8601 time")
     wait_timeout_arg(p, 600.0)
     output_args(p)
     p.set_defaults(func=cmd_export)
@@ -58,15 +62,15 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_databases)
 
     p = sub.add_parser("drop", parents=[common], help="delete a database and its whole history")
-    p.add_argument("--db", required=True)
+    p.add_argument("--db", required=True, help="database name (exit 3 when there is none)")
     p.add_argument("--yes", action="store_true", help="do not ask (scripts); without it a terminal asks")
     output_args(p)
     p.set_defaults(func=cmd_drop)
 
 
 def _load_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", required=True)
-    p.add_argument("--table", required=True)
+    p.add_argument("--db", required=True, help="database name (made by the load if new, unless --no-create)")
+    p.add_argument("--table", required=True, help="the table the rows go into (made if new: see --schema, --types)")
     p.add_argument("source", metavar="SOURCE", help="a local file, - for stdin, s3://bucket/key, or s3://bucket/prefix/")
     p.add_argument("--input-format", choices=("csv", "tsv", "jsonl", "parquet"), default=None,
                    help="default: from the name (.csv .tsv .jsonl .ndjson, each perhaps .gz; .parquet), else csv")
@@ -89,7 +93,7 @@ def _load_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the rejected rows go (file, line, column, reason): a path or s3://")
     p.add_argument("--dry-run", action="store_true", help="print the inferred schema and the first rows; load nothing")
     p.add_argument("--no-create", action="store_true", help="fail if the database does not exist")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while the file uploads")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the load (default 3600)")
     # What the row-by-message loader took: accepted, no longer needed.
     p.add_argument("--rows-per-job", type=int, default=None, help=argparse.SUPPRESS)

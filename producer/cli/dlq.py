@@ -22,6 +22,7 @@ from shared.job.result import JobResult, JobState
 from shared.job.routing import resend_routing
 from shared.job.status import StatusStore
 from shared.names import queue_name
+from shared.sqs_batches import tens
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,8 @@ class DeadLetters:
                     seen[message["MessageId"]] = self._describe(message)
                     handles.append(message["ReceiptHandle"])
         finally:
-            for start in range(0, len(handles), 10):
-                entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-                           for i, h in enumerate(handles[start:start + 10])]
+            for batch in tens(handles):
+                entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(batch)]
                 self._sqs("change_message_visibility_batch", QueueUrl=self.dlq_url, Entries=entries)
         return list(seen.values())[:limit]
 

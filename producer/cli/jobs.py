@@ -45,17 +45,17 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("wait", parents=[common], help="wait for many jobs, with a progress bar; print each one's state")
     p.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="job ids, or - to read them from stdin")
     wait_timeout_arg(p, 600.0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it goes to stderr on a terminal)")
     output_args(p)
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("status", parents=[common], help="print a job's state")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id submit printed")
     output_args(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("result", parents=[common], help="print a job's result")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id submit printed")
     p.add_argument("--wait", action="store_true", help="wait for the job to finish")
     wait_timeout_arg(p, 60.0)
     output_args(p)
@@ -63,14 +63,15 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("cancel", parents=[common],
                        help="cancel a job that is QUEUED or RUNNING; print what became of it")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id submit printed")
     output_args(p)
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("jobs", parents=[common], help="list recent jobs with their state and timings, newest first")
     p.add_argument("--since", type=parse_duration, default=3600.0, metavar="DURATION",
                    help="how far back, e.g. 30m, 2h, 1d (default 1h)")
-    p.add_argument("--limit", type=bounded(int, 1), default=20)
+    p.add_argument("--limit", type=bounded(int, 1), default=20, help="at most this many jobs, newest first "
+                                                                      "(default 20; stderr says when there are more)")
     p.add_argument("--db", default=None, help="only this database's jobs")
     output_args(p)
     p.set_defaults(func=cmd_jobs)
@@ -194,19 +195,24 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     import time
 
-    results = client(args).jobs(since=time.time() - args.since, limit=10_000 if args.db else args.limit)
+    # One more than asked for, to know whether there are more.
+    results = client(args).jobs(since=time.time() - args.since, limit=10_000 if args.db else args.limit + 1)
     records = [{"job_id": r.job_id, "database": r.database, "state": r.state.value, "submitted_at": r.submitted_at,
                 "run_ms": r.timings.get("run_ms"), "total_ms": r.timings.get("total_ms"),
                 "error": (r.error or {}).get("type")}
-               for r in results if args.db is None or r.database == args.db][:args.limit]
-    print_records(records, ["job_id", "database", "state", "submitted_at", "run_ms", "total_ms", "error"],
-                  args.format, "no jobs in that time")
+               for r in results if args.db is None or r.database == args.db]
+    more = len(records) > args.limit
+    print_records(records[:args.limit], ["job_id", "database", "state", "submitted_at", "run_ms", "total_ms",
+                                         "error"], args.format, "no jobs in that time")
+    if more:
+        print(f"the newest {args.limit} shown; more jobs in that time: --limit N shows more", file=sys.stderr)
     return EXIT_OK
 
 
 def register_dlq(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("dlq", parents=[common], help="the dead-letter queue: list what is there, or send it back")
-    p.add_argument("action", choices=("list", "redrive"))
+    p.add_argument("action", choices=("list", "redrive"),
+                   help="list: what is there and why; redrive: send it back to the job queue")
     output_args(p)
     p.set_defaults(func=cmd_dlq)
 

@@ -6,10 +6,11 @@ import csv
 import io
 import json
 import shutil
-import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+import wcwidth
 
 from shared.job.result import JobResult
 from shared.job.values import BLOB_TAG, decode_row
@@ -95,9 +96,10 @@ def expanded(columns: list[str], cells: list[list[str]]) -> str:
 
 
 def display_width(text: str) -> int:
-    """The cells ``text`` takes on a terminal."""
-    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-               for ch in text)
+    """The cells ``text`` takes on a terminal, by wcwidth: wide East Asian characters and emoji take two,
+    combining marks none, an emoji ZWJ sequence (a family, a flag) as one glyph; a control character none."""
+    width = wcwidth.wcswidth(text)
+    return width if width >= 0 else sum(max(0, wcwidth.wcwidth(ch)) for ch in text)
 
 
 def summary(result: JobResult) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.job.routing import is_fifo
+from shared.sqs_batches import tens
 
 log = logging.getLogger("srdb.poller")
 FIFO_IDLE_POLL = 0.1  # seconds between short polls of an empty FIFO queue
@@ -84,8 +85,7 @@ class Poller:
         response = self.handler(to_lambda_event(messages, self.queue_arn, self.region), None)
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
-        for start in range(0, len(done), 10):
-            chunk = done[start:start + 10]
+        for chunk in tens(done):
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         return len(messages)

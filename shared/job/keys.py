@@ -10,11 +10,21 @@ STAGING_PREFIX = "staging/"  # files a client staged for a load (producer/bulk.p
 
 
 def status_key(job_id: str) -> str:
-    return f"results/{check_job_id(job_id)}.json"
+    return f"{RESULTS_PREFIX}{check_job_id(job_id)}.json"
 
 
 def result_part_key(job_id: str, index: int) -> str:
-    return f"results/{check_job_id(job_id)}/part-{index:05d}.jsonl.gz"
+    return f"{RESULTS_PREFIX}{check_job_id(job_id)}/part-{index:05d}.jsonl.gz"
+
+
+def rejects_key(job_id: str) -> str:
+    """Where a load's rejected rows go when the job names no file of its own (``--max-errors``)."""
+    return f"{RESULTS_PREFIX}{check_job_id(job_id)}/rejects.csv"
+
+
+def staging_prefix(job_id: str) -> str:
+    """The folder a client stages a load's files in: that load may read it, no other."""
+    return f"{STAGING_PREFIX}{check_job_id(job_id)}/"
 
 
 def payload_key(job_id: str) -> str:

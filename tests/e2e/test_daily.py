@@ -106,6 +106,8 @@ def test_databases_are_listed_created_on_purpose_and_dropped(stack: Path) -> Non
     assert "shop2" not in srdb(stack, "databases").stdout
     gone = srdb(stack, "query", "--db", "shop2", "SELECT * FROM t")
     assert gone.returncode == 1 and "no such table: t" in gone.stderr
+    never = srdb(stack, "drop", "--db", "never-made", "--yes")
+    assert never.returncode == 3 and "DatabaseNotFound" in never.stderr  # not found, as the exit codes say
 
 
 def test_config_jobs_and_json_errors(stack: Path) -> None:
@@ -120,6 +122,10 @@ def test_config_jobs_and_json_errors(stack: Path) -> None:
     until(lambda: json.loads(srdb(stack, "status", job, "--format", "json").stdout)["state"] == "SUCCEEDED")
     recent = json.loads(srdb(stack, "jobs", "--db", "jobs", "--format", "json").stdout)
     assert recent[0]["job_id"] == job and recent[0]["state"] == "SUCCEEDED" and recent[0]["run_ms"] is not None
+    srdb(stack, "query", "--db", "jobs", "SELECT 2")
+    one = srdb(stack, "jobs", "--db", "jobs", "--limit", "1", "--format", "json")
+    assert len(json.loads(one.stdout)) == 1 and "more jobs in that time" in one.stderr
+    assert "more jobs" not in srdb(stack, "jobs", "--db", "jobs", "--limit", "50").stderr
     missing = srdb(stack, "result", "no-such-job", "--format", "json")
     assert missing.returncode == 3 and json.loads(missing.stdout)["error"]["type"] == "JobNotFound"
     unreachable = srdb(stack, "status", "x", "--endpoint-url", "http://127.0.0.1:9", "--format", "json")

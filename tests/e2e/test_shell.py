@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,17 +12,27 @@ import pexpect
 import pytest
 
 pytestmark = pytest.mark.e2e
-PROMPT = "srdb:sh> "
+
+
+def prompt(text: str = "srdb:sh>") -> re.Pattern[str]:
+    """A new prompt of the line editor: it turns bracketed paste on as each prompt begins (the prompt it
+    draws again when a line is accepted does not), then draws the prompt amid cursor moves."""
+    return re.compile(re.escape("\x1b[?2004h") + r"(?:\x1b\[[0-9;?]*[A-Za-z])*" + re.escape(text))
+
+
+PROMPT = prompt()
 
 
 @pytest.fixture
 def shell(stack: Path, tmp_path: Path) -> Iterator[pexpect.spawn]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
     env["HOME"] = str(tmp_path)
+    env["TERM"] = "xterm"
+    env["PROMPT_TOOLKIT_NO_CPR"] = "1"  # pexpect's terminal answers no cursor position request
     child = pexpect.spawn(sys.executable, ["-m", "producer.cli", "shell", "--db", "sh"], cwd=str(stack), env=env,
                           encoding="utf-8", timeout=30, dimensions=(40, 100))
     child.expect_exact("Statements end with ';'")
-    child.expect_exact(PROMPT)
+    child.expect(PROMPT)
     yield child
     child.close(force=True)
 
@@ -29,13 +40,13 @@ def shell(stack: Path, tmp_path: Path) -> Iterator[pexpect.spawn]:
 def run(child: pexpect.spawn, line: str) -> str:
     """Type a line, wait for the next prompt, return what the screen showed in between."""
     child.sendline(line)
-    child.expect_exact(PROMPT)
+    child.expect(PROMPT)
     return str(child.before)
 
 
 def test_a_session_at_the_shell(shell: pexpect.spawn, tmp_path: Path) -> None:
     shell.sendline("CREATE TABLE birds (id INTEGER PRIMARY KEY,")
-    shell.expect_exact("...> ")
+    shell.expect_exact("...>")
     run(shell, "  name TEXT NOT NULL);")
     assert "birds" in run(shell, ".tables")
     assert "3 rows changed" in run(shell, "INSERT INTO birds (name) VALUES ('wren'), ('kite'), ('Ωmega');")
@@ -65,7 +76,7 @@ def test_history_recalls_earlier_lines(shell: pexpect.spawn) -> None:
     assert "│ 41 │" in run(shell, "SELECT 41;")
     shell.send("\x1b[A")  # the up arrow brings the last line back; edit it and run it
     shell.send("\b\b2;\r")  # "SELECT 41;" becomes "SELECT 42;"
-    shell.expect_exact(PROMPT)
+    shell.expect(PROMPT)
     assert "│ 42 │" in shell.before
 
 
@@ -73,13 +84,13 @@ def test_ctrl_c_cancels_the_wait_and_keeps_the_shell(shell: pexpect.spawn) -> No
     shell.sendline("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c;")
     shell.expect_exact("Ctrl-C cancels it")  # said once a wait passes a second
     shell.sendintr()
-    shell.expect_exact(PROMPT)
+    shell.expect(PROMPT)
     assert "Error: cancelled job" in shell.before
     assert "│ 7 │" in run(shell, "SELECT 7;")
     shell.sendline("SELECT 'half typed")
-    shell.expect_exact("...> ")
+    shell.expect_exact("...>")
     shell.sendintr()  # at the prompt, Ctrl-C drops the statement being typed
-    shell.expect_exact(PROMPT)
+    shell.expect(PROMPT)
     assert "│ 8 │" in run(shell, "SELECT 8;")
     shell.sendeof()
     shell.expect(pexpect.EOF)
@@ -89,7 +100,7 @@ def test_the_prompt_shows_as_of_mode_and_a_bad_as_of_is_refused(shell: pexpect.s
     run(shell, "CREATE TABLE v (a);")
     assert "not a version number" in run(shell, ".as_of yesterday")
     shell.sendline(".as_of 1")
-    shell.expect_exact("srdb:sh@1> ")
+    shell.expect(prompt("srdb:sh@1>"))
     run(shell, ".as_of off")
     assert "│        0 │" in run(shell, "SELECT count(*) FROM v;")
 
@@ -97,15 +108,39 @@ def test_the_prompt_shows_as_of_mode_and_a_bad_as_of_is_refused(shell: pexpect.s
 def test_begin_commit_and_rollback_at_the_prompt(shell: pexpect.spawn) -> None:
     run(shell, "CREATE TABLE tx (n);")
     shell.sendline("BEGIN;")
-    shell.expect_exact("srdb:sh*> ")
+    shell.expect(prompt("srdb:sh*>"))
     shell.sendline("INSERT INTO tx VALUES (1);")
-    shell.expect_exact("srdb:sh*> ")
+    shell.expect(prompt("srdb:sh*>"))
     shell.sendline("SELECT count(*) AS c FROM tx;")
-    shell.expect_exact("srdb:sh*> ")
+    shell.expect(prompt("srdb:sh*>"))
     assert "│ 1 │" in str(shell.before)  # the transaction sees its own write
     run(shell, "ROLLBACK;")
     assert "│ 0 │" in run(shell, "SELECT count(*) AS c FROM tx;")
     shell.sendline("BEGIN; INSERT INTO tx VALUES (2); COMMIT;")
-    shell.expect_exact(PROMPT)
+    shell.expect(PROMPT)
     assert "│ 2 │" in run(shell, "SELECT n FROM tx;")
     assert "no transaction is active" in run(shell, "COMMIT;")
+
+
+def test_tab_completes_dot_commands_tables_and_columns(shell: pexpect.spawn) -> None:
+    run(shell, "CREATE TABLE wrens (id INTEGER PRIMARY KEY, wingspan REAL);")
+    run(shell, "INSERT INTO wrens (wingspan) VALUES (15.5);")  # by now the names have been fetched again
+    shell.send(".ta\t")  # .ta<Tab> becomes .tables
+    shell.expect_exact(".tables")
+    assert "wrens" in run(shell, "")
+    shell.send("SELECT wing\t")  # a column
+    shell.expect_exact("wingspan")
+    shell.send(" FROM wr\t")  # a table
+    shell.expect_exact("wrens")
+    assert "15.5" in run(shell, ";")
+
+
+def test_a_statement_typed_over_lines_is_recalled_as_one(shell: pexpect.spawn) -> None:
+    shell.sendline("SELECT 6 *")
+    shell.expect_exact("...>")
+    assert "│     42 │" in run(shell, "7 AS answer;")
+    shell.send("\x1b[A")  # the up arrow brings back the whole statement, both lines
+    shell.expect_exact("7 AS answer;")
+    shell.send("\r")
+    shell.expect(PROMPT)
+    assert "│ answer │" in shell.before and "│     42 │" in shell.before

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.sqs_batches import send_batches
+from shared.sqs_batches import send_batches
 
 
 def test_ten_messages_and_256_kib_to_a_request_at_most() -> None:

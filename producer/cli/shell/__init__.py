@@ -13,12 +13,13 @@ from producer.cli.args import Subparsers, UsageError, client, job_timeout_arg, w
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("shell", parents=[common],
                        help="an SQL shell on one database, as sqlite3's (scripts too: stdin, -f, -c)")
-    p.add_argument("--db", required=True)
+    p.add_argument("--db", required=True, help="database name")
     p.add_argument("-f", "--file", type=Path, metavar="FILE", help="run FILE (statements and dot commands), then exit")
     p.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run SQL (or a dot command), then exit")
     wait_timeout_arg(p, None)
     job_timeout_arg(p)
-    p.add_argument("--history-file", type=Path, default=Path("~/.srdb_history"))
+    p.add_argument("--history-file", type=Path, default=Path("~/.srdb_history"),
+                   help="where typed lines are kept between sessions (default ~/.srdb_history)")
     p.set_defaults(func=cmd_shell)
 
 

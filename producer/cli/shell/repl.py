@@ -20,6 +20,7 @@ from pathlib import Path
 
 from producer.cli.output import rows_text
 from producer.cli.shell.dot import DotCommands
+from producer.cli.shell.editor import LineEditor, ShellCompleter, interactive_terminal
 from producer.cli.sqltext import statements_of
 from producer.cli.waiting import Speaker
 from shared.errors import JobFailed, SerializationFailure, SrdbError, describe
@@ -32,14 +33,20 @@ _TX_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|END|ROLLBACK)(?:\s+(?:DEFERRED|IMMED
 
 
 class Shell(DotCommands):
-    def run(self, read_line: Callable[[str], str] = input) -> int:
-        """Read and run lines until the end of the input or ``.quit``; 1 when a statement failed."""
-        if self.interactive:
+    def run(self, read_line: Callable[[str], str] | None = None) -> int:
+        """Read and run lines until the end of the input or ``.quit``; 1 when a statement failed. Without
+        ``read_line``: the line editor on a terminal a person types at (shell/editor.py), else ``input``."""
+        editor = read_line is None and self.interactive and interactive_terminal()
+        if editor:
+            self.names.refresh()
+            read_line = LineEditor(self.history_file, ShellCompleter(lambda: self._commands(), self.names)).read
+        elif self.interactive:
             self._load_history()
-            self.say(f"srdb shell: database {self.database}. Statements end with ';'. .help for help.")
-        self._consume(read_line, interactive=self.interactive)
-        self._close_output()
         if self.interactive:
+            self.say(f"srdb shell: database {self.database}. Statements end with ';'. .help for help.")
+        self._consume(read_line or input, interactive=self.interactive)
+        self._close_output()
+        if self.interactive and not editor:
             self._save_history()
         return 1 if self.failed and not self.interactive else 0
 
@@ -60,6 +67,8 @@ class Shell(DotCommands):
                 buffer.clear()
                 continue
             self.line_number += 1
+            if not buffer and not line.strip():
+                continue  # an empty line between statements, as sqlite3 takes it
             if not buffer and line.strip().startswith("."):
                 if not self.command(line.strip()):
                     return False
@@ -112,6 +121,8 @@ class Shell(DotCommands):
         except SrdbError as exc:
             return self.error(f"{exc.type}: {exc}")
         ok = self.show(result)
+        if ok and not _reads(sql):
+            self.names.refresh()  # it may have changed the schema: completion learns the new names
         if self.timer:
             total = time.monotonic() - started
             worker = result.timings.get("run_ms", 0.0) / 1000

@@ -6,11 +6,15 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from producer.cli.shell.editor import Names
 from producer.client import Client
 from producer.transaction import Transaction
 from shared.job.model import AsOf
 
 HISTORY_FILE = Path("~/.srdb_history")
+NAMES_SQL = ("SELECT m.name, p.name FROM sqlite_schema AS m JOIN pragma_table_info(m.name) AS p "
+             "WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_srdb_%' "
+             "ORDER BY m.name, p.cid")
 
 
 class Screen:
@@ -32,6 +36,12 @@ class Screen:
         self.failed = False
         self.line_number = 0
         self.tx: Transaction | None = None  # BEGIN … COMMIT: an optimistic transaction (producer/transaction.py)
+        self.names = Names(self._table_columns)  # for completion at the prompt (shell/editor.py)
+
+    def _table_columns(self) -> list[tuple[str, str]]:
+        """(table, column) of every table and view of the database: one read job, run in the background."""
+        result = self.client.query(self.database, NAMES_SQL, timeout=self.timeout)
+        return [(str(table), str(column)) for table, column in self.client.store.iter_rows(result)]
 
     @property
     def out(self) -> TextIO:

@@ -1,4 +1,5 @@
-"""Packing messages into SendMessageBatch requests: at most ten messages and 256 KiB in all per request."""
+"""Packing SQS batch requests: at most ten entries each, and for SendMessageBatch at most 256 KiB of
+bodies in all (less a kilobyte for attributes). Every batch request srdb makes is cut here."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from typing import TypeVar
 
 T = TypeVar("T")
 MAX_SEND_BATCH = 10
-MAX_SEND_BATCH_BYTES = 256 * 1024
+MAX_SEND_BATCH_BYTES = 255 * 1024
+
+
+def tens(items: list[T]) -> list[list[T]]:
+    """``items`` in order, ten to a batch request (DeleteMessageBatch, ChangeMessageVisibilityBatch, …)."""
+    return [items[i:i + MAX_SEND_BATCH] for i in range(0, len(items), MAX_SEND_BATCH)]
 
 
 def send_batches(items: list[T], body: Callable[[T], str]) -> list[list[T]]:
