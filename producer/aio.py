@@ -8,7 +8,6 @@ client core's (``producer.core``), as in ``Client``: only the I/O is awaited her
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -178,7 +177,8 @@ class AsyncClient:
     async def run_transaction(self, database: str, work: Callable[[AsyncTransaction], Awaitable[T]], *,
                               attempts: int = 5, timeout: float | None = 60.0) -> T:
         """``Client.run_transaction``: ``await work(tx)`` and commit, again on SerializationFailure."""
-        for attempt in range(1, attempts + 1):
+        for attempt, pause in core.transaction_attempts(attempts):
+            await self.sleep(pause)
             tx = self.transaction(database, timeout=timeout)
             try:
                 outcome = await work(tx)
@@ -188,7 +188,6 @@ class AsyncClient:
                 await tx.rollback()
                 if attempt == attempts:
                     raise
-                await self.sleep(random.uniform(0.05, 0.2) * attempt)
             except BaseException:
                 await tx.rollback()
                 raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -236,7 +235,8 @@ class Client:
                         timeout: float | None = 60.0) -> T:
         """Run ``work(tx)`` in a transaction and commit it, again from the start on SerializationFailure
         (up to ``attempts`` times, with a short random pause between)."""
-        for attempt in range(1, attempts + 1):
+        for attempt, pause in core.transaction_attempts(attempts):
+            self.sleep(pause)
             tx = self.transaction(database, timeout=timeout)
             try:
                 outcome = work(tx)
@@ -246,7 +246,6 @@ class Client:
                 tx.rollback()
                 if attempt == attempts:
                     raise
-                self.sleep(random.uniform(0.05, 0.2) * attempt)
             except BaseException:
                 tx.rollback()
                 raise

@@ -6,7 +6,8 @@ results is written once here, as a generator that yields the I/O it needs and is
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+import random
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -210,3 +211,10 @@ def succeeded(result: JobResult) -> JobResult:
     if result.state is not JobState.SUCCEEDED:
         raise JobFailed(result.job_id, result.error or {"type": result.state.value, "message": "job did not succeed"})
     return result
+
+
+def transaction_attempts(attempts: int) -> Iterator[tuple[int, float]]:
+    """``run_transaction``'s one retry schedule, for both clients: (attempt, seconds to pause before it);
+    no pause before the first, then a short random one growing with each SerializationFailure."""
+    for attempt in range(1, attempts + 1):
+        yield attempt, 0.0 if attempt == 1 else random.uniform(0.05, 0.2) * (attempt - 1)
