@@ -39,6 +39,8 @@ def main() -> int:
     parser.add_argument("--etl-workers", type=int, default=2, help="worker processes for the etl scenario")
     parser.add_argument("--etl-worker-args", default="", help="arguments for those srdb worker processes")
     parser.add_argument("--jobs", type=int, default=0, help="jobs for the small-writes scenario")
+    parser.add_argument("--consumers", type=int, default=0,
+                        help="small-writes: srdb as that many `srdb worker` processes on a FIFO queue (0: in-process)")
     parser.add_argument("--aws-latency", action="store_true",
                         help="add a model of AWS round-trip times to every request (bench/harness.py)")
     parser.add_argument("--aws-network", action="store_true",
@@ -56,7 +58,7 @@ def main() -> int:
         jobs = args.jobs or (100 if args.quick else 1000)
         runs = {
             "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=jobs if mib < 64 else max(10, jobs // 4),
-                                                            initial_mib=mib)
+                                                            initial_mib=mib, consumers=args.consumers)
                                      for mib in ((0, 8, 64) if args.aws_network else (0, 8))],
             "many-databases": lambda: scenarios.many_databases(bench, tmp, jobs=120 if args.quick else 600,
                                                                databases=8 if args.quick else 24),

@@ -24,6 +24,7 @@ from bench.harness import (
     peak_rss_mib,
     peak_rss_of,
     percentile,
+    worker_outputs,
     worker_processes,
 )
 from bench.seed import SeedWorker
@@ -46,22 +47,32 @@ def _per_job(calls: Counter[str], jobs: int) -> dict[str, float]:
     return {service: round(count / jobs, 2) for service, count in sorted(by_service.items())}
 
 
-def small_writes(bench: Bench, tmp: str, jobs: int = 1000, initial_mib: int = 0, clients: int = 50) -> dict[str, Any]:
-    """Single-row INSERT jobs into a database of ``initial_mib``: srdb (batched, one lock and one commit
-    per batch, only changed chunks uploaded) against the seed design (lock, whole file down and up, per job).
+def small_writes(bench: Bench, tmp: str, jobs: int = 1000, initial_mib: int = 0, clients: int = 50,
+                 consumers: int = 0) -> dict[str, Any]:
+    """Single-row INSERT jobs into a database of ``initial_mib``: srdb (batched, one commit per batch, only
+    changed chunks uploaded) against the seed design (lock, whole file down and up, per job).
+
+    ``consumers``: srdb as users run it — that many ``srdb worker`` processes on a FIFO job queue, batches of
+    10 and no window (Lambda's FIFO event source); 0: one in-process worker, batches of 100 in a 0.2 s
+    window. The seed design runs in-process either way.
 
     Closed loop: ``clients`` callers each submit a job and wait for it, until ``jobs`` are done. (An open
     loop that queues all jobs at once measures moto instead: its ReceiveMessage is quadratic in the
     queue's depth.)"""
     figures: dict[str, Any] = {"scenario": "small-writes", "jobs": jobs, "initial_db_mib": initial_mib,
-                               "concurrent_clients": clients}
+                               "concurrent_clients": clients, "srdb_consumers": consumers or "in-process"}
     for mode in ("srdb", "seed"):
-        run = bench.fresh(tmp)
+        processes = mode == "srdb" and consumers > 0
+        run = bench.fresh(tmp, fifo=processes)
         client = run.client(wait_queue=mode == "srdb")
         handler: Any = run.worker() if mode == "srdb" else SeedWorker(run.settings, run.clients["s3"],
                                                                        run.clients["ec2"]).handle
         _initial_database(run, tmp, mode, initial_mib)
-        with run.draining(handler, batch_size=100 if mode == "srdb" else 10, window=0.2):
+        logs = [Path(run.settings.cache_dir) / f"small-{i}.log" for i in range(consumers)]
+        if processes:
+            logs[0].parent.mkdir(parents=True, exist_ok=True)
+        with (worker_outputs(run.settings, logs) if processes else
+              run.draining(handler, batch_size=100 if mode == "srdb" else 10, window=0.2)):
             run.counter.reset()
             start = time.time()
             with ThreadPoolExecutor(clients) as pool:
