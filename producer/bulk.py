@@ -9,7 +9,6 @@ The worker streams the objects into the table inside one transaction (worker.loa
 from __future__ import annotations
 
 import contextlib
-import csv
 import gzip
 import io
 import json
@@ -296,15 +295,48 @@ def _arrow_value(value: Any, arrow_type: Any) -> Any:
     return value
 
 
-def export_lines(columns: list[str], encoded_rows: Iterable[list[Any]], fmt: str) -> Iterator[bytes]:
-    """A result as the bytes of a CSV (header first) or JSON Lines file, a block of rows at a time."""
+@dataclass(frozen=True)
+class CsvStyle:
+    """How an export writes CSV, as ``load`` reads it (and PostgreSQL's COPY … CSV): NULL is
+    ``null_string`` unquoted (default the empty field), an empty string is a quoted ``""``, so the two
+    never meet; a field is quoted when it holds the delimiter, the quote, a line break, leading or
+    trailing space, or would read as the null string."""
+
+    delimiter: str = ","
+    quote: str = '"'
+    header: bool = True
+    null_string: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.delimiter) != 1 or len(self.quote) != 1 or self.delimiter == self.quote:
+            raise ClientSideError("--delimiter and --quote are one character each, and not the same one")
+        if self.delimiter in self.null_string or self.quote in self.null_string:
+            raise ClientSideError("--null-string may hold neither the delimiter nor the quote")
+
+    def field(self, value: Any) -> str:
+        if value is None:
+            return self.null_string
+        text = value.hex() if isinstance(value, bytes) else str(value)
+        if (text == "" or text == self.null_string or text != text.strip(" ")
+                or any(c in text for c in (self.delimiter, self.quote, "\n", "\r"))):
+            return self.quote + text.replace(self.quote, self.quote * 2) + self.quote
+        return text
+
+    def line(self, values: Iterable[Any]) -> str:
+        return self.delimiter.join(self.field(v) for v in values) + "\n"
+
+
+def export_lines(columns: list[str], encoded_rows: Iterable[list[Any]], fmt: str,
+                 style: CsvStyle | None = None) -> Iterator[bytes]:
+    """A result as the bytes of a CSV (header first, unless ``style`` says not) or JSON Lines file, a block
+    of rows at a time."""
+    style = style or CsvStyle()
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    if fmt == "csv":
-        writer.writerow(columns)
+    if fmt == "csv" and style.header:
+        out.write(style.line(columns))
     for count, row in enumerate(encoded_rows, start=1):
         if fmt == "csv":
-            writer.writerow(["" if v is None else (v.hex() if isinstance(v, bytes) else v) for v in decode_row(row)])
+            out.write(style.line(decode_row(row)))
         else:
             out.write(json.dumps(dict(zip(columns, row, strict=True)), ensure_ascii=False) + "\n")
         if count % 10_000 == 0:

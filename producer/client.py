@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError as BotoClientError
 from producer import core
 from producer.bulk import (
     Bulk,
+    CsvStyle,
     LoadReport,
     export_format,
     export_lines,
@@ -207,15 +208,16 @@ class Client:
         return self.load(database, table, "-", stdin=io.BytesIO(text.encode()), input_format="jsonl", **options)
 
     def export(self, database: str, sql: str, dest: str, params: JsonParams | None = None, *,
-               fmt: str | None = None, timeout: float | None = 600.0, as_of: AsOf | datetime | None = None) -> int:
+               fmt: str | None = None, timeout: float | None = 600.0, as_of: AsOf | datetime | None = None,
+               csv: CsvStyle | None = None) -> int:
         """Run a query and write its whole result as one file (CSV with a header, JSON Lines, or Parquet with
         pyarrow; CSV and JSON Lines gzipped when ``dest`` ends in .gz) at a local path or an ``s3://`` URL,
-        streamed part by part. The bytes."""
+        streamed part by part. ``csv``: its delimiter, quote, header and null string. The bytes written."""
         result = self.query(database, sql, params, timeout=timeout, as_of=as_of)
         kind = export_format(dest, fmt)
         rows = self.store.iter_rows(result)
         blocks = (parquet_blocks(result.columns, result.types, rows) if kind == "parquet"
-                  else export_lines(result.columns, rows, kind))
+                  else export_lines(result.columns, rows, kind, csv))
         return write_export(self.s3, dest, blocks, compress=dest.endswith(".gz") and kind != "parquet")
 
     # -- databases -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,8 +46,24 @@ def parse_duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90, 30s, 15m, 2h, 7d or 2w") from None
 
 
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?\s*[smhdw])(?:\s+ago)?", re.IGNORECASE)
+
+
 def parse_as_of(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
+    """``--as-of`` and the shell's ``.as_of``: a version (``41``), an ISO 8601 time, or a time back from
+    now — ``10m``, ``2h ago``, ``1w``, ``yesterday`` (a day ago) — sent as the ISO time it names."""
+    stripped = text.strip()
+    if stripped.isdigit():
+        return int(stripped)
+    relative = _RELATIVE.fullmatch(stripped)
+    if relative is None and stripped.lower() != "yesterday":
+        return text
+    from datetime import UTC, datetime, timedelta
+
+    from shared.settings import duration_seconds
+
+    seconds = 86400.0 if relative is None else duration_seconds(relative.group(1).replace(" ", ""))
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
 
 
 def bounded(kind: Callable[[str], Any], low: float, high: float | None = None) -> Callable[[str], Any]:

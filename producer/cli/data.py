@@ -49,10 +49,19 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
                    help="a path or s3://bucket/key (.csv, .jsonl, .parquet; .gz to compress CSV or JSON Lines)")
     p.add_argument("--param", action="append", default=[], type=parse_param, metavar="VALUE",
                    help="a ? parameter, repeatable (JSON literal, else text)")
+    p.add_argument("--null-string", default="", metavar="TEXT",
+                   help="CSV: how NULL is written, unquoted (default: the empty field; an empty string is "
+                        'written "" so the two never meet, as load and PostgreSQL\'s COPY read them)')
+    p.add_argument("--header", dest="header", action="store_true", default=True,
+                   help="CSV: the column names first (the default)")
+    p.add_argument("--no-header", dest="header", action="store_false", help="CSV: rows only")
+    p.add_argument("--delimiter", default=",", help="CSV: the field separator (default ,)")
+    p.add_argument("--quote", default='"', help='CSV: the quote character (default ")')
     p.add_argument("--output-format", choices=("csv", "jsonl", "parquet"), default=None,
                    help="the file's format (default: from DEST's name; a name without an extension is csv)")
     p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
-                   help="read the snapshot of that version, or the one current at that ISO 8601 time")
+                   help="read the snapshot of that version, or the one current at a time: ISO 8601, or "
+                        "back from now (10m, 2h ago, 1w, yesterday)")
     wait_timeout_arg(p, 600.0)
     output_args(p)
     p.set_defaults(func=cmd_export)
@@ -148,8 +157,11 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    from producer.bulk import CsvStyle
+
+    style = CsvStyle(args.delimiter, args.quote, args.header, args.null_string)
     written = client(args).export(args.db, args.sql, args.dest, args.param, fmt=args.output_format,
-                                  timeout=args.timeout, as_of=args.as_of)
+                                  timeout=args.timeout, as_of=args.as_of, csv=style)
     seconds = time.monotonic() - started
     print_record({"database": args.db, "dest": args.dest, "bytes": written, "seconds": round(seconds, 3)},
                  args.format, f"wrote {written:,} bytes to {args.dest} in {seconds:.1f}s")

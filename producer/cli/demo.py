@@ -117,6 +117,10 @@ def run_demo(rows: int = ROWS) -> int:
             failed += time_travel(client, versions["refund cancelled"])
         finally:
             local.terminate()
-            local.wait(timeout=60)
+            try:
+                local.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # never leave a stack running behind the demo
+                local.kill()
+                local.wait()
     print(f"\nstopped the local stack; demo took {time.monotonic() - started:.1f}s")
     return 1 if failed else 0

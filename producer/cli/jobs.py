@@ -39,7 +39,8 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     output_args(p)
     wait_timeout_arg(p, 60.0)
     p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
-                   help="read the snapshot of that version, or the one current at that ISO 8601 time")
+                   help="read the snapshot of that version, or the one current at a time: ISO 8601, or "
+                        "back from now (10m, 2h ago, 1w, yesterday)")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("wait", parents=[common], help="wait for many jobs, with a progress bar; print each one's state")

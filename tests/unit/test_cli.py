@@ -23,3 +23,15 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
               for name, command in commands.choices.items() for action in command._actions
               if not action.help]
     assert silent == []
+
+
+def test_as_of_takes_a_version_a_time_or_a_time_back_from_now() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from producer.cli.args import parse_as_of
+
+    assert parse_as_of("41") == 41
+    assert parse_as_of("2026-12-01T00:00:00Z") == "2026-12-01T00:00:00Z"
+    for text, back in (("10m", 600), ("2h ago", 7200), ("1w", 7 * 86400), ("yesterday", 86400), ("90s ago", 90)):
+        when = datetime.fromisoformat(str(parse_as_of(text)))
+        assert abs((datetime.now(UTC) - timedelta(seconds=back) - when).total_seconds()) < 5, text

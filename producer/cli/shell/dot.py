@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from producer.cli.args import parse_as_of
 from producer.cli.dump import dump_lines
 from producer.cli.output import MODES
 from producer.cli.shell.screen import Screen
@@ -170,7 +171,7 @@ class DotCommands(Screen):
         if value == "off":
             self.as_of = None
             return None
-        as_of: AsOf = int(value) if value.isdigit() else value
+        as_of: AsOf = parse_as_of(value)
         try:
             Job.create(self.database, "SELECT 1", as_of=as_of)  # the checks a job gets
         except SrdbError as exc:
