@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from producer.cli import access, data, jobs, services, shell
+from producer.cli import access, data, jobs, migrate, services, shell
 from producer.cli.args import UsageError, aws_args, parse_param
 from producer.cli.printing import fail, print_error_json
 from shared.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, JobFailed, SrdbError, describe
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(sub, common)
     jobs.register_dlq(sub, common)
     access.register(sub, common)
+    migrate.register(sub, common)
     services.register_last(sub, common)
     return parser
 

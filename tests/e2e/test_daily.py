@@ -171,3 +171,17 @@ def _start_local(folder: Path, *args: str) -> subprocess.Popen[str]:
 def _stop_local(process: subprocess.Popen[str]) -> None:
     process.terminate()
     assert process.wait(timeout=30) == 0
+
+
+def test_migrations_from_the_command_line(stack: Path) -> None:
+    made = srdb(stack, "migrate", "create", "create users")
+    assert made.returncode == 0 and "migrations/0001_create_users.sql" in made.stdout
+    path = stack / "migrations" / "0001_create_users.sql"
+    path.write_text(path.read_text() + "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);\n")
+    pending = json.loads(srdb(stack, "migrate", "list", "--db", "mig", "--format", "json").stdout)
+    assert pending == [{"migration": "0001_create_users", "state": "pending", "applied_at": None}]
+    applied = srdb(stack, "migrate", "apply", "--db", "mig")
+    assert applied.returncode == 0 and "applied 0001_create_users" in applied.stdout
+    assert "up to date" in srdb(stack, "migrate", "apply", "--db", "mig").stdout
+    listed = json.loads(srdb(stack, "migrate", "list", "--db", "mig", "--format", "json").stdout)
+    assert [m["state"] for m in listed] == ["applied"] and listed[0]["applied_at"]
