@@ -102,9 +102,12 @@ class Settings:
         env = dict(os.environ if environ is None else environ)
         where = "environment"
         if not any(k.startswith(ENV_PREFIX) for k in env):
-            local = read_env_file((cwd or Path.cwd()) / LOCAL_ENV_FILE)
+            here = cwd or Path.cwd()
+            found = find_local_env(here)
+            local = read_env_file(found) if found else {}
             env.update(local)
-            where = str(LOCAL_ENV_FILE) if local else where
+            if local and found:
+                where = str(LOCAL_ENV_FILE) if found.parent.parent == here else str(found)
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}
         for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
@@ -134,7 +137,8 @@ class Settings:
         missing = [n for n in names if not getattr(self, n)]
         if missing:
             env = ", ".join(ENV_PREFIX + n.upper() for n in missing)
-            raise NotConfigured(f"missing setting(s) {env}: set them, or run `srdb local` in this folder first")
+            raise NotConfigured(f"missing setting(s) {env}: set them, or run `srdb local` in this folder (or one "
+                                "above it) first")
 
     def heap_limit_bytes(self, environ: Mapping[str, str] | None = None) -> int:
         """What SQLite may hold in a worker: ``SRDB_SQLITE_HEAP_LIMIT``, or half the worker's memory."""
@@ -224,3 +228,13 @@ def worker_memory_bytes(environ: Mapping[str, str] | None = None) -> int:
     """The worker's memory: its Lambda's memory size, or 1,024 MiB (the stack's default) elsewhere."""
     lambda_mib = (os.environ if environ is None else environ).get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
     return (int(lambda_mib) if lambda_mib.isdigit() else 1024) * 1024 * 1024
+
+
+def find_local_env(folder: Path) -> Path | None:
+    """``.srdb/local.env`` in ``folder`` or the nearest folder above it that has one, as git finds ``.git``:
+    ``srdb`` works from any folder of the project ``srdb local`` runs in."""
+    for candidate in (folder, *folder.parents):
+        path = candidate / LOCAL_ENV_FILE
+        if path.is_file():
+            return path
+    return None

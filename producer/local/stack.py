@@ -27,7 +27,7 @@ from reaper.reaper import Reaper
 from shared.clients import client_kwargs
 from shared.errors import ClientSideError
 from shared.names import QUEUE_KINDS
-from shared.settings import ENV_PREFIX, LOCAL_ENV_FILE, Settings, write_env_file
+from shared.settings import ENV_PREFIX, LOCAL_ENV_FILE, Settings, find_local_env, write_env_file
 
 log = logging.getLogger("srdb.local")
 MAX_RECEIVE_COUNT = 5
@@ -58,10 +58,11 @@ def stale_local_env(folder: Path, environ: dict[str, str] | None = None) -> str 
     """Advice when this folder's settings come from ``.srdb/local.env`` and no ``srdb local`` that wrote
     it is alive (it was killed before it could clean up); None otherwise."""
     env = os.environ if environ is None else environ
-    if any(k.startswith(ENV_PREFIX) for k in env) or not (folder / LOCAL_ENV_FILE).is_file():
+    found = find_local_env(folder)
+    if any(k.startswith(ENV_PREFIX) for k in env) or found is None:
         return None
-    if running_pid(folder / LOCAL_PID_FILE) is None:
-        return (f"the settings came from {LOCAL_ENV_FILE}, but the `srdb local` that wrote it is not running "
+    if running_pid(found.parent.parent / LOCAL_PID_FILE) is None:
+        return (f"the settings came from {found}, but the `srdb local` that wrote it is not running "
                 "(it was stopped without cleaning up): start it again with `srdb local`, or delete "
                 f"{LOCAL_ENV_FILE} and set SRDB_* variables for a deployed stack")
     return None

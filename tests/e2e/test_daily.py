@@ -185,3 +185,12 @@ def test_migrations_from_the_command_line(stack: Path) -> None:
     assert "up to date" in srdb(stack, "migrate", "apply", "--db", "mig").stdout
     listed = json.loads(srdb(stack, "migrate", "list", "--db", "mig", "--format", "json").stdout)
     assert [m["state"] for m in listed] == ["applied"] and listed[0]["applied_at"]
+
+
+def test_the_settings_are_found_from_any_folder_below_the_stack(stack: Path) -> None:
+    deeper = stack / "src" / "reports"
+    deeper.mkdir(parents=True)
+    ran = srdb(deeper, "query", "--db", "found", "SELECT 40 + 2 AS n", "--format", "csv")
+    assert ran.returncode == 0 and ran.stdout.splitlines() == ["n", "42"], ran.stderr
+    config = {r["setting"]: r for r in json.loads(srdb(deeper, "config", "--format", "json").stdout)}
+    assert config["bucket"]["source"].startswith(str(stack / ".srdb" / "local.env"))
