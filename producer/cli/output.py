@@ -56,7 +56,8 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def table(columns: list[str], rows: list[list[Any]], width: int | None = None, *, nullvalue: str = "NULL") -> str:
+def table(columns: list[str], rows: list[list[Any]], width: int | None = None, *, nullvalue: str = "NULL",
+          headers: bool = True) -> str:
     """A boxed table when it fits ``width``; otherwise psql's expanded display (one ``column | value``
     line per field, a record at a time), so no value is ever cut. Widths count what a terminal shows:
     East Asian wide characters take two cells, combining marks none."""
@@ -64,7 +65,8 @@ def table(columns: list[str], rows: list[list[Any]], width: int | None = None, *
         return ""
     width = width or shutil.get_terminal_size((120, 24)).columns
     cells = [[(nullvalue if v is None else cell(v)).replace("\n", " ") for v in row] for row in rows]
-    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    shown = columns if headers else [""] * len(columns)
+    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells]) for i, c in enumerate(shown)]
     if sum(widths) + 3 * len(widths) + 1 > width:
         return expanded(columns, cells)
 
@@ -78,8 +80,9 @@ def table(columns: list[str], rows: list[list[Any]], width: int | None = None, *
     numeric = [all(isinstance(r[i], (int, float)) for r in rows if r[i] is not None) and bool(rows)
                for i in range(len(columns))]
     rule = "─┼─".join("─" * w for w in widths)
-    out = ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐", line(columns, [False] * len(columns)),
-           "├─" + rule + "─┤"]
+    out = ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐"]
+    if headers:
+        out += [line(columns, [False] * len(columns)), "├─" + rule + "─┤"]
     out += [line(r, numeric) for r in cells]
     out.append("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
     return "\n".join(out)
@@ -135,8 +138,8 @@ def rows_text(columns: list[str], rows: list[list[Any]], mode: str, *, headers: 
         text = csv_text(columns, rows)
         return text if headers else text.partition("\n")[2]
     cells = [[nullvalue if v is None else cell(v) for v in row] for row in values]
-    if mode in ("table", "box") and headers:
-        return table(columns, values, width, nullvalue=nullvalue)
+    if mode in ("table", "box"):
+        return table(columns, values, width, nullvalue=nullvalue, headers=headers)
     if mode == "line":
         name_width = max(map(display_width, columns))
         return "\n\n".join("\n".join(" " * (name_width - display_width(c)) + f"{c} = {v}"

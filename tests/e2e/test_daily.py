@@ -194,3 +194,16 @@ def test_the_settings_are_found_from_any_folder_below_the_stack(stack: Path) -> 
     assert ran.returncode == 0 and ran.stdout.splitlines() == ["n", "42"], ran.stderr
     config = {r["setting"]: r for r in json.loads(srdb(deeper, "config", "--format", "json").stdout)}
     assert config["bucket"]["source"].startswith(str(stack / ".srdb" / "local.env"))
+
+
+def test_a_script_prints_as_sqlite3_does(stack: Path) -> None:
+    """sqlite3's defaults in a pipe: list mode, | between values, no headers, NULL as nothing, a value's own
+    newlines; every -c in order; .headers off in a boxed mode; .show."""
+    piped = shell(stack, "SELECT 1, 2;\nSELECT NULL, 'a\nb';\n", "--db", "likesqlite")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "1|2\n|a\nb\n"
+    several = srdb(stack, "shell", "--db", "likesqlite", "-c", "SELECT 'first';", "-c", "SELECT 'second';")
+    assert several.stdout == "first\nsecond\n"
+    boxed = shell(stack, ".mode box\n.headers off\nSELECT 4 AS y;\n.show\n", "--db", "likesqlite")
+    assert boxed.stdout.startswith("┌───┐\n│ 4 │\n└───┘\n"), boxed.stdout
+    assert "     headers: off" in boxed.stdout and "        mode: box" in boxed.stdout

@@ -15,7 +15,8 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
                        help="an SQL shell on one database, as sqlite3's (scripts too: stdin, -f, -c)")
     p.add_argument("--db", required=True, help="database name")
     p.add_argument("-f", "--file", type=Path, metavar="FILE", help="run FILE (statements and dot commands), then exit")
-    p.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run SQL (or a dot command), then exit")
+    p.add_argument("-c", "--command", dest="sql", metavar="SQL", action="append",
+                   help="run SQL (or a dot command), then exit; several -c run in order")
     wait_timeout_arg(p, None)
     job_timeout_arg(p)
     p.add_argument("--history-file", type=Path, default=Path("~/.srdb_history"),
@@ -32,7 +33,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     shell = Shell(client(args), args.db, history_file=args.history_file, timeout=args.timeout,
                   job_timeout=args.job_timeout, interactive=not script)
     if args.sql is not None:
-        return shell.run_lines(args.sql.splitlines())
+        return shell.run_lines([line for command in args.sql for line in command.splitlines()])
     if args.file is not None and str(args.file) != "-":
         try:
             with open(args.file.expanduser(), encoding="utf-8-sig") as lines:

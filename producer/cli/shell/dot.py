@@ -31,6 +31,8 @@ HELP = """\
 .once FILE              send the next result only to FILE
 .bail on|off            stop at the first error (now: {bail})
 .timer on|off           print each statement's time (now: {timer})
+.show                   the settings above
+.width NUM ...          column widths, kept and shown (sqlite3's column mode; the tables here size themselves)
 .as_of VERSION|TIME|off read an old snapshot (now: {as_of})
 .read FILE              run the statements in FILE
 BEGIN; … COMMIT; or ROLLBACK;  a transaction: its statements see its writes, nobody else does until
@@ -62,7 +64,7 @@ class DotCommands(Screen):
                 ".import": self._import, ".mode": self._mode, ".headers": self._headers,
                 ".header": self._headers, ".nullvalue": self._nullvalue, ".output": self._output,
                 ".once": self._once, ".bail": self._bail, ".timer": self._timer, ".as_of": self._as_of,
-                ".quit": lambda args: False, ".exit": lambda args: False}
+                ".show": self._show, ".width": self._width, ".quit": lambda args: False, ".exit": lambda args: False}
 
     def _help(self, args: list[str]) -> None:
         self.say(HELP.format(modes="|".join(MODES), mode=self.mode, headers=_on(self.headers),
@@ -121,6 +123,22 @@ class DotCommands(Screen):
         except SrdbError as exc:
             return self.error(f"{exc.type}: {exc}") or None
         self.note(f"imported {report.rows} rows into {args[1]}")
+        return None
+
+    def _show(self, args: list[str]) -> None:
+        """The settings, as sqlite3's .show prints them."""
+        output = getattr(self.output, "name", "stdout")
+        shown = {"headers": _on(self.headers), "mode": self.mode, "nullvalue": f'"{self.nullvalue}"',
+                 "output": output, "colseparator": '"|"', "rowseparator": '"\\n"', "bail": _on(self.bail),
+                 "timer": _on(self.timer), "as_of": str(self.as_of or "off"),
+                 "width": " ".join(str(w) for w in self.widths)}
+        self.result("\n".join(f"{name:>12}: {value}" for name, value in shown.items()))
+
+    def _width(self, args: list[str]) -> bool | None:
+        try:
+            self.widths = [int(a) for a in args]
+        except ValueError:
+            return self.error("usage: .width NUM NUM ...") or None
         return None
 
     def _mode(self, args: list[str]) -> bool | None:

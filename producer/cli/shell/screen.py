@@ -25,9 +25,12 @@ class Screen:
         self.history_file = history_file.expanduser() if history_file else None
         self.timeout, self.job_timeout = timeout, job_timeout
         self.interactive = interactive
-        self.mode = "table"
-        self.headers = True
-        self.nullvalue = "NULL"
+        # At a terminal, a boxed table with headers; in a script, sqlite3's own defaults: list mode, values
+        # between |, no headers, NULL as nothing — so `echo "SELECT 1, 2;" | srdb shell` prints 1|2.
+        self.mode = "table" if interactive else "list"
+        self.headers = interactive
+        self.nullvalue = "NULL" if interactive else ""
+        self.widths: list[int] = []  # .width: kept and shown, as sqlite3 keeps it for its column mode
         self.bail = not interactive
         self.timer = False
         self.as_of: AsOf | None = None
