@@ -35,7 +35,7 @@ test: $(STAMP) package $(CHECKOV_VENV)/.installed
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not e2e and not deploy"
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not e2e and not deploy and not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -13,7 +13,7 @@ from shared.errors import EXIT_OK
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("migrate", parents=[common],
                        help="schema migrations: create a numbered SQL file, apply the pending ones, list them")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", help="create, apply or list")
     folder = argparse.ArgumentParser(add_help=False)
     folder.add_argument("--dir", type=Path, default=Path("migrations"), metavar="FOLDER",
                         help="where the migration files are (default ./migrations)")

@@ -17,6 +17,7 @@ def conn(settings: Settings, aws: Any, serving: Any) -> srdb.Connection:
     return srdb.connect("driver", client=Client(settings, s3=aws.s3, sqs=aws.sqs), timeout=30)
 
 
+@pytest.mark.slow
 def test_job_errors_map_to_their_pep_249_classes(conn: srdb.Connection) -> None:
     cur = conn.cursor()
     cur.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")

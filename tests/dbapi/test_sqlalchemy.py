@@ -123,6 +123,7 @@ def test_bad_sql_is_a_programming_error(engine: Engine) -> None:
         conn.execute(text("SELEC nothing"))
 
 
+@pytest.mark.slow
 def test_pandas_round_trip_of_100000_rows(engine: Engine) -> None:
     n = 100_000
     frame = pd.DataFrame({

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from producer.aio import AsyncClient
 from shared.clients import client_config
 from shared.job.result import JobState
@@ -24,6 +26,7 @@ def open_connections(port: int) -> int:
     return count
 
 
+@pytest.mark.slow
 async def test_hundreds_of_jobs_share_one_pool(settings: Settings, aws: Any, drain: Callable[..., int]) -> None:
     port = int(settings.endpoint_url.rsplit(":", 1)[1])
     # moto's server closes every connection after one response, so connections cannot be counted

@@ -108,6 +108,7 @@ def test_a_write_redelivered_after_an_ambiguous_failure_runs_once(
 
 
 @pytest.mark.parametrize(("status", "code"), [(500, "InternalError"), (503, "SlowDown"), (503, "ServiceUnavailable")])
+@pytest.mark.slow
 def test_s3_errors_are_retried_with_backoff(settings: Settings, client: Client, drain: Callable[..., int],
                                             aws: Any, status: int, code: str) -> None:
     counter(client, drain)
@@ -253,6 +254,7 @@ def test_an_sqs_failure_while_listing_dead_letters_is_one_error_not_a_traceback(
     assert raised.value.exit_code == EXIT_UNAVAILABLE
 
 
+@pytest.mark.slow
 def test_many_databases_under_ec2s_throttle_lose_nothing_and_burn_no_retry(
         settings: Settings, aws: Any, client: Client, tmp_path: Any) -> None:
     # EC2's buckets, shared by every worker as by every Lambda of an account, at a fifth of their size

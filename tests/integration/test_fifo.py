@@ -71,6 +71,7 @@ def test_writes_are_grouped_by_database_and_reads_by_themselves() -> None:
     assert message_group(Job.create("shop", "SELECT 1; SELECT 2")) == "shop"  # refused by the worker, as a write
 
 
+@pytest.mark.slow
 def test_three_workers_on_a_fifo_queue_run_every_job_once_and_take_no_lock(
         fifo: Settings, clients: Any, workers: list[Worker]) -> None:
     client = Client(fifo, s3=clients["s3"], sqs=clients["sqs"])

@@ -85,6 +85,7 @@ def faulty_bucket(bucket: Bucket) -> tuple[Bucket, FaultyClient]:
     return Bucket(client, bucket.name), client
 
 
+@pytest.mark.slow
 def test_retention_zero_keeps_only_the_current_version_and_empties_the_trash(bucket: Bucket,
                                                                               tmp_path: Path) -> None:
     commit(bucket, tmp_path, b"AAAABBBB")
@@ -116,6 +117,7 @@ def test_versions_inside_the_window_keep_their_chunks(bucket: Bucket, tmp_path: 
     assert names(bucket, chunks_prefix(DB)) == {digest(b"AAAA"), digest(b"BBBB")}
 
 
+@pytest.mark.slow
 def test_a_chunk_uploaded_by_a_commit_in_flight_is_left_alone(bucket: Bucket, tmp_path: Path) -> None:
     """The commit has uploaded its new chunk and not yet written the manifest that names it: the
     chunk is named by no version, and only its age (the grace period) tells the collector to wait."""
@@ -134,6 +136,7 @@ def test_a_chunk_uploaded_by_a_commit_in_flight_is_left_alone(bucket: Bucket, tm
     assert cold_read(bucket, tmp_path) == b"CCCC"
 
 
+@pytest.mark.slow
 def test_a_commit_that_names_a_collected_chunk_again_still_reads_it(bucket: Bucket, tmp_path: Path) -> None:
     """The collector listed AAAA as old and dead; before it moves it, a commit uploads AAAA again and
     names it. The move happens anyway: readers find it in the trash, and the next pass puts it back."""
@@ -156,6 +159,7 @@ def test_a_commit_that_names_a_collected_chunk_again_still_reads_it(bucket: Buck
     assert cold_read(bucket, tmp_path) == b"AAAA"
 
 
+@pytest.mark.slow
 def test_a_restore_racing_the_collector_keeps_the_old_versions_chunks(bucket: Bucket, tmp_path: Path) -> None:
     """The restore has read version 1; the collector then expires it and collects its chunk; the
     restore commits version 4 naming that chunk. Nothing of version 4 may be lost."""
@@ -180,6 +184,7 @@ def test_a_restore_racing_the_collector_keeps_the_old_versions_chunks(bucket: Bu
     assert cold_read(bucket, tmp_path) == b"AAAA"
 
 
+@pytest.mark.slow
 def test_two_collectors_at_once_one_acts(bucket: Bucket, tmp_path: Path) -> None:
     """Both read the same ledger; the one whose conditional ledger write loses deletes nothing."""
     commit(bucket, tmp_path, b"AAAA")
@@ -196,6 +201,7 @@ def test_two_collectors_at_once_one_acts(bucket: Bucket, tmp_path: Path) -> None
     assert cold_read(bucket, tmp_path) == b"BBBB"
 
 
+@pytest.mark.slow
 def test_a_ledger_counts_only_new_versions_and_a_bounded_pass_moves_nothing(bucket: Bucket,
                                                                            tmp_path: Path) -> None:
     for data in (b"AAAA", b"BBBB", b"CCCC", b"DDDD"):

@@ -58,6 +58,7 @@ def consumers(settings: Settings, aws: Any, tmp_path: Path, backend: str) -> Ite
         seen["worker"].close()
 
 
+@pytest.mark.slow
 def test_three_workers_writing_the_same_databases_all_get_their_writes_done(
         client: Client, consumers: list[dict[str, Any]]) -> None:
     databases = ["hot", "warm"]

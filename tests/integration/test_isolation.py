@@ -263,6 +263,7 @@ def _job(database: str, statements: list[str]) -> Job:
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=3),
        second=st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=3))
+@pytest.mark.slow
 def test_two_jobs_in_one_batch_end_as_in_batches_of_their_own(
         client: Client, worker: Worker, aws: Any, settings: Settings, first: list[str], second: list[str]) -> None:
     together, apart = f"iso{next(_examples)}", f"iso{next(_examples)}"

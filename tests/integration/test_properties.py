@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -38,6 +39,7 @@ plan = st.lists(
 
 @hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=plan, batch_size=st.integers(1, 6), parallel=st.booleans())
+@pytest.mark.slow
 def test_any_interleaving_matches_the_sequential_model(settings: Settings, aws: Any, tmp_path: Path,
                                                        plan: list[Any], batch_size: int, parallel: bool) -> None:
     database = f"prop{next(_databases)}"

@@ -82,6 +82,7 @@ def test_a_cancel_the_worker_never_answers_stands_when_its_message_comes_back(
     assert failed.error is not None and "no such table" in failed.error["message"]
 
 
+@pytest.mark.slow
 def test_the_dbapi_driver_and_the_async_client_show_running(client: Client, serving: Worker,
                                                             settings: Settings) -> None:
     from producer import dbapi

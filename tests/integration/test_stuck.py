@@ -50,6 +50,7 @@ def test_jobs_of_a_batch_sqs_refused_are_failed_not_queued(settings: Settings, a
     assert {client.status(j.job_id).state for j in jobs[10:]} == {JobState.QUEUED}
 
 
+@pytest.mark.slow
 def test_a_job_dead_lettered_again_the_same_way_is_settled(moto_endpoint: str, tmp_path: Any) -> None:
     settings, (_, sqs, ec2), client, worker = dead_letter_stack(moto_endpoint, tmp_path, max_receive_count=1)
     SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix).acquire("jam", wait=1)  # held for good

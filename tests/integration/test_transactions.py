@@ -145,6 +145,7 @@ def test_a_redelivered_commit_applies_once_and_a_second_commit_on_the_same_base_
     assert client.status(check.job_id).values() == [["1"]]
 
 
+@pytest.mark.slow
 def test_read_modify_write_transactions_conserve_the_total(settings: Settings, aws: Any, client: Client,
                                                           accounts: str) -> None:
     """Several clients move money between accounts at once, each transaction retried on a
@@ -207,6 +208,7 @@ Op = tuple[str, int]  # ("x" or "y", the amount to add to what the transaction r
 @given(first=st.lists(st.tuples(st.sampled_from("xy"), st.integers(1, 9)), min_size=1, max_size=2),
        second=st.lists(st.tuples(st.sampled_from("xy"), st.integers(1, 9)), min_size=0, max_size=2),
        ends=st.tuples(st.booleans(), st.booleans()), order=st.randoms(use_true_random=False))
+@pytest.mark.slow
 def test_two_interleaved_transactions_end_as_some_serial_order(client: Client, serving: Worker, first: list[Op],
                                                                second: list[Op], ends: tuple[bool, bool],
                                                                order: random.Random) -> None:
