@@ -113,6 +113,7 @@ def test_connect_names_what_is_wrong(settings: Settings) -> None:
         srdb.connect("ok", settings=settings, as_of="yesterday")
 
 
+@pytest.mark.slow
 def test_an_as_of_connection_reads_an_old_snapshot(conn: srdb.Connection, settings: Settings, aws: Any) -> None:
     conn.autocommit = True  # each execute commits, so cur.version names the version it made
     cur = conn.cursor()

@@ -78,6 +78,7 @@ def drain_until(done: threading.Event, drain: Callable[..., int]) -> None:
             done.wait(0.05)
 
 
+@pytest.mark.slow
 async def test_the_async_client_submits_and_awaits_many_jobs(settings: Settings, aws: Any,
                                                              drain: Callable[..., int]) -> None:
     async with AsyncClient(settings) as client:

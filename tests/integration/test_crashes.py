@@ -60,6 +60,7 @@ def stack(moto_endpoint: str, tmp_path: Path) -> Any:
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.slow
 def test_a_worker_killed_at_each_crash_point(stack: Any, point: str, tmp_path: Path) -> None:
     settings: Settings = stack.settings
     client = Client(settings, s3=stack.s3, sqs=stack.sqs)

@@ -155,6 +155,7 @@ def test_a_lost_create_response_still_takes_the_lock(settings: Settings, aws: An
     assert [g["group_id"] for g in lock_groups(aws.ec2, settings.vpc_id)] == [handle.token]
 
 
+@pytest.mark.slow
 def test_poison_messages_end_in_the_dead_letter_queue_saying_why(moto_endpoint: str, tmp_path: Any) -> None:
     settings, (_, sqs, ec2), client, worker = dead_letter_stack(moto_endpoint, tmp_path, max_receive_count=2)
     holder = SecurityGroupLock(ec2, settings.vpc_id, prefix=settings.lock_prefix)

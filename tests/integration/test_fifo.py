@@ -98,6 +98,7 @@ def test_three_workers_on_a_fifo_queue_run_every_job_once_and_take_no_lock(
     assert all(not w.locks.kept() for w in workers)
 
 
+@pytest.mark.slow
 def test_a_job_handed_back_on_a_fifo_queue_comes_round_again(fifo: Settings, clients: Any,
                                                              workers: list[Worker]) -> None:
     """A FIFO queue takes no DelaySeconds per message: the copy goes back with its group instead."""

@@ -107,6 +107,7 @@ def test_retention_zero_keeps_only_the_current_version_and_empties_the_trash(buc
     assert cold_read(bucket, tmp_path) == b"DDDDCCCC"
 
 
+@pytest.mark.slow
 def test_versions_inside_the_window_keep_their_chunks(bucket: Bucket, tmp_path: Path) -> None:
     commit(bucket, tmp_path, b"AAAA")
     commit(bucket, tmp_path, b"BBBB")
@@ -224,6 +225,7 @@ def test_a_ledger_counts_only_new_versions_and_a_bounded_pass_moves_nothing(buck
         f"{v:012d}.json" for v in (1, 2, 3)]
 
 
+@pytest.mark.slow
 def test_a_ledger_left_from_a_dropped_database_is_not_trusted(bucket: Bucket, tmp_path: Path) -> None:
     """A collector that wrote its ledger just after a drop leaves one that names the old history;
     the database made again under the same name has versions it never counted."""

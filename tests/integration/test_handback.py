@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from producer.client import Client
 from producer.local.poller import Poller
 from shared.job.model import Job
@@ -22,6 +24,7 @@ from .test_isolation import setup
 RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 
 
+@pytest.mark.slow
 def test_others_long_jobs_never_dead_letter_an_innocent_write(
         client: Client, settings: Settings, aws: Any, drain: Callable[..., int]) -> None:
     setup(client, drain, "slow", "CREATE TABLE t (a)")

@@ -77,6 +77,7 @@ def test_three_workers_writing_the_same_databases_all_get_their_writes_done(
     assert waits[-1] < 10_000, waits[-5:]  # a batch never waited out SRDB_LOCK_WAIT (60 s)
 
 
+@pytest.mark.slow
 def test_a_job_waiting_for_a_busy_lock_says_so_and_runs_once_it_is_free(
         client: Client, settings: Settings, aws: Any, tmp_path: Path, drain: Any) -> None:
     setup = client.submit("busy", "CREATE TABLE t (n INTEGER)")

@@ -22,6 +22,7 @@ from ..conftest import until
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 
 
+@pytest.mark.slow
 def test_a_long_job_is_shown_running_and_a_short_one_never_is(client: Client, serving: Worker) -> None:
     short = client.submit("run", "SELECT 1")
     long = client.submit("run", ENDLESS, timeout=3)
@@ -45,6 +46,7 @@ def test_cancelling_a_running_read_interrupts_it(client: Client, serving: Worker
     assert "while it ran" in final.error["message"]
 
 
+@pytest.mark.slow
 def test_cancelling_a_running_write_rolls_it_back(client: Client, serving: Worker) -> None:
     assert client.query("runw", "CREATE TABLE t (a)").state is JobState.SUCCEEDED
     job_id = client.submit_statements("runw", [("INSERT INTO t VALUES (1)", None),

@@ -148,6 +148,7 @@ def test_chunks_are_content_addressed(settings: Settings, aws: Any, tmp_path: Pa
     assert hashlib.sha256(data).hexdigest() == digest
 
 
+@pytest.mark.slow
 def test_a_commit_from_the_log_matches_a_full_rehash(settings: Settings, aws: Any, tmp_path: Path) -> None:
     from shared.snapshot.wal import written_pages
 
