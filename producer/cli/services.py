@@ -57,6 +57,10 @@ def register_last(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("config", parents=[common], help="print the settings in effect and where each comes from")
     output_args(p)
     p.set_defaults(func=cmd_config)
+    p = sub.add_parser("env", parents=[common],
+                       help="print the exports that point the AWS CLI, any AWS SDK and other shells at this stack: "
+                            'eval "$(srdb env)"')
+    p.set_defaults(func=cmd_env)
     p = sub.add_parser("demo", parents=[common], help="start a local stack, load, query, print, stop")
     p.set_defaults(func=cmd_demo)
 
@@ -167,6 +171,23 @@ def cmd_config(args: argparse.Namespace) -> int:
         records.append({"setting": f.name, "variable": ENV_PREFIX + f.name.upper(), "value": value,
                         "source": sources[f.name]})
     print_records(records, ["setting", "value", "source"], args.format, "")
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """``export`` lines: the stack's ``SRDB_*`` settings, and the ``AWS_*`` variables (the endpoint, the local
+    stack's keys, the region) under which ``aws s3 ls s3://<bucket>`` and every SDK reach the same stack."""
+    import shlex
+
+    from shared.settings import Settings
+
+    settings = Settings.load(**overrides(args))
+    exports = dict(settings.to_env())
+    aws = {"AWS_DEFAULT_REGION": settings.region, "AWS_ENDPOINT_URL": settings.endpoint_url,
+           "AWS_ACCESS_KEY_ID": settings.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key,
+           "AWS_PROFILE": settings.profile}
+    exports.update({name: value for name, value in aws.items() if value})
+    print("\n".join(f"export {name}={shlex.quote(str(value))}" for name, value in sorted(exports.items())))
     return EXIT_OK
 
 

@@ -32,6 +32,7 @@ from shared.settings import ENV_PREFIX, LOCAL_ENV_FILE, Settings, find_local_env
 log = logging.getLogger("srdb.local")
 MAX_RECEIVE_COUNT = 5
 LOCAL_PID_FILE = Path(".srdb") / "local.pid"
+LOCAL_PORT_FILE = Path(".srdb") / "port"
 LOCAL_DATA_FOLDER = Path(".srdb") / "data" / "s3"
 
 
@@ -66,6 +67,28 @@ def stale_local_env(folder: Path, environ: dict[str, str] | None = None) -> str 
                 "(it was stopped without cleaning up): start it again with `srdb local`, or delete "
                 f"{LOCAL_ENV_FILE} and set SRDB_* variables for a deployed stack")
     return None
+
+
+def _last_port(folder: Path) -> int | None:
+    """The port this folder's last ``srdb local`` used, while it is free: a restart keeps its endpoint, so
+    exported settings and other terminals' ``SRDB_ENDPOINT_URL`` do not go stale."""
+    try:
+        port = int((folder / LOCAL_PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if _bindable(port) else None
+
+
+def _bindable(port: int) -> bool:
+    """Whether a server could listen on ``port`` now. SO_REUSEADDR, as the server sets it: the connections
+    a stopped stack left in TIME_WAIT do not hold its port."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -115,7 +138,7 @@ class LocalStack:
                  lock_ttl: float = 60.0, reaper_interval: float | None = None, prefix: str = "srdb",
                  ephemeral: bool = True, queue: str = QUEUE_KINDS[0]) -> None:
         self.prefix, self.ephemeral, self.queue = prefix, ephemeral, queue
-        self.folder, self.port, self.workers = folder, port or free_port(), workers
+        self.folder, self.port, self.workers = folder, port or _last_port(folder) or free_port(), workers
         self.mirror: Mirror | None = None
         self.visibility_timeout, self.lock_ttl = visibility_timeout, lock_ttl
         self.reaper_interval = reaper_interval or max(1.0, min(60.0, lock_ttl / 4))
@@ -143,6 +166,7 @@ class LocalStack:
             raise LocalStackError(f"srdb local already runs in {self.folder} (pid {running}); its settings are in "
                                   f"{self.env_file}. Use that one, or stop it (Ctrl-C, or kill {running}) first")
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server sets it (see _bindable)
             try:
                 probe.bind(("127.0.0.1", self.port))
             except OSError as exc:
@@ -166,6 +190,7 @@ class LocalStack:
             if loaded:
                 log.info("loaded %d objects from %s", loaded, self.data_folder)
         write_env_file(self.env_file, self.settings.to_env())
+        (self.folder / LOCAL_PORT_FILE).write_text(f"{self.port}\n")  # the next start takes it again
         self.pid_file.write_text(f"{os.getpid()}\n")
         for index in range(self.workers):
             self.processes.append(self.spawn_worker(index))

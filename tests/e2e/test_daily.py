@@ -4,8 +4,10 @@ objects, the AWS CLI's options, JSON that jq can always read, and a local stack 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,6 +145,8 @@ def test_srdb_local_keeps_its_data_refuses_a_second_one_and_a_busy_port(tmp_path
     assert '"state":"SUCCEEDED"' in log.replace(" ", "") and '"database":"kept"' in log.replace(" ", "")
     again = _start_local(tmp_path)
     try:
+        endpoint = first.ready.split()[4]  # type: ignore[attr-defined]
+        assert again.ready.split()[4] == endpoint  # type: ignore[attr-defined]  # the port it had: nothing stale
         read = srdb(tmp_path, "query", "--db", "kept", "SELECT a FROM t", "--format", "json")
         assert json.loads(read.stdout)["rows"] == [[7]]
         with socket.socket() as busy:
@@ -164,7 +168,9 @@ def _start_local(folder: Path, *args: str) -> subprocess.Popen[str]:
     process = subprocess.Popen([*SRDB, "local", "--workers", "1", *args], cwd=folder, env=srdb_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
-    assert "ready" in process.stdout.readline()
+    ready = process.stdout.readline()
+    assert "ready" in ready
+    process.ready = ready  # type: ignore[attr-defined]
     return process
 
 
@@ -207,3 +213,16 @@ def test_a_script_prints_as_sqlite3_does(stack: Path) -> None:
     boxed = shell(stack, ".mode box\n.headers off\nSELECT 4 AS y;\n.show\n", "--db", "likesqlite")
     assert boxed.stdout.startswith("┌───┐\n│ 4 │\n└───┘\n"), boxed.stdout
     assert "     headers: off" in boxed.stdout and "        mode: box" in boxed.stdout
+
+
+def test_srdb_env_points_any_aws_sdk_at_the_stack(stack: Path) -> None:
+    assert srdb(stack, "query", "--db", "envdb", "CREATE TABLE t (a)").returncode == 0
+    exports = srdb(stack, "env").stdout.splitlines()
+    env = dict(line.removeprefix("export ").split("=", 1) for line in exports)
+    assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:") and env["SRDB_BUCKET"]
+    # A plain boto3 with nothing but those variables lists the stack's bucket (so does `aws s3 ls`).
+    listing = subprocess.run([sys.executable, "-c", "import boto3, os; print([o['Key'] for o in boto3.client('s3')"
+                              ".list_objects_v2(Bucket=os.environ['SRDB_BUCKET'], Prefix='db/envdb/')['Contents']])"],
+                             env={"PATH": os.environ["PATH"], "HOME": str(stack), **env}, capture_output=True,
+                             text=True, timeout=60)
+    assert listing.returncode == 0 and "db/envdb/" in listing.stdout, listing.stderr
