@@ -76,6 +76,8 @@ class Settings:
     # (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or 512 MiB where there is no Lambda.
     sqlite_heap_limit: int = 0
     row_memory: int = 0
+    # The database a command names when it is given no --db (srdb's CLI).
+    database: str = ""
     # Garbage collection (reaper/gc.py): old versions stay readable this long (time travel, restore);
     # "0": only the current version. A duration: 90s, 30m, 12h, 7d, 2w.
     retention: str = "7d"
@@ -101,7 +103,7 @@ class Settings:
                 overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         env = dict(os.environ if environ is None else environ)
         where = "environment"
-        if not any(k.startswith(ENV_PREFIX) for k in env):
+        if not names_a_stack(env):
             here = cwd or Path.cwd()
             found = find_local_env(here)
             local = read_env_file(found) if found else {}
@@ -238,3 +240,12 @@ def find_local_env(folder: Path) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+# Variables that choose nothing about which stack is used: setting them still lets .srdb/local.env name it.
+PREFERENCES = {ENV_PREFIX + "DATABASE"}
+
+
+def names_a_stack(environ: Mapping[str, str]) -> bool:
+    """Whether ``SRDB_*`` variables name the stack (then ``.srdb/local.env`` is not read)."""
+    return any(k.startswith(ENV_PREFIX) and k not in PREFERENCES for k in environ)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from producer.cli import access, data, jobs, migrate, services, shell
-from producer.cli.args import UsageError, aws_args, parse_param
+from producer.cli.args import UsageError, aws_args, parse_param, resolve_db
 from producer.cli.printing import fail, print_error_json
 from shared.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, JobFailed, SrdbError, describe
 
@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.func
     as_json = getattr(args, "format", None) == "json"
     try:
+        resolve_db(args)
         return command(args)
     except JobFailed as exc:
         if as_json and not exc.shown:

@@ -123,8 +123,25 @@ def wait_timeout_arg(p: argparse.ArgumentParser, default: float | None) -> None:
                         "the job runs on, see --job-timeout")
 
 
+def db_arg(p: argparse.ArgumentParser, help: str = "database name") -> None:
+    """``--db``, which ``SRDB_DATABASE`` may give instead (``resolve_db``)."""
+    p.add_argument("--db", default=None, help=f"{help} (default: SRDB_DATABASE)")
+    p.set_defaults(needs_db=True)
+
+
+def resolve_db(args: argparse.Namespace) -> None:
+    """Fill a missing ``--db`` from the ``database`` setting, or say that one is needed."""
+    if not getattr(args, "needs_db", False) or args.db:
+        return
+    from shared.settings import Settings
+
+    args.db = Settings.load(**overrides(args)).database or None
+    if not args.db:
+        raise UsageError("name the database: --db NAME, or set SRDB_DATABASE")
+
+
 def job_args(p: argparse.ArgumentParser, file_help: str = "read the SQL from FILE (- for stdin)") -> None:
-    p.add_argument("--db", required=True, help="database name")
+    db_arg(p)
     p.add_argument("sql", nargs="?", help="the SQL; several statements run as one job (one transaction); "
                                           "- reads it from stdin")
     p.add_argument("-f", "--file", type=Path, metavar="FILE", help=file_help)

@@ -11,6 +11,7 @@ from producer.cli.args import (
     UsageError,
     bounded,
     client,
+    db_arg,
     job_timeout_arg,
     output_args,
     parse_as_of,
@@ -23,13 +24,13 @@ from shared.errors import EXIT_FAILED, EXIT_OK
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("history", parents=[common], help="list a database's retained snapshots, newest first")
-    p.add_argument("--db", required=True, help="database name")
+    db_arg(p, "database name")
     p.add_argument("--limit", type=bounded(int, 1), default=20, help="at most this many versions (default 20)")
     output_args(p)
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("restore", parents=[common], help="make an old snapshot current again, as a new version")
-    p.add_argument("--db", required=True, help="database name")
+    db_arg(p, "database name")
     p.add_argument("--to", type=int, required=True, metavar="VERSION", help="the version to make current again")
     output_args(p)
     p.set_defaults(func=cmd_restore)
@@ -43,7 +44,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("export", parents=[common], help="write a query's whole result as one file (CSV, JSON "
                                                         "Lines or Parquet), locally or to s3://")
-    p.add_argument("--db", required=True, help="database name")
+    db_arg(p, "database name")
     p.add_argument("sql", help="the query whose rows are written")
     p.add_argument("dest", metavar="DEST",
                    help="a path or s3://bucket/key (.csv, .jsonl, .parquet; .gz to compress CSV or JSON Lines)")
@@ -71,14 +72,14 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_databases)
 
     p = sub.add_parser("drop", parents=[common], help="delete a database and its whole history")
-    p.add_argument("--db", required=True, help="database name (exit 3 when there is none)")
+    p.add_argument("--db", required=True, help="database name (exit 3 when there is none; never a default)")
     p.add_argument("--yes", action="store_true", help="do not ask (scripts); without it a terminal asks")
     output_args(p)
     p.set_defaults(func=cmd_drop)
 
 
 def _load_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", required=True, help="database name (made by the load if new, unless --no-create)")
+    db_arg(p, "database name (made by the load if new, unless --no-create)")
     p.add_argument("--table", required=True, help="the table the rows go into (made if new: see --schema, --types)")
     p.add_argument("source", metavar="SOURCE", help="a local file, - for stdin, s3://bucket/key, or s3://bucket/prefix/")
     p.add_argument("--input-format", choices=("csv", "tsv", "jsonl", "parquet"), default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from producer.cli.args import Subparsers, client, output_args
+from producer.cli.args import Subparsers, client, db_arg, output_args
 from producer.cli.printing import print_record, print_records
 from shared.errors import EXIT_OK
 
@@ -24,13 +24,13 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     run = actions.add_parser("apply", parents=[common, folder],
                              help="apply every pending migration in order, each as one job; stop at the first "
                                   "that fails (nothing of it applied)")
-    run.add_argument("--db", required=True, help="database name")
+    db_arg(run, "database name")
     output_args(run)
     run.set_defaults(func=cmd_apply)
     listed = actions.add_parser("list", parents=[common, folder],
                                 help="each migration: applied (and when), pending, changed since applied, or "
                                      "missing its file")
-    listed.add_argument("--db", required=True, help="database name")
+    db_arg(listed, "database name")
     output_args(listed)
     listed.set_defaults(func=cmd_list)
 

@@ -27,7 +27,7 @@ from reaper.reaper import Reaper
 from shared.clients import client_kwargs
 from shared.errors import ClientSideError
 from shared.names import QUEUE_KINDS
-from shared.settings import ENV_PREFIX, LOCAL_ENV_FILE, Settings, find_local_env, write_env_file
+from shared.settings import LOCAL_ENV_FILE, Settings, find_local_env, names_a_stack, write_env_file
 
 log = logging.getLogger("srdb.local")
 MAX_RECEIVE_COUNT = 5
@@ -60,7 +60,7 @@ def stale_local_env(folder: Path, environ: dict[str, str] | None = None) -> str 
     it is alive (it was killed before it could clean up); None otherwise."""
     env = os.environ if environ is None else environ
     found = find_local_env(folder)
-    if any(k.startswith(ENV_PREFIX) for k in env) or found is None:
+    if names_a_stack(env) or found is None:
         return None
     if running_pid(found.parent.parent / LOCAL_PID_FILE) is None:
         return (f"the settings came from {found}, but the `srdb local` that wrote it is not running "

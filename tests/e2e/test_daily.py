@@ -226,3 +226,15 @@ def test_srdb_env_points_any_aws_sdk_at_the_stack(stack: Path) -> None:
                              env={"PATH": os.environ["PATH"], "HOME": str(stack), **env}, capture_output=True,
                              text=True, timeout=60)
     assert listing.returncode == 0 and "db/envdb/" in listing.stdout, listing.stderr
+
+
+def test_srdb_database_names_the_database_a_command_leaves_out(stack: Path) -> None:
+    env = {**srdb_env(), "SRDB_DATABASE": "defaulted"}  # a preference: .srdb/local.env still names the stack
+    ran = subprocess.run([*SRDB, "query", "SELECT 6 * 7 AS n", "--format", "csv"], cwd=stack, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout.splitlines() == ["n", "42"], ran.stderr
+    missing = srdb(stack, "query", "SELECT 1")
+    assert missing.returncode == 2 and "--db NAME, or set SRDB_DATABASE" in missing.stderr
+    refused = subprocess.run([*SRDB, "drop", "--yes"], cwd=stack, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "--db" in refused.stderr  # drop never takes a default

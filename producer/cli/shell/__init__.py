@@ -7,13 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from producer.cli.args import Subparsers, UsageError, client, job_timeout_arg, wait_timeout_arg
+from producer.cli.args import Subparsers, UsageError, client, db_arg, job_timeout_arg, wait_timeout_arg
 
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("shell", parents=[common],
                        help="an SQL shell on one database, as sqlite3's (scripts too: stdin, -f, -c)")
-    p.add_argument("--db", required=True, help="database name")
+    db_arg(p, "database name")
     p.add_argument("-f", "--file", type=Path, metavar="FILE", help="run FILE (statements and dot commands), then exit")
     p.add_argument("-c", "--command", dest="sql", metavar="SQL", action="append",
                    help="run SQL (or a dot command), then exit; several -c run in order")
