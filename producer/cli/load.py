@@ -17,7 +17,7 @@ from tqdm import tqdm
 from producer.bulk import Bulk, LoadReport, format_of, load_spec
 from producer.cli.output import table
 from producer.client import Client
-from shared.errors import ClientSideError
+from shared.errors import ClientSideError, SrdbError
 from shared.load.spec import Source
 
 # What the old loader guessed from text (kept for the bench's sqlite3 baseline): integers and reals.
@@ -94,7 +94,27 @@ def dry_run(client: Client, args: argparse.Namespace) -> str:
     columns, types, first = bulk.preview(spec, open_source=opener)
     definition = ", ".join(f'"{c}" {t}' for c, t in zip(columns, types, strict=True))
     shown = table(columns, [[None if v is None else v for v in row] for row in first]) if columns else ""
-    return f"CREATE TABLE \"{args.table}\" ({definition});\n{shown}\n(dry run: nothing was loaded)"
+    made = f"CREATE TABLE \"{args.table}\" ({definition});"
+    existing = _existing_table(client, args.db, args.table)
+    if existing is None:
+        plan = f"{made}\n-- a new table: the load creates it"
+    elif (args.if_exists or "append") == "append":
+        plan = f"{existing};\n-- the table exists: the rows are appended to it"
+    elif args.if_exists == "replace":
+        plan = f"{made}\n-- the table exists: the load replaces it with this one, atomically"
+    else:
+        plan = f"{existing};\n-- the table exists: the load would fail (--if-exists fail)"
+    return f"{plan}\n{shown}\n(dry run: nothing was loaded)"
+
+
+def _existing_table(client: Client, database: str, name: str) -> str | None:
+    """The CREATE statement of ``name`` in ``database``; None when either does not exist yet."""
+    try:
+        result = client.query(database, "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [name])
+    except SrdbError:
+        return None
+    rows = list(client.store.iter_rows(result))
+    return str(rows[0][0]) if rows else None
 
 
 def load_csv(client: Client, database: str, table: str, path: Path, *, progress: bool = True,

@@ -79,6 +79,9 @@ def test_load_a_csv(stack: Path, tmp_path: Path) -> None:
     dry = srdb(stack, "load", "--db", "etl", "--table", "p2", str(path), "--dry-run")
     assert 'CREATE TABLE "p2" ("id" INTEGER, "name" TEXT, "score" REAL);' in dry.stdout
     assert "nothing was loaded" in dry.stdout
+    assert "a new table: the load creates it" in dry.stdout
+    appended = srdb(stack, "load", "--db", "etl", "--table", "people", str(path), "--dry-run")
+    assert "the table exists: the rows are appended" in appended.stdout and 'CREATE TABLE "people"' in appended.stdout
     piped = subprocess.run([*SRDB, "load", "--db", "etl", "--table", "p3", "-", "--input-format", "csv", "--format",
                             "json"], input=gzip.compress(path.read_bytes()), cwd=stack, env=srdb_env(),
                            capture_output=True, timeout=120)
