@@ -21,18 +21,15 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     made.add_argument("name", help="what it does, e.g. 'add orders' (becomes 0002_add_orders.sql)")
     output_args(made)
     made.set_defaults(func=cmd_create)
-    run = actions.add_parser("apply", parents=[common, folder],
-                             help="apply every pending migration in order, each as one job; stop at the first "
-                                  "that fails (nothing of it applied)")
-    db_arg(run, "database name")
-    output_args(run)
-    run.set_defaults(func=cmd_apply)
-    listed = actions.add_parser("list", parents=[common, folder],
-                                help="each migration: applied (and when), pending, changed since applied, or "
-                                     "missing its file")
-    db_arg(listed, "database name")
-    output_args(listed)
-    listed.set_defaults(func=cmd_list)
+    for name, said, func in (
+            ("apply", "apply every pending migration in order, each as one job; stop at the first that fails "
+                      "(nothing of it applied)", cmd_apply),
+            ("list", "each migration: applied (and when), pending, changed since applied, or missing its file",
+             cmd_list)):
+        on_db = actions.add_parser(name, parents=[common, folder], help=said)
+        db_arg(on_db, "database name")
+        output_args(on_db)
+        on_db.set_defaults(func=func)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
