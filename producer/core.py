@@ -82,7 +82,7 @@ def submit_batch(pairs: list[tuple[Submission, str]]) -> Flow[None]:
     """Send queued jobs (each with its QUEUED document's ETag) ten to a request; a job SQS did not take
     is left FAILED (see :func:`submit`), and QueueError names them."""
     etags = {s.job.job_id: etag for s, etag in pairs}
-    for batch in message_batches([s for s, _ in pairs]):
+    for batch in send_batches([s for s, _ in pairs], lambda submission: submission.body):
         try:
             refused = yield SendBatch(batch)
         except SrdbError as exc:
@@ -124,11 +124,6 @@ def queue(submission: Submission, settings: Settings) -> Flow[str | None]:
         written = yield PutStatus(submission.queued, if_match=etag, if_none_match=existing is None)
         return written
     return etag
-
-
-def message_batches(submissions: list[Submission]) -> list[list[Submission]]:
-    """Submissions grouped for SendMessageBatch (shared/sqs_batches.py)."""
-    return send_batches(submissions, lambda submission: submission.body)
 
 
 def batch_entries(submissions: list[Submission]) -> list[dict[str, str]]:

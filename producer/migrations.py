@@ -113,7 +113,9 @@ class Migrations:
         return {str(name): (str(checksum), str(at)) for name, checksum, at in self.client.store.iter_rows(result)}
 
     def status(self, database: str) -> list[MigrationStatus]:
-        applied = self.applied(database)
+        return self._status(self.applied(database))
+
+    def _status(self, applied: dict[str, tuple[str, str]]) -> list[MigrationStatus]:
         files = {m.name: m for m in self.files()}
         states = []
         for name, (checksum, at) in applied.items():
@@ -127,11 +129,11 @@ class Migrations:
         """Apply every pending migration in order, each as one job; the names applied. The first that fails
         stops the run (nothing of it applied; the ones before it stay applied) and raises its error. A file
         changed since it was applied is refused before anything runs."""
-        changed = [s.name for s in self.status(database) if s.state == "changed"]
+        applied = self.applied(database)  # one read job, for the check and the run
+        changed = [s.name for s in self._status(applied) if s.state == "changed"]
         if changed:
             raise ClientSideError(f"migration {changed[0]} was applied to {database} and its file has changed since: "
                                   "restore the file, and put the change in a new migration")
-        applied = self.applied(database)
         done: list[str] = []
         for migration in self.files():
             if migration.name in applied:

@@ -189,7 +189,6 @@ def _drain(cursor: sqlite3.Cursor, sink: ResultSink | None, seen: ValueTypes, de
                 count += _feed(batch, sink, seen)
                 sink.admit(row, deadline)
             batch.append(row)
-            del row
             if len(batch) == FETCH_ROWS:
                 count += _feed(batch, sink, seen)
         return count + _feed(batch, sink, seen)

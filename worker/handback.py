@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from shared.job.routing import is_fifo, routing
+from shared.job.routing import fifo_fields, is_fifo
 from shared.names import queue_name
 from shared.sqs_batches import send_batches
 from worker.verdicts import Task
@@ -32,9 +32,9 @@ MAX_HANDBACKS = 20
 
 def _timing(source: str, task: Task, delay: int) -> dict[str, Any]:
     """A copy's delay on a standard queue; on a FIFO queue, which takes no delay per message, its group
-    (the job's database, or its own for a read: shared/job/routing.py)."""
+    (the job's database, or its own for a read, as the parser routed it: shared/job/routing.py)."""
     if is_fifo(source):
-        return routing(source, task.job)
+        return fifo_fields(task.job.job_id if task.read else task.job.database)
     return {"DelaySeconds": delay}
 
 

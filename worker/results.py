@@ -56,7 +56,6 @@ class ResultSink:
         self.parts: list[ResultPart] = []
         self.total_bytes = 0
         self._admitted = 0
-        self._held = 0  # bytes reserved in ``memory`` for rows fetched and not yet encoded
         self._part: Any = None  # the zlib stream of the part being written, once the result spilled
         self._chunks: list[bytes] = []
         self._part_rows = 0
@@ -73,11 +72,10 @@ class ResultSink:
             self._too_large()
         if self.memory is not None:
             need = ENCODING_FACTOR * size
-            if not wait and not self.memory.try_take(need):
-                return False
             if wait:
                 self.memory.take(need, deadline)
-            self._held += need
+            elif not self.memory.try_take(need):
+                return False
         self._admitted += size
         return True
 
@@ -88,14 +86,14 @@ class ResultSink:
             self.add(self._encoded(rows))
         finally:
             rows.clear()
-            self._admitted = 0
             self.release()
 
     def release(self) -> None:
-        """Give back the memory of rows admitted and not added (a job that failed while it fetched)."""
-        if self.memory is not None and self._held:
-            self.memory.give(self._held)
-        self._held = 0
+        """Give back the memory of rows admitted and not added (a job that failed while it fetched): what
+        ``admit`` reserved for them, ENCODING_FACTOR times their size."""
+        if self.memory is not None and self._admitted:
+            self.memory.give(ENCODING_FACTOR * self._admitted)
+        self._admitted = 0
 
     @staticmethod
     def _encoded(rows: list[Any]) -> Iterable[list[Any]]:
@@ -136,7 +134,6 @@ class ResultSink:
         if self._part is None:
             self._part = zlib.compressobj(5, zlib.DEFLATED, 31)
         data = (line + "\n").encode()
-        del line
         self._chunks.append(self._part.compress(data))
         self._buffer_bytes += len(data)
         self._part_rows += 1

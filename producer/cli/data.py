@@ -172,12 +172,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_databases(args: argparse.Namespace) -> int:
     from producer.cli.output import human_size, iso_time
 
-    records: list[dict[str, object]] = [
-        {"database": d.name, "size": d.size, "version": d.version, "last_write": iso_time(d.last_write)}
-        for d in client(args).databases()]
-    if args.format == "table":
-        for record in records:
-            record["size"] = human_size(int(str(record["size"])))
+    shown = human_size if args.format == "table" else (lambda size: size)
+    records = [{"database": d.name, "size": shown(d.size), "version": d.version,
+                "last_write": iso_time(d.last_write)} for d in client(args).databases()]
     print_records(records, ["database", "size", "version", "last_write"], args.format, "no databases yet")
     return EXIT_OK
 

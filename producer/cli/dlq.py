@@ -19,7 +19,7 @@ from shared.errors import QueueError, SrdbError
 from shared.job.envelope import guess_job_id, open_envelope
 from shared.job.model import Job
 from shared.job.result import JobResult, JobState
-from shared.job.routing import resend_routing
+from shared.job.routing import fifo_fields, is_fifo
 from shared.job.status import StatusStore
 from shared.names import queue_name
 from shared.sqs_batches import tens
@@ -76,9 +76,10 @@ class DeadLetters:
                 job_id = guess_job_id(message["Body"])
                 if job_id is not None:
                     self._requeue(job_id)
-                group = message.get("Attributes", {}).get("MessageGroupId")
+                # On a FIFO queue the message keeps its group (a standard DLQ's has none: its job's id).
+                group = message.get("Attributes", {}).get("MessageGroupId") or job_id or message["MessageId"]
                 self._sqs("send_message", QueueUrl=self.queue_url, MessageBody=message["Body"],
-                          **resend_routing(self.queue_url, group, job_id or message["MessageId"]))
+                          **(fifo_fields(group) if is_fifo(self.queue_url) else {}))
                 self._sqs("delete_message", QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"])
                 sent.append(job_id or message["MessageId"])
         return sent

@@ -76,19 +76,19 @@ def _last_port(folder: Path) -> int | None:
         port = int((folder / LOCAL_PORT_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
-    return port if _bindable(port) else None
+    return port if _bind_error(port) is None else None
 
 
-def _bindable(port: int) -> bool:
-    """Whether a server could listen on ``port`` now. SO_REUSEADDR, as the server sets it: the connections
-    a stopped stack left in TIME_WAIT do not hold its port."""
+def _bind_error(port: int) -> OSError | None:
+    """Why a server could not listen on ``port`` now; None when it could. SO_REUSEADDR, as the server sets
+    it: the connections a stopped stack left in TIME_WAIT do not hold its port."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc
+    return None
 
 
 def free_port() -> int:
@@ -165,13 +165,10 @@ class LocalStack:
         if running is not None and running != os.getpid():
             raise LocalStackError(f"srdb local already runs in {self.folder} (pid {running}); its settings are in "
                                   f"{self.env_file}. Use that one, or stop it (Ctrl-C, or kill {running}) first")
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server sets it (see _bindable)
-            try:
-                probe.bind(("127.0.0.1", self.port))
-            except OSError as exc:
-                raise LocalStackError(f"port {self.port} on 127.0.0.1 is in use ({exc.strerror}): "
-                                      "choose another with --port, or leave it out for a free one") from None
+        busy = _bind_error(self.port)
+        if busy is not None:
+            raise LocalStackError(f"port {self.port} on 127.0.0.1 is in use ({busy.strerror}): "
+                                  "choose another with --port, or leave it out for a free one")
 
     def start(self) -> Settings:
         """Start everything. LocalStackError at once when the port is taken or another ``srdb local``

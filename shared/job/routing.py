@@ -46,14 +46,9 @@ def message_group(job: Job) -> str:
 
 def routing(queue: str, job: Job) -> dict[str, str]:
     """The SendMessage fields a job's message needs on ``queue``: none on a standard queue."""
-    if not is_fifo(queue):
-        return {}
-    return {"MessageGroupId": message_group(job), "MessageDeduplicationId": uuid.uuid4().hex}
+    return fifo_fields(message_group(job)) if is_fifo(queue) else {}
 
 
-def resend_routing(queue: str, group: str | None, fallback: str) -> dict[str, str]:
-    """The fields for sending a message again (a redrive, a hand-back): its own group, or ``fallback``
-    when it had none (it came from a standard queue)."""
-    if not is_fifo(queue):
-        return {}
-    return {"MessageGroupId": group or fallback, "MessageDeduplicationId": uuid.uuid4().hex}
+def fifo_fields(group: str) -> dict[str, str]:
+    """A FIFO message's group, and a deduplication id of its own (every send is meant, resends too)."""
+    return {"MessageGroupId": group, "MessageDeduplicationId": uuid.uuid4().hex}

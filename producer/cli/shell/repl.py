@@ -39,7 +39,7 @@ class Shell(DotCommands):
         editor = read_line is None and self.interactive and interactive_terminal()
         if editor:
             self.names.refresh()
-            read_line = LineEditor(self.history_file, ShellCompleter(lambda: self._commands(), self.names)).read
+            read_line = LineEditor(self.history_file, ShellCompleter(self._commands, self.names)).read
         elif self.interactive:
             self._load_history()
         if self.interactive:
