@@ -367,18 +367,17 @@ class _Chunks(io.RawIOBase):
 
 
 def write_export(s3: Any, dest: str, blocks: Iterator[bytes], *, compress: bool) -> int:
-    """Write blocks to ``dest`` (a path or ``s3://``), gzipped when ``compress``; the bytes written."""
+    """Write blocks to ``dest`` (a path or ``s3://``), gzipped when ``compress``; the bytes written (the
+    file's size: compressed, when it is)."""
     written = 0
 
-    def counted() -> Iterator[bytes]:
+    def counted(data: Iterator[bytes]) -> Iterator[bytes]:
         nonlocal written
-        for block in blocks:
+        for block in data:
             written += len(block)
             yield block
 
-    data: Iterator[bytes] = counted()
-    if compress:
-        data = _gzipped(data)
+    data = counted(_gzipped(blocks) if compress else blocks)
     try:
         if dest.startswith("s3://"):
             bucket, key = split_s3(dest)

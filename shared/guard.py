@@ -29,9 +29,11 @@ READ_PRAGMAS = {
     "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "user_version",
     "application_id", "schema_version", "page_count", "page_size", "freelist_count", "encoding",
     "collation_list", "function_list", "pragma_list", "compile_options", "data_version", "defer_foreign_keys",
-    "auto_vacuum",
+    "auto_vacuum", "foreign_keys",
 }
-SETTABLE_PRAGMAS = {"user_version", "application_id", "defer_foreign_keys", "auto_vacuum"}
+# foreign_keys: SQLite ignores it inside a transaction; the worker applies a job's leading one before
+# BEGIN (worker.foreign_keys).
+SETTABLE_PRAGMAS = {"user_version", "application_id", "defer_foreign_keys", "auto_vacuum", "foreign_keys"}
 # Pragmas that change the file even without a value: write jobs only.
 WRITE_PRAGMAS = {"incremental_vacuum"}
 _PRAGMAS_WITH_ARGUMENT = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
@@ -224,8 +226,8 @@ def cap_sqlite_heap(limit: int) -> None:
 
 
 def open_job_connection(path: Path | str, guard: Guard, *, uri: bool = False) -> sqlite3.Connection:
-    """A connection for jobs: guarded, with no statement cache, SQLite's limits set (JOB_LIMITS), the
-    schema not trusted (functions with side effects may not run from views or triggers), and — where
+    """A connection for jobs: guarded, with no statement cache, SQLite's limits set (JOB_LIMITS), foreign
+    keys enforced, the schema not trusted (functions with side effects may not run from views or triggers), and — where
     Python has ``setconfig`` (3.12, the Lambda runtime) — SQLite's defensive mode.
 
     sqlite3 caches prepared statements by their text, and the authorizer only runs when a statement
@@ -234,6 +236,7 @@ def open_job_connection(path: Path | str, guard: Guard, *, uri: bool = False) ->
     for limit, value in JOB_LIMITS.items():
         conn.setlimit(limit, value)
     conn.execute("PRAGMA trusted_schema = OFF")
+    conn.execute("PRAGMA foreign_keys = ON")  # enforced by default, as Cloudflare D1 does
     setconfig = getattr(conn, "setconfig", None)
     if setconfig is not None:  # Python 3.12+: no writes to the schema tables, no corrupting pragmas
         setconfig(sqlite3.SQLITE_DBCONFIG_DEFENSIVE, True)  # type: ignore[attr-defined,unused-ignore]

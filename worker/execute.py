@@ -31,6 +31,7 @@ from shared.guard import Guard
 from shared.job.model import Job
 from shared.job.result import ResultPart
 from worker.coltypes import ValueTypes, declared_types, merge
+from worker.foreign_keys import explain_statement, is_broken_key
 from worker.results import ResultSink
 
 log = logging.getLogger("srdb.worker")
@@ -128,8 +129,10 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
                     # A transaction's statement counts alone: the ones before it ran before, in earlier previews.
                     rowcount = fetched if cursor.description is not None else max(changed, 0)
             except sqlite3.Error as exc:
-                raise job_error(exc, guard, index if len(job.statements) > 1 and job.transaction is None else None,
-                                budget) from None
+                error = job_error(exc, guard, index if len(job.statements) > 1 and job.transaction is None else None,
+                                  budget)
+                detail = explain_statement(conn, guard, statement.sql, params) if is_broken_key(exc) else None
+                raise (ConstraintViolation(f"{error}: {detail}") if detail else error) from None
         rows, parts = sink.finish()
         columns = columns if cursor.description is not None else []
         lastrowid = None if guard.read_only else cursor.lastrowid

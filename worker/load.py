@@ -39,6 +39,7 @@ from shared.load.types import TEXT, Inference, JsonColumns, json_value
 from shared.names import sql_identifier
 from shared.s3 import is_missing, storage_error
 from worker.execute import Outcome, job_error
+from worker.foreign_keys import is_broken_key, keys_of
 from worker.sources import SourcePolicy
 
 REPORT_COLUMNS = ["rows_loaded", "rows_rejected", "bytes", "reject_key"]
@@ -259,7 +260,10 @@ class _Load:
                 loaded += self.conn.total_changes - before
                 name, line = self.where
                 column = _constraint_column(str(exc))
-                self._reject(RowError(line, column, str(exc)), name, "")
+                message = str(exc)
+                if is_broken_key(exc):
+                    message = f"{message}: {keys_of(self.conn, self.spec.table)}"
+                self._reject(RowError(line, column, message), name, "")
             finally:
                 cursor.close()
                 cursor = self.conn.cursor()

@@ -27,12 +27,13 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import Forbidden, InternalError, SerializationFailure, SqlError
+from shared.errors import ConstraintViolation, Forbidden, InternalError, SerializationFailure, SqlError
 from shared.guard import Guard, open_job_connection
 from shared.job.model import Job
 from shared.job.result import ResultPart
 from shared.names import sql_identifier
 from shared.snapshot.wal import written_pages
+from worker import foreign_keys
 from worker.execute import Outcome, job_error, run_job
 from worker.results import ResultSink
 
@@ -130,6 +131,8 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         # The local copy is a cache: the commit to S3 is what is durable, so no fsync per job.
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
+        if not foreign_keys.enforced(job):  # the job turns them off for itself: only outside a transaction
+            conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(_CREATE)
         conn.execute(_INDEX)
@@ -181,8 +184,13 @@ def _settle(conn: sqlite3.Connection, guard: Guard, job: Job, outcome: Outcome, 
             conn.execute("ROLLBACK")
         return outcome
     except sqlite3.Error as exc:
+        broken = foreign_keys.broken_key(conn, guard) if foreign_keys.is_broken_key(exc) else None
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if foreign_keys.is_broken_key(exc):  # checks the job deferred to its end
+            return Outcome.failed(job.job_id, ConstraintViolation(
+                f"FOREIGN KEY constraint failed when the job ended (its checks were deferred)"
+                f"{': ' + broken if broken else ''}; nothing of the job was applied"), outcome.run_ms)
         return Outcome.failed(job.job_id, Forbidden(
             f"the worker could not record this job ({exc}): something the job left on its connection stood in "
             "the way of srdb's own bookkeeping; nothing of the job was applied"), outcome.run_ms)

@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
@@ -69,14 +70,23 @@ def rows(text: IO[str], spec: LoadSpec, name: str) -> Iterator[tuple[int, list[A
             yield from _json_lines(text, name)
         else:
             delimiter = "\t" if spec.format == "tsv" and spec.delimiter == "," else spec.delimiter
-            reader = csv.reader(text, delimiter=delimiter, quotechar=spec.quote, strict=True)
+            lines = _Lines(text)
+            reader = csv.reader(lines, delimiter=delimiter, quotechar=spec.quote, strict=True)
+            quoted = _QuotedFields(delimiter, spec.quote)
             null = spec.null_string
             line = 0
             try:
                 for record in reader:
                     line = reader.line_num
-                    if record:  # a blank line is no record
-                        yield line, [None if v == null else v for v in record]
+                    raw = lines.take()
+                    if not record:  # a blank line is no record
+                        continue
+                    if null in record:  # only an unquoted null string is NULL: a quoted one is that text
+                        flags = quoted(raw)
+                        yield line, [None if v == null and not (i < len(flags) and flags[i]) else v
+                                     for i, v in enumerate(record)]
+                    else:
+                        yield line, list(record)
             except csv.Error as exc:
                 raise LoadError(f"{name}: line {reader.line_num}: not {spec.format.upper()}: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -84,6 +94,47 @@ def rows(text: IO[str], spec: LoadSpec, name: str) -> Iterator[tuple[int, list[A
                         "give the file's encoding with --encoding (e.g. latin-1, cp1252)") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise LoadError(f"{name}: a damaged or truncated gzip file ({exc})") from None
+
+
+class _Lines:
+    """The lines a CSV reader takes, kept until :meth:`take`: the raw text of the record it just read."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self.text, self.taken = iter(text), list[str]()
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.text)
+        self.taken.append(line)
+        return line
+
+    def take(self) -> str:
+        raw = "".join(self.taken)
+        self.taken.clear()
+        return raw
+
+
+class _QuotedFields:
+    """Which fields of a record's raw text were quoted: Python's csv module (before 3.12's QUOTE_NOTNULL)
+    reads ``""`` and an empty field alike, and COPY … CSV tells them apart (an empty string, NULL)."""
+
+    def __init__(self, delimiter: str, quote: str) -> None:
+        d, q = re.escape(delimiter), re.escape(quote)
+        self.field = re.compile(f"(?:({q})(?:[^{q}]|{q}{q})*{q}|[^{d}\\r\\n]*)({d})?")
+
+    def __call__(self, raw: str) -> list[bool]:
+        flags: list[bool] = []
+        at = 0
+        while True:
+            found = self.field.match(raw, at)
+            if found is None:  # csv read the record, so this cannot happen; then nothing counts as quoted
+                return flags
+            flags.append(found.group(1) is not None)
+            if found.group(2) is None:  # no delimiter after it: the record's last field
+                return flags
+            at = found.end()
 
 
 def _json_lines(text: IO[str], name: str) -> Iterator[tuple[int, list[Any]]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from producer.bulk import Bulk, load_job, load_spec
+from producer.bulk import Bulk, CsvStyle, load_job, load_spec
 from producer.client import Client
 from shared.errors import ClientSideError, JobFailed
 from shared.job.model import Job
@@ -164,10 +164,12 @@ def test_export_writes_one_file_locally_or_to_s3(client: Client, serving: Worker
     client.query("out", "CREATE TABLE t (id INTEGER, zip TEXT, price REAL)")
     client.query("out", "INSERT INTO t VALUES (1, '02134', 9.5), (2, NULL, 1e300)")
     local = tmp_path / "t.csv"
-    client.export("out", "SELECT * FROM t ORDER BY id", str(local))
+    written = client.export("out", "SELECT * FROM t ORDER BY id", str(local))
     assert local.read_text() == "id,zip,price\n1,02134,9.5\n2,,1e+300\n"
-    client.export("out", "SELECT * FROM t ORDER BY id", f"s3://{settings.bucket}/exports/t.jsonl.gz")
+    assert written == local.stat().st_size
+    written = client.export("out", "SELECT * FROM t ORDER BY id", f"s3://{settings.bucket}/exports/t.jsonl.gz")
     body = aws.s3.get_object(Bucket=settings.bucket, Key="exports/t.jsonl.gz")["Body"].read()
+    assert written == len(body)  # the file's size, compressed
     assert [json.loads(line) for line in gzip.decompress(body).decode().splitlines()] == [
         {"id": 1, "zip": "02134", "price": 9.5}, {"id": 2, "zip": None, "price": 1e300}]
     back = client.load("out", "copy", f"s3://{settings.bucket}/exports/t.jsonl.gz")  # and in again
@@ -239,3 +241,54 @@ def test_a_file_written_while_it_uploads_is_refused_not_loaded_torn(settings: Se
     with pytest.raises(ClientSideError, match="changed while it was uploaded"):
         bulk.sources(str(path), "torn-load", progress=write)
     assert aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix="staging/torn-load/")["KeyCount"] == 0
+
+
+def test_a_load_that_breaks_a_foreign_key_fails_naming_it(client: Client, serving: Worker, tmp_path: Path) -> None:
+    client.wait(client.submit_statements("keys", [
+        ("CREATE TABLE customers (id INTEGER PRIMARY KEY)", None),
+        ("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id))", None),
+        ("INSERT INTO customers VALUES (1)", None)]), 30)
+    path = tmp_path / "orders.csv"
+    path.write_text("id,customer_id\n1,1\n2,42\n3,1\n")
+    with pytest.raises(JobFailed) as failed:
+        client.load("keys", "orders", str(path))
+    message = failed.value.error["message"]
+    assert "orders.csv: line 3" in message
+    assert "FOREIGN KEY constraint failed: orders(customer_id) REFERENCES customers(id)" in message
+    assert client.query("keys", "SELECT count(*) FROM orders").values() == [[0]]
+    kept = client.load("keys", "orders", str(path), max_errors=1)
+    assert (kept.rows, kept.rejected) == (2, 1)
+    assert client.query("keys", "PRAGMA foreign_key_check").values() == []
+
+
+ROUND_TRIP = [
+    [1, None, None, None],
+    [2, "", 0.0, 0],
+    [3, 'say "hi", then go', -2.5, -9007199254740993],
+    [4, "two\nlines\r\nand a tab\there", 1e-300, 2**62],
+    [5, " padded ", 3.25, 7],
+    [6, "\\N", float(10**20), None],
+    [7, "ünï, cödé ✓", None, 0],
+    [8, "NULL", 1.0, 1],
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
+def test_export_then_load_round_trips_null_empty_quotes_newlines_and_types(
+        client: Client, serving: Worker, tmp_path: Path, fmt: str) -> None:
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow", reason="Parquet is the optional extra srdb[parquet]; make test installs it")
+    database = f"trip-{fmt}"
+    columns = "id INTEGER PRIMARY KEY, t TEXT, r REAL, i INTEGER"
+    client.query(database, f"CREATE TABLE src ({columns})")
+    client.wait(client.submit_many(database, "INSERT INTO src VALUES (?, ?, ?, ?)", ROUND_TRIP), 30)
+    dest = tmp_path / f"out.{ 'csv' if fmt == 'tsv' else fmt}"
+    style = CsvStyle(delimiter="\t") if fmt == "tsv" else None
+    client.export(database, "SELECT * FROM src ORDER BY id", str(dest), csv=style)
+    report = client.load(database, "back", str(dest), schema=columns,
+                         input_format="tsv" if fmt == "tsv" else None)
+    assert (report.rows, report.rejected) == (len(ROUND_TRIP), 0)
+    back = client.query(database, "SELECT id, t, typeof(t), r, typeof(r), i, typeof(i) FROM back ORDER BY id")
+    source = client.query(database, "SELECT id, t, typeof(t), r, typeof(r), i, typeof(i) FROM src ORDER BY id")
+    assert back.values() == source.values()
+    assert [row[1] for row in back.values()] == [row[1] for row in ROUND_TRIP]
