@@ -232,8 +232,9 @@ def report(result: JobResult, seconds: float) -> LoadReport:
 
 
 def load_job(database: str, spec: LoadSpec, *, job_id: str | None = None, timeout: float | None = None,
-             create: bool = True) -> Job:
-    return Job.create(database, load=spec, job_id=job_id or new_job_id(), timeout=timeout, create=create)
+             create: bool = True, label: str | None = None) -> Job:
+    return Job.create(database, load=spec, job_id=job_id or new_job_id(), timeout=timeout, create=create,
+                      label=label)
 
 
 # -- out ------------------------------------------------------------------------------------------

@@ -84,25 +84,28 @@ class Client:
 
     def submit(self, database: str, sql: str, params: JsonParams | None = None, *, job_id: str | None = None,
                reply_to: str | None = None, read_only: bool = False, timeout: float | None = None,
-               as_of: AsOf | datetime | None = None, create: bool = True) -> str:
+               as_of: AsOf | datetime | None = None, create: bool = True, label: str | None = None) -> str:
         """Queue one statement; return the job id. A given ``job_id`` is an idempotency token.
         ``as_of`` (a version number or a time) reads an old snapshot; such a job may only read.
-        ``create=False``: a write to a database that does not exist fails (DatabaseNotFound)."""
+        ``create=False``: a write to a database that does not exist fails (DatabaseNotFound).
+        ``label``: what the job is, shown in history, jobs and status (default: the SQL's first line)."""
         return self.submit_job(Job.create(database, sql, params, job_id=job_id, reply_to=reply_to,
-                                          read_only=read_only, timeout=timeout, as_of=as_of, create=create))
+                                          read_only=read_only, timeout=timeout, as_of=as_of, create=create,
+                                          label=label))
 
     def submit_statements(self, database: str, statements: list[tuple[str, JsonParams | None]], *,
                           job_id: str | None = None, reply_to: str | None = None,
-                          timeout: float | None = None, create: bool = True) -> str:
+                          timeout: float | None = None, create: bool = True, label: str | None = None) -> str:
         """Queue several statements that run as one atomic transaction."""
         return self.submit_job(Job.create(database, statements=statements, job_id=job_id, reply_to=reply_to,
-                                          timeout=timeout, create=create))
+                                          timeout=timeout, create=create, label=label))
 
     def submit_many(self, database: str, sql: str, param_sets: list[JsonParams], *, job_id: str | None = None,
-                    reply_to: str | None = None, timeout: float | None = None, create: bool = True) -> str:
+                    reply_to: str | None = None, timeout: float | None = None, create: bool = True,
+                    label: str | None = None) -> str:
         """Queue one statement with many parameter sets (executemany): the batch load path."""
         return self.submit_job(Job.create(database, sql, param_sets=param_sets, job_id=job_id,
-                                          reply_to=reply_to, timeout=timeout, create=create))
+                                          reply_to=reply_to, timeout=timeout, create=create, label=label))
 
     def submit_job(self, job: Job) -> str:
         return self.submit_prepared(prepare(self._replying(job), self.settings.queue_url))
@@ -160,9 +163,10 @@ class Client:
                 raise WaitTimeout(f"job {job_id} still {result.state.value} after {timeout:g}s")
 
     def query(self, database: str, sql: str, params: JsonParams | None = None, *,
-              timeout: float | None = 60.0, as_of: AsOf | datetime | None = None) -> JobResult:
+              timeout: float | None = 60.0, as_of: AsOf | datetime | None = None,
+              label: str | None = None) -> JobResult:
         """Submit, wait, and raise JobFailed unless the job succeeded."""
-        return core.succeeded(self.wait(self.submit(database, sql, params, as_of=as_of), timeout))
+        return core.succeeded(self.wait(self.submit(database, sql, params, as_of=as_of, label=label), timeout))
 
     def results(self, job_id: str, timeout: float | None = 60.0) -> Iterator[list[SqlValue]]:
         """Every row of a finished job, paging through its result parts; JobFailed if it failed."""
@@ -185,7 +189,7 @@ class Client:
              job_timeout: float | None = None, create: bool = True, input_format: str | None = None,
              progress: Callable[[int], None] | None = None, stdin: IO[bytes] | None = None,
              on_wait: Callable[[JobResult], None] | None = None, job_id: str | None = None,
-             **options: Any) -> LoadReport:
+             label: str | None = None, **options: Any) -> LoadReport:
         """COPY ``source`` (a local path, ``-`` for ``stdin``, ``s3://bucket/key`` or ``s3://bucket/prefix/``)
         into ``table``: all rows or none, in one job that runs once. ``options``: the fields of
         ``shared.load.spec.LoadSpec`` (delimiter, quote, encoding, header, null_string, schema, types,
@@ -196,7 +200,7 @@ class Client:
         sources = bulk.sources(source, job_id, progress=progress, stdin=stdin)
         spec = load_spec(table, sources, input_format=input_format, **options)
         self.submit_job(load_job(database, spec, job_id=job_id, timeout=job_timeout or self.settings.max_job_timeout,
-                                 create=create))
+                                 create=create, label=label))
         result = self.wait(job_id, timeout, on_slow=on_wait)
         bulk.unstage(sources)
         return report(core.succeeded(result), time.monotonic() - started)

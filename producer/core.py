@@ -102,7 +102,7 @@ def _not_sent(pairs: list[tuple[Submission, str]], exc: SrdbError) -> Flow[None]
             f"the job was not sent to the queue ({exc}); submit it again under the same id (it runs once)")}
         failed = JobResult(submission.job.job_id, JobState.FAILED, database=submission.job.database,
                            error=error, submitted_at=submission.job.submitted_at,
-                           job_digest=submission.queued.job_digest)
+                           job_digest=submission.queued.job_digest, label=submission.queued.label)
         with contextlib.suppress(SrdbError):  # S3 may be what failed: the send's error is the one to raise
             yield PutStatus(failed, if_match=etag)
 
@@ -179,7 +179,7 @@ def cancel(job_id: str, settle: float = 5.0) -> Flow[JobState]:
         when = "while it ran" if running else "before it ran"
         cancelled = JobResult(job_id, JobState.CANCELLED, database=current.database,
                               submitted_at=current.submitted_at, started_at=current.started_at,
-                              job_digest=current.job_digest,
+                              job_digest=current.job_digest, label=current.label,
                               error={"type": "Cancelled", "message": f"cancelled by its owner {when}"})
         if (yield PutStatus(cancelled, if_match=etag)):
             return (yield from _settled(job_id, settle)) if running else JobState.CANCELLED

@@ -41,7 +41,7 @@ def prepare(job: Job, queue_url: str | None = None) -> Submission:
     will be sent; its QUEUED document names that queue, and the worker runs no copy from another."""
     text = job.to_text()
     queued = JobResult(job.job_id, JobState.QUEUED, database=job.database, submitted_at=job.submitted_at,
-                       job_digest=job.digest(), queue=queue_name(queue_url) if queue_url else None)
+                       job_digest=job.digest(), queue=queue_name(queue_url) if queue_url else None, label=job.summary)
     size = len(text.encode())
     fields = routing(queue_url or "", job)
     if size <= COMPRESS_ABOVE:

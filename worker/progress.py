@@ -110,7 +110,7 @@ class Watcher:
     def _mark_running(self, watch: Watch) -> None:
         job = watch.job
         running = JobResult(job.job_id, JobState.RUNNING, database=job.database, submitted_at=job.submitted_at,
-                            started_at=iso(watch.started_at), job_digest=watch.digest)
+                            started_at=iso(watch.started_at), job_digest=watch.digest, label=job.summary)
         watch.running = True
         etag = self.status.put(running, if_match=watch.etag) if watch.etag else None
         if etag is not None:

@@ -61,6 +61,7 @@ class Publisher:
             version=verdict.version, submitted_at=task.job.submitted_at, started_at=iso(verdict.started),
             finished_at=iso(finished),
             timings=timings, job_digest=task.digest, created=verdict.created, snapshot=verdict.snapshot or None,
+            label=task.job.summary,
         )
         try:
             # A read is only published over the document it saw, so a cancel that won the race stands.
@@ -126,7 +127,7 @@ class Publisher:
         waiting = JobResult(task.job.job_id, JobState.QUEUED, database=task.job.database,
                             submitted_at=task.job.submitted_at, job_digest=task.digest,
                             queue=queue_name(task.record.source) if task.record.source else None,
-                            redriven_after=task.redriven_after, waiting=str(verdict.reason))
+                            redriven_after=task.redriven_after, waiting=str(verdict.reason), label=task.job.summary)
         try:
             self.status.put(waiting, if_match=etag)
         except (StorageError, UserError) as exc:
@@ -143,7 +144,8 @@ class Publisher:
         error = {"type": reason.type, "retryable": not again, "deliveries": count,
                  "message": f"gave up after {count} deliveries: {reason}; {then}"}
         result = JobResult(task.job.job_id, JobState.FAILED, database=task.job.database, error=error,
-                           submitted_at=task.job.submitted_at, finished_at=iso(self.now()), job_digest=task.digest)
+                           submitted_at=task.job.submitted_at, finished_at=iso(self.now()), job_digest=task.digest,
+                           label=task.job.summary)
         try:
             self.status.put(result, if_match=etag)
         except StorageError as exc:

@@ -127,7 +127,7 @@ class WriteStage:
             committed: list[str] = []
             if applied.changed:
                 committed = [j for j, o in applied.outcomes.items() if o.ok and not o.replayed and not o.read_only]
-                version = writer.commit(committed, applied.pages).version
+                version = writer.commit(committed, applied.pages, [by_id[j].job.summary for j in committed]).version
         self.crash("after_commit")
         for task in tasks:
             outcome = applied.outcomes.get(task.job.job_id)

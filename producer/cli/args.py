@@ -116,11 +116,15 @@ def job_timeout_arg(p: argparse.ArgumentParser) -> None:
                         "FAILED Timeout")
 
 
-def wait_timeout_arg(p: argparse.ArgumentParser, default: float | None) -> None:
-    shown = "no limit" if default is None else f"{default:g}"
-    p.add_argument("--timeout", type=bounded(float, 0), default=default, metavar="SECONDS",
-                   help=f"how long this command waits for the result (default {shown}); only the wait: "
-                        "the job runs on, see --job-timeout")
+# How long every waiting command waits by default: the longest a job may run on Lambda (15 minutes, the
+# most SRDB_MAX_JOB_TIMEOUT can be), so a wait never gives up on a job that is still allowed to finish.
+WAIT_SECONDS = 900.0
+
+
+def wait_timeout_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=bounded(float, 0), default=WAIT_SECONDS, metavar="SECONDS",
+                   help=f"how long this command waits for the result (default {WAIT_SECONDS:g}, for every "
+                        "command that waits); only the wait: the job runs on, see --job-timeout")
 
 
 def db_arg(p: argparse.ArgumentParser, help: str = "database name") -> None:
@@ -151,6 +155,12 @@ def job_args(p: argparse.ArgumentParser, file_help: str = "read the SQL from FIL
     p.add_argument("--no-create", action="store_true",
                    help="fail (DatabaseNotFound) instead of creating a database that does not exist")
     job_timeout_arg(p)
+    label_arg(p)
+
+
+def label_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label", metavar="TEXT",
+                   help="what the job is, shown in history, jobs and status (default: its SQL's first line)")
 
 
 def output_args(p: argparse.ArgumentParser) -> None:

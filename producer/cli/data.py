@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from producer.cli.args import (
     Subparsers,
@@ -13,6 +14,7 @@ from producer.cli.args import (
     client,
     db_arg,
     job_timeout_arg,
+    label_arg,
     output_args,
     parse_as_of,
     parse_param,
@@ -20,6 +22,9 @@ from producer.cli.args import (
 )
 from producer.cli.printing import interrupted, print_record, print_records
 from shared.errors import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from shared.snapshot.manifest import Manifest
 
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -39,6 +44,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
                                                       "into a table: all rows or none")
     _load_arguments(p)
     job_timeout_arg(p)
+    label_arg(p)
     output_args(p)
     p.set_defaults(func=cmd_load)
 
@@ -63,7 +69,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
                    help="read the snapshot of that version, or the one current at a time: ISO 8601, or "
                         "back from now (10m, 2h ago, 1w, yesterday)")
-    wait_timeout_arg(p, 600.0)
+    wait_timeout_arg(p)
     output_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -104,7 +110,7 @@ def _load_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the inferred schema and the first rows; load nothing")
     p.add_argument("--no-create", action="store_true", help="fail if the database does not exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while the file uploads")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the load (default 3600)")
+    wait_timeout_arg(p)
     # What the row-by-message loader took: accepted, no longer needed.
     p.add_argument("--rows-per-job", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--concurrency", type=int, default=None, help=argparse.SUPPRESS)
@@ -117,10 +123,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     srdb = client(args)
     for m in srdb.history(args.db, args.limit):
         shown = m.jobs if args.format == "json" else " ".join(m.jobs[:2]) + (" …" if len(m.jobs) > 2 else "")
+        sql: Any = m.labels if args.format == "json" else _what(m)
         records.append({"version": m.version, "size": m.file_size, "restored_from": m.restored_from,
                         "time": datetime.fromtimestamp(m.created_at, UTC).isoformat(timespec="milliseconds"),
-                        "jobs": len(m.jobs), "job_ids": shown})
-    print_records(records, ["version", "time", "size", "jobs", "restored_from", "job_ids"], args.format,
+                        "jobs": len(m.jobs), "sql": sql, "job_ids": shown})
+    print_records(records, ["version", "time", "size", "jobs", "restored_from", "sql", "job_ids"], args.format,
                   f"database {args.db} has no snapshots")
     if args.format == "table":
         oldest = srdb.oldest(args.db)
@@ -128,6 +135,16 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"retained from version {oldest.version} ({when}): older versions are collected once older "
               "than the retention window (SRDB_RETENTION)", file=sys.stderr)
     return EXIT_OK
+
+
+def _what(manifest: Manifest) -> str:
+    """A version's jobs in a table cell: the first one's SQL (or label), and how many more."""
+    if manifest.restored_from is not None and not manifest.labels:
+        return f"restore of version {manifest.restored_from}"
+    if not manifest.labels:
+        return ""
+    more = len(manifest.labels) - 1
+    return manifest.labels[0] + (f" (+{more} more job{'s' if more > 1 else ''})" if more else "")
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

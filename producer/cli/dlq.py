@@ -124,5 +124,5 @@ class DeadLetters:
         if status is not None and status.state is JobState.FAILED and (status.error or {}).get("retryable"):
             queued = JobResult(job_id, JobState.QUEUED, database=status.database, submitted_at=status.submitted_at,
                                job_digest=status.job_digest, redriven_after=status.error,
-                               queue=queue_name(self.queue_url))  # where the redrive sends it
+                               queue=queue_name(self.queue_url), label=status.label)  # sent back there
             self.store.put(queued, if_match=etag)

@@ -37,7 +37,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("query", parents=[common], help="submit, wait, print the result (Ctrl-C cancels the job)")
     job_args(p)
     output_args(p)
-    wait_timeout_arg(p, 60.0)
+    wait_timeout_arg(p)
     p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
                    help="read the snapshot of that version, or the one current at a time: ISO 8601, or "
                         "back from now (10m, 2h ago, 1w, yesterday)")
@@ -45,7 +45,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("wait", parents=[common], help="wait for many jobs, with a progress bar; print each one's state")
     p.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="job ids, or - to read them from stdin")
-    wait_timeout_arg(p, 600.0)
+    wait_timeout_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it goes to stderr on a terminal)")
     output_args(p)
     p.set_defaults(func=cmd_wait)
@@ -58,7 +58,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("result", parents=[common], help="print a job's result")
     p.add_argument("job_id", help="the id submit printed")
     p.add_argument("--wait", action="store_true", help="wait for the job to finish")
-    wait_timeout_arg(p, 60.0)
+    wait_timeout_arg(p)
     output_args(p)
     p.set_defaults(func=cmd_result)
 
@@ -85,7 +85,7 @@ def job_of(args: argparse.Namespace, *, job_id: str | None = None) -> Job:
     text = read_sql(args.sql, args.file)
     statements = statements_of(text)
     common = {"job_id": job_id or getattr(args, "job_id", None), "timeout": args.job_timeout,
-              "create": not args.no_create}
+              "create": not args.no_create, "label": args.label}
     if len(statements) > 1:
         if args.param or getattr(args, "as_of", None) is not None or args.read_only:
             raise UsageError("--param, --as-of and --read-only take one statement; this SQL holds "
@@ -112,7 +112,7 @@ def _submit_many(args: argparse.Namespace) -> int:
     text = read_sql(args.sql, args.file)
     sqls = statements_of(text) if args.per == "statement" else [s for s in text.splitlines() if s.strip()]
     jobs = [Job.create(args.db, sql, read_only=args.read_only, timeout=args.job_timeout,
-                       create=not args.no_create) for sql in sqls]
+                       create=not args.no_create, label=args.label) for sql in sqls]
     ids = client(args).submit_jobs(jobs)
     if args.format == "table":  # an id a line, as submit prints one: `srdb wait -` reads them back
         print("\n".join(ids))
@@ -168,8 +168,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if error and args.format == "csv":
         error = describe(error)
     since = f" since {result.started_at}" if result.state is JobState.RUNNING else ""
+    waiting = f" ({result.waiting})" if result.waiting and result.state is JobState.QUEUED else ""
+    what = f"\n{result.database}: {result.label}" if result.label else ""
     print_record({"job_id": result.job_id, "state": result.state.value, "started_at": result.started_at,
-                  "error": error}, args.format, result.state.value + since)
+                  "database": result.database, "label": result.label, "waiting": result.waiting, "error": error},
+                 args.format, result.state.value + since + waiting + what)
     return EXIT_NOT_FOUND if result.state is JobState.NOT_FOUND else EXIT_OK
 
 
@@ -200,11 +203,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     results = client(args).jobs(since=time.time() - args.since, limit=10_000 if args.db else args.limit + 1)
     records = [{"job_id": r.job_id, "database": r.database, "state": r.state.value, "submitted_at": r.submitted_at,
                 "run_ms": r.timings.get("run_ms"), "total_ms": r.timings.get("total_ms"),
-                "error": (r.error or {}).get("type")}
+                "error": (r.error or {}).get("type"), "sql": r.label}
                for r in results if args.db is None or r.database == args.db]
     more = len(records) > args.limit
     print_records(records[:args.limit], ["job_id", "database", "state", "submitted_at", "run_ms", "total_ms",
-                                         "error"], args.format, "no jobs in that time")
+                                         "error", "sql"], args.format, "no jobs in that time")
     if more:
         print(f"the newest {args.limit} shown; more jobs in that time: --limit N shows more", file=sys.stderr)
     return EXIT_OK

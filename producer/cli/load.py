@@ -59,7 +59,7 @@ def run_load(client: Client, args: argparse.Namespace, job_id: str) -> tuple[Loa
     try:
         report = client.load(args.db, args.table, args.source, timeout=args.timeout, job_timeout=args.job_timeout,
                              create=not args.no_create, input_format=args.input_format, progress=bar.update,
-                             job_id=job_id, **options(args))
+                             job_id=job_id, label=args.label, **options(args))
     finally:
         bar.close()
     lines = [f"loaded {report.rows:,} rows into {args.db}.{args.table}"

@@ -52,8 +52,12 @@ class Speaker:
         self.clock, self.started = clock, clock()
         self.said: JobState | None = None
         self.shown = False
+        self.job_id: str | None = None
 
     def __call__(self, result: JobResult) -> None:
+        if self.job_id not in (None, result.job_id):  # one speaker serves a transaction's waits, one by one
+            self.said, self.started = None, self.clock() - 1.0  # it is first called a second into a wait
+        self.job_id = result.job_id
         if self.quiet or (not self.live and result.state is self.said):
             return
         self.said = result.state

@@ -26,7 +26,9 @@ JsonParams = list[Any] | dict[str, Any]
 Params = list[SqlValue] | dict[str, SqlValue]
 JobKind = Literal["sql", "statements", "many", "load"]
 _FIELDS = {"v", "job_id", "database", "sql", "params", "statements", "param_sets", "load",
-           "reply_to", "submitted_at", "read_only", "timeout", "as_of", "create", "transaction"}
+           "reply_to", "submitted_at", "read_only", "timeout", "as_of", "create", "transaction", "label"}
+MAX_LABEL = 200  # characters of a job's label (``--label``)
+SUMMARY_CHARS = 80  # characters of the SQL a job is shown by when it has no label
 AsOf = int | str
 
 
@@ -112,6 +114,7 @@ class Job:
     may_create: bool = True  # "create" in the job document
     load: LoadSpec | None = None  # a bulk load (COPY): files in S3 into a table, in this job's transaction
     transaction: TxStep | None = None  # a step of an interactive transaction: a preview or the commit
+    label: str | None = None  # what the job is, in the user's words: shown in history, jobs and status
     v: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -133,6 +136,7 @@ class Job:
         create: bool = True,
         load: LoadSpec | None = None,
         transaction: TxStep | None = None,
+        label: str | None = None,
         now: datetime | None = None,
     ) -> Job:
         """Build a job from client arguments, with the same checks a worker applies."""
@@ -156,7 +160,7 @@ class Job:
                 doc["params"] = params
         if isinstance(as_of, datetime):
             as_of = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).isoformat()
-        for name, value in (("reply_to", reply_to), ("timeout", timeout), ("as_of", as_of)):
+        for name, value in (("reply_to", reply_to), ("timeout", timeout), ("as_of", as_of), ("label", label)):
             if value is not None:
                 doc[name] = value
         if read_only:
@@ -201,9 +205,12 @@ class Job:
         ):
             raise InvalidJob(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}]")
         create = _flag(doc, "create", True)
+        label = doc.get("label")
+        if label is not None and (not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL):
+            raise InvalidJob(f"label must be text of 1 to {MAX_LABEL} characters")
         job = cls(job_id, database, kind, statements, submitted_at, reply_to, read_only,
                   float(timeout) if timeout is not None else None, _as_of(doc.get("as_of")), create, load,
-                  _transaction(doc))
+                  _transaction(doc), label)
         try:
             job.digest()  # computed once here; it also proves every text encodes as UTF-8
         except UnicodeEncodeError as exc:
@@ -245,7 +252,28 @@ class Job:
             doc["create"] = False
         if self.transaction is not None:
             doc["transaction"] = self.transaction.to_json()
+        if self.label is not None:
+            doc["label"] = self.label
         return doc
+
+    @property
+    def summary(self) -> str:
+        """What the job is, in one line: its label, else the first line of its SQL (a load: its table and
+        files), at most SUMMARY_CHARS characters."""
+        if self.label is not None:
+            text = self.label
+        elif self.load is not None:
+            names = [source.name for source in self.load.sources]
+            text = f"load {self.load.table} from {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        else:
+            text = next((line.strip() for s in self.statements for line in s.sql.splitlines() if line.strip()), "")
+            more = len(self.statements) - 1
+            if self.kind == "many":
+                text += f" (x{len(self.statements[0].param_sets)})"
+            elif more:
+                text += f" (+{more} more)"
+        line = " ".join(text.split())
+        return line if len(line) <= SUMMARY_CHARS else line[:SUMMARY_CHARS - 1] + "…"
 
     def digest(self) -> str:
         """What the job does, hashed: the same job resubmitted has the same digest, whenever it was sent."""

@@ -67,6 +67,8 @@ class JobResult:
     snapshot: str | None = None
     # A QUEUED job's: why it is not running yet (another worker held its database's lock).
     waiting: str | None = None
+    # What the job is in one line: its --label, else the first line of its SQL (Job.summary).
+    label: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -84,7 +86,7 @@ class JobResult:
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"job_id": self.job_id, "state": self.state.value}
         for name in ("database", "submitted_at", "started_at", "finished_at", "version", "lastrowid", "error",
-                     "job_digest", "redriven_after", "queue", "snapshot", "waiting"):
+                     "job_digest", "redriven_after", "queue", "snapshot", "waiting", "label"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -124,6 +126,7 @@ class JobResult:
             queue=doc.get("queue"),
             snapshot=doc.get("snapshot"),
             waiting=doc.get("waiting"),
+            label=doc.get("label"),
         )
 
     @classmethod

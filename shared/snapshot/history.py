@@ -120,7 +120,7 @@ class History:
         """Make ``version`` current again as a new version; return the new manifest."""
         current, etag = self.current(database)
         old = self.resolve(database, version, current)
-        restored = replace(old, version=current.version + 1, created_at=to_millis(self.now()), jobs=[],
+        restored = replace(old, version=current.version + 1, created_at=to_millis(self.now()), jobs=[], labels=[],
                            writer=uuid.uuid4().hex, restored_from=old.version)
         body = restored.to_bytes()
         put_manifest(self.bucket, database, restored, body, etag)

@@ -22,6 +22,8 @@ class Manifest:
     jobs: list[str] = field(default_factory=list)
     writer: str = ""
     restored_from: int | None = None
+    # What each job of ``jobs`` was, in one line (Job.summary), in the same order.
+    labels: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -32,7 +34,7 @@ class Manifest:
             doc = json.loads(data)
             return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
                        list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
-                       str(doc.get("writer", "")), doc.get("restored_from"))
+                       str(doc.get("writer", "")), doc.get("restored_from"), [str(x) for x in doc.get("labels", [])])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DatabaseDamaged(f"a manifest does not parse: {type(exc).__name__}: {exc}") from exc
 

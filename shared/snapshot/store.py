@@ -77,12 +77,12 @@ class Writer:
         """The version the writes apply to (0: the database does not exist yet)."""
         return self.snapshot.version
 
-    def commit(self, jobs: list[str], pages: set[int] | None = None) -> LocalSnapshot:
+    def commit(self, jobs: list[str], pages: set[int] | None = None, labels: list[str] | None = None) -> LocalSnapshot:
         """Publish the changed file as the next version. CommitConflict when another writer got there first.
-        ``pages``: the pages the writes changed (None: re-hash the whole file)."""
+        ``pages``: the pages the writes changed (None: re-hash the whole file). ``labels``: what each job was."""
         if self.committed is not None:
             raise RuntimeError("a writer commits once")
-        self.committed = self._store._commit(self.snapshot, jobs, pages)
+        self.committed = self._store._commit(self.snapshot, jobs, pages, labels or [])
         return self.committed
 
 
@@ -243,7 +243,8 @@ class SnapshotStore:
         else:
             self._save_state(snapshot)
 
-    def _commit(self, snapshot: LocalSnapshot, jobs: list[str], pages: set[int] | None = None) -> LocalSnapshot:
+    def _commit(self, snapshot: LocalSnapshot, jobs: list[str], pages: set[int] | None = None,
+                labels: list[str] | None = None) -> LocalSnapshot:
         """Publish the local file as the next snapshot. CommitConflict if another writer got there first.
 
         ``pages``: the pages the write changed (from the write-ahead log); only their chunks are
@@ -262,6 +263,7 @@ class SnapshotStore:
             created_at=to_millis(self.now()),
             jobs=jobs,
             writer=uuid.uuid4().hex,
+            labels=labels or [],
         )
         body = manifest.to_bytes()
         committed = LocalSnapshot(database, snapshot.path, manifest, self._put_manifest(snapshot, manifest, body))

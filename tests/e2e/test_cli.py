@@ -43,7 +43,12 @@ def test_submit_status_result(stack: Path) -> None:
     waited = srdb(stack, "result", job_id, "--wait", "--timeout", "30", "--format", "json")
     assert json.loads(waited.stdout)["state"] == "SUCCEEDED"
     status = srdb(stack, "status", job_id)
-    assert (status.returncode, status.stdout.strip()) == (0, "SUCCEEDED")
+    assert (status.returncode, status.stdout.strip()) == (0, "SUCCEEDED\ncli2: CREATE TABLE t (a)")
+    labelled = srdb(stack, "query", "--db", "cli2", "INSERT INTO t VALUES (1)", "--label", "first row").returncode
+    history = srdb(stack, "history", "--db", "cli2")
+    assert labelled == 0 and "first row" in history.stdout and "CREATE TABLE t (a)" in history.stdout
+    listed = json.loads(srdb(stack, "jobs", "--db", "cli2", "--format", "json").stdout)
+    assert [j["sql"] for j in listed][:2] == ["first row", "CREATE TABLE t (a)"]
 
 
 def test_exit_codes(stack: Path) -> None:

@@ -166,3 +166,20 @@ def test_a_history_entry_s3_refused_is_written_by_the_next_commit_or_the_collect
 def entries(aws: Any, settings: Settings, database: str) -> list[int]:
     listed = aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix=f"db/{database}/versions/").get("Contents", [])
     return sorted(int(o["Key"].rsplit("/", 1)[1].removesuffix(".json")) for o in listed)
+
+
+def test_history_jobs_and_status_say_what_each_job_was(client: Client, versions: list[int],
+                                                       drain: Callable[..., int]) -> None:
+    history = client.history("h")
+    assert [m.labels for m in history] == [["INSERT INTO t VALUES (3)"], ["INSERT INTO t VALUES (2)"],
+                                           ["INSERT INTO t VALUES (1)"], ["CREATE TABLE t (n INTEGER)"]]
+    labelled = client.submit("h", "DELETE FROM t\n WHERE n = 1", label="drop the first row")
+    script = client.submit_statements("h", [("\n  UPDATE t SET n = n * 10\n  WHERE n > 1", None),
+                                            ("INSERT INTO t VALUES (" + "9" * 100 + ")", None)])
+    assert client.status(labelled).label == "drop the first row"  # the QUEUED document says it already
+    drain()
+    assert client.wait(labelled, 5).label == "drop the first row"
+    assert client.wait(script, 5).label == "UPDATE t SET n = n * 10 (+1 more)"
+    recent = [label for m in client.history("h") if m.version > versions[-1] for label in m.labels]
+    assert sorted(recent) == ["UPDATE t SET n = n * 10 (+1 more)", "drop the first row"]
+    assert {r.job_id: r.label for r in client.jobs(limit=100)}[labelled] == "drop the first row"

@@ -28,3 +28,14 @@ def test_an_output_file_that_refuses_writes_is_an_error_not_a_traceback(client: 
     assert shell.run_lines([".output /dev/full", "SELECT 42;"]) == 1
     assert "cannot write /dev/full" in err.getvalue() and "Traceback" not in err.getvalue()
     assert "42" in out.getvalue()  # the result still reaches the screen
+
+
+def test_a_wait_inside_a_transaction_says_what_it_waits_for(client: Client) -> None:
+    """No worker serves the queue: the statement after BEGIN waits, and after a second the shell says for
+    which job and in what state (a COMMIT waits through the same path), then gives up at --timeout."""
+    out, err = io.StringIO(), io.StringIO()
+    shell = Shell(client, "waits", out=out, err=err, history_file=None, timeout=2.5, interactive=True)
+    shell.run_lines(["BEGIN;", "SELECT 1;"])
+    said = err.getvalue()
+    assert "waiting for job " in said and "(QUEUED, " in said and "Ctrl-C cancels it" in said, said
+    assert "WaitTimeout" in said

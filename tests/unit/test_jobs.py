@@ -188,3 +188,17 @@ def test_a_non_finite_real_travels_tagged_never_as_bare_json_nan() -> None:
 def test_a_command_line_param_is_text_unless_json_says_otherwise(text: str, value: Any) -> None:
     from producer.cli import parse_param
     assert parse_param(text) == value
+
+
+def test_a_job_is_summed_up_by_its_label_else_its_sqls_first_line() -> None:
+    assert Job.create("d", "SELECT 1", label="nightly count").summary == "nightly count"
+    assert Job.create("d", "\n\n  SELECT a,\n  b FROM t").summary == "SELECT a,"
+    assert Job.create("d", statements=[("CREATE TABLE t (a)", None), ("INSERT INTO t VALUES (1)", None)]
+                      ).summary == "CREATE TABLE t (a) (+1 more)"
+    assert Job.create("d", "INSERT INTO t VALUES (?)", param_sets=[[1], [2], [3]]).summary == \
+        "INSERT INTO t VALUES (?) (x3)"
+    long = Job.create("d", "SELECT '" + "x" * 200 + "'").summary
+    assert len(long) == 80 and long.endswith("…")
+    for bad in ("", "   ", "x" * 201, 7):
+        with pytest.raises(InvalidJob, match="label must be text"):
+            Job.from_json({**Job.create("d", "SELECT 1").to_json(), "label": bad})

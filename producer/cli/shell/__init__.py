@@ -17,7 +17,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--file", type=Path, metavar="FILE", help="run FILE (statements and dot commands), then exit")
     p.add_argument("-c", "--command", dest="sql", metavar="SQL", action="append",
                    help="run SQL (or a dot command), then exit; several -c run in order")
-    wait_timeout_arg(p, None)
+    wait_timeout_arg(p)
     job_timeout_arg(p)
     p.add_argument("--history-file", type=Path, default=Path("~/.srdb_history"),
                    help="where typed lines are kept between sessions (default ~/.srdb_history)")

@@ -137,7 +137,8 @@ class Shell(DotCommands):
                 return self.error("cannot start a transaction within a transaction")
             if self.as_of is not None:
                 return self.error("a transaction writes: turn .as_of off first")
-            self.tx = self.client.transaction(self.database, timeout=self.timeout, job_timeout=self.job_timeout)
+            self.tx = self.client.transaction(self.database, timeout=self.timeout, job_timeout=self.job_timeout,
+                                              on_slow=Speaker(self.err, live=False, quiet=not self.interactive))
             return True
         tx, self.tx = self.tx, None
         if tx is None:
