@@ -16,11 +16,11 @@ from collections import Counter
 from contextlib import nullcontext
 from typing import Any
 
-from bench import consumers, memory, scenarios
+from bench import consumers, memory, scenarios, startup
 from bench.harness import AWS_LATENCY, Bench, aws_network, moto_server
 
 SCENARIOS = ("small-writes", "many-databases", "consumers", "etl", "write-cost", "warm-read", "storage", "transactions",
-             "memory")
+             "memory", "startup")
 
 
 def machine(latency: bool, network: bool = False) -> dict[str, Any]:
@@ -75,6 +75,7 @@ def main() -> int:
             "transactions": lambda: scenarios.transactions(bench, tmp, count=10 if args.quick else 50,
                                                            mib=1 if args.quick else 8),
             "memory": lambda: memory.memory(bench, tmp, jobs=4 if args.quick else 8),
+            "startup": lambda: startup.startup(runs=3 if args.quick else 7),
         }
         for name in args.only:
             result = runs[name]()

@@ -1,7 +1,8 @@
 """Configuration, read once at the edge: arguments beat ``SRDB_*`` variables, which beat defaults.
 
-When no ``SRDB_*`` variable is set at all, ``.srdb/local.env`` in the current folder (written by
-``srdb local``) stands in for the environment, so a second terminal just works.
+When no ``SRDB_*`` variable names a stack, ``.srdb/local.env`` in the current folder or one above it
+(written by ``srdb local``) stands in for the environment, so a second terminal just works; without
+one, the profile ``srdb config use`` chose (shared.profiles). ``Settings._gather`` orders the layers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from shared import profiles
 from shared.errors import ClientSideError, NotConfigured
 
 LOCAL_ENV_FILE = Path(".srdb") / "local.env"
@@ -86,30 +88,47 @@ class Settings:
     gc_grace: str = "1h"
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``overrides``, then the environment (or ``.srdb/local.env``), then defaults."""
-        values, _ = cls._gather(environ, cwd, overrides)
+    def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None, profile_name: str | None = None,
+             **overrides: Any) -> Settings:
+        """Build settings from ``overrides``, then the environment (or ``.srdb/local.env``, or a profile), then
+        defaults. ``profile_name``: a profile of the user's config folder, chosen for this call (shared.profiles)."""
+        values, _ = cls._gather(environ, cwd, overrides, profile_name)
         return cls(**values)
 
     @classmethod
     def sources(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None,
-                **overrides: Any) -> dict[str, str]:
-        """Where each setting :meth:`load` would use comes from: an argument, a variable, the file, a default."""
-        _, origin = cls._gather(environ, cwd, overrides)
+                profile_name: str | None = None, **overrides: Any) -> dict[str, str]:
+        """Where each setting :meth:`load` would use comes from: an argument, a variable, a file, a default."""
+        _, origin = cls._gather(environ, cwd, overrides, profile_name)
         return {f.name: origin.get(f.name, "default") for f in fields(cls)}
 
     @classmethod
-    def _gather(cls, environ: Mapping[str, str] | None, cwd: Path | None,
-                overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _gather(cls, environ: Mapping[str, str] | None, cwd: Path | None, overrides: Mapping[str, Any],
+                profile_name: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """The layers, lowest first: defaults; the current profile (``srdb config use``) — only its
+        preferences (SRDB_DATABASE) when something else names the stack; ``.srdb/local.env`` here or in
+        a folder above; ``SRDB_*`` variables; a profile named for this call (``--profile``); arguments."""
         env = dict(os.environ if environ is None else environ)
-        where = "environment"
-        if not names_a_stack(env):
-            here = cwd or Path.cwd()
-            found = find_local_env(here)
+        origins = dict.fromkeys(env, "environment")
+        chosen = profile_name or profiles.current(env)
+        saved = read_env_file(profiles.profile_path(chosen, env)) if chosen else {}
+        from_profile = f"profile {chosen}"
+        if profile_name:
+            env.update(saved)
+            origins.update(dict.fromkeys(saved, from_profile))
+        else:
+            beneath: dict[str, str] = {}
+            found = None if names_a_stack(env) else find_local_env(cwd or Path.cwd())
             local = read_env_file(found) if found else {}
-            env.update(local)
-            if local and found:
-                where = str(LOCAL_ENV_FILE) if found.parent.parent == here else str(found)
+            stack_named = names_a_stack(env) or names_a_stack(local)
+            kept = {k: v for k, v in saved.items() if not stack_named or k in PREFERENCES}
+            beneath.update(kept)
+            origins.update({k: from_profile for k in kept if k not in env})
+            if found:
+                where = str(LOCAL_ENV_FILE) if found.parent.parent == (cwd or Path.cwd()) else str(found)
+                beneath.update(local)
+                origins.update({k: where for k in local if k not in env})
+            env = {**beneath, **env}
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}
         for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
@@ -119,7 +138,7 @@ class Settings:
             variable = ENV_PREFIX + f.name.upper()
             raw = env.get(variable)
             if raw is not None and raw != "":
-                values[f.name], origin[f.name] = _convert(f.name, raw, f.type), f"{where} ({variable})"
+                values[f.name], origin[f.name] = _convert(f.name, raw, f.type), f"{origins[variable]} ({variable})"
         kinds = {f.name: f.type for f in fields(cls)}
         # Overrides may be text too (a URL's query string): numbers are converted as the environment's are.
         given = {k: _convert(k, v, kinds[k]) if isinstance(v, str) and k in kinds else v
@@ -213,6 +232,21 @@ def duration_seconds(text: str, name: str = "duration") -> float:
         raise ClientSideError(f"{ENV_PREFIX}{name.upper()}={text!r} is not a duration: write e.g. 7d, 12h, 30m, "
                               "90s or 0")
     return value
+
+
+def setting_variable(key: str) -> tuple[str, str]:
+    """A setting named as a user would (``database``, ``queue-url``, ``SRDB_QUEUE_URL``): its field and its
+    variable. ClientSideError for a name that is no setting."""
+    name = key.strip().lower().removeprefix(ENV_PREFIX.lower()).replace("-", "_")
+    if name not in {f.name for f in fields(Settings)}:
+        raise ClientSideError(f"{key} is not a setting: `srdb config` lists them")
+    return name, ENV_PREFIX + name.upper()
+
+
+def checked_value(name: str, raw: str) -> str:
+    """``raw`` as the setting ``name`` takes it (a number where it must be); ClientSideError otherwise."""
+    _convert(name, raw, {f.name: f.type for f in fields(Settings)}[name])
+    return raw
 
 
 def _convert(name: str, raw: str, kind: Any) -> Any:

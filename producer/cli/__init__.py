@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from producer.cli import access, data, jobs, migrate, services, shell
+from producer.cli import access, config, data, jobs, migrate, services, shell
 from producer.cli.args import UsageError, aws_args, parse_param, resolve_db
 from producer.cli.printing import fail, print_error_json
 from shared.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, JobFailed, SrdbError, describe
@@ -25,7 +25,7 @@ __all__ = ["UsageError", "build_parser", "main", "parse_param", "run"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srdb", description="srdb: SQLite in S3, SQL jobs over SQS.")
-    parser.add_argument("--version", action="version", version=f"srdb {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print srdb's version and exit")
     aws_args(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
@@ -37,8 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.register_dlq(sub, common)
     access.register(sub, common)
     migrate.register(sub, common)
+    config.register(sub, common)
     services.register_last(sub, common)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``, which reads the installed package's metadata only when asked (importlib.metadata
+    costs as much as the rest of ``srdb --help``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"srdb {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

@@ -85,16 +85,24 @@ def bounded(kind: Callable[[str], Any], low: float, high: float | None = None) -
 
 def aws_args(p: argparse.ArgumentParser, default: Any) -> None:
     """The AWS CLI's options, on every command: they beat SRDB_* variables and .srdb/local.env."""
-    p.add_argument("--profile", default=default, help="a named profile of ~/.aws/config (SRDB_PROFILE)")
+    p.add_argument("--profile", default=default, metavar="NAME",
+                   help="an srdb profile (~/.config/srdb/profiles/NAME.env: srdb config save/use/set) when one has "
+                        "that name, else a named profile of ~/.aws/config (SRDB_PROFILE)")
     p.add_argument("--region", default=default, help="the AWS region (SRDB_REGION, AWS_REGION)")
     p.add_argument("--endpoint-url", default=default, metavar="URL",
                    help="an S3/SQS/EC2 endpoint other than AWS's, e.g. moto (SRDB_ENDPOINT_URL)")
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings the command line gives (``Settings.load(**overrides(args))``)."""
-    return {name: getattr(args, name, None) for name in ("profile", "region", "endpoint_url")
-            if getattr(args, name, None)}
+    """The settings the command line gives (``Settings.load(**overrides(args))``). ``--profile NAME`` is an
+    srdb profile (``~/.config/srdb/profiles/NAME.env``) when there is one of that name, else an AWS one."""
+    from shared import profiles
+
+    given: dict[str, Any] = {name: getattr(args, name) for name in ("profile", "region", "endpoint_url")
+                             if getattr(args, name, None)}
+    if "profile" in given and profiles.exists(str(given["profile"])):
+        given["profile_name"] = given.pop("profile")
+    return given
 
 
 def client(args: argparse.Namespace) -> Client:

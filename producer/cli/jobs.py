@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from producer.cli.args import (
     Subparsers,
@@ -19,8 +19,9 @@ from producer.cli.args import (
 )
 from producer.cli.printing import interrupted, print_record, print_records, print_result
 from shared.errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_TIMEOUT, describe
-from shared.job.model import Job
-from shared.job.result import JobState
+
+if TYPE_CHECKING:
+    from shared.job.model import Job
 
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -81,6 +82,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 def job_of(args: argparse.Namespace, *, job_id: str | None = None) -> Job:
     """The job a ``query`` or ``submit`` command line names: one statement, or a script run as one job."""
     from producer.cli.sqltext import read_sql, statements_of
+    from shared.job.model import Job
 
     text = read_sql(args.sql, args.file)
     statements = statements_of(text)
@@ -106,6 +108,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _submit_many(args: argparse.Namespace) -> int:
     from producer.cli.sqltext import read_sql, statements_of
+    from shared.job.model import Job
 
     if args.job_id or args.param:
         raise UsageError("submit --file makes a job per statement: --job-id and --param do not apply")
@@ -142,6 +145,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     from producer.cli.waiting import cancel_all, wait_all
+    from shared.job.result import JobState
 
     ids = [line.strip() for line in sys.stdin if line.strip()] if args.job_ids == ["-"] else args.job_ids
     if not ids:
@@ -163,6 +167,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from shared.job.result import JobState
+
     result = client(args).status(args.job_id)
     error: Any = result.error
     if error and args.format == "csv":
@@ -177,6 +183,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_result(args: argparse.Namespace) -> int:
+    from shared.job.result import JobState
+
     srdb = client(args)
     result = srdb.wait(args.job_id, args.timeout) if args.wait else srdb.status(args.job_id)
     if not result.state.final and result.state is not JobState.NOT_FOUND:
@@ -187,6 +195,8 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from shared.job.result import JobState
+
     state = client(args).cancel(args.job_id)
     said = state.value if state in (JobState.CANCELLED, JobState.NOT_FOUND) else (
         f"{state.value}: the job had already finished; nothing was cancelled")

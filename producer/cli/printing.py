@@ -8,10 +8,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import EXIT_INTERRUPTED, EXIT_OK, JobFailed, JobNotFound
-from shared.job.result import JobResult, JobState
 
 if TYPE_CHECKING:
     from producer.client import Client
+    from shared.job.result import JobResult
 
 
 def print_error_json(error: dict[str, Any], code: int, job_id: str | None = None) -> None:
@@ -34,6 +34,7 @@ def interrupted(lines: list[str]) -> int:
 
 def print_result(client: Client, result: JobResult, fmt: str, no_pager: bool = False) -> int:
     from producer.cli.output import render
+    from shared.job.result import JobState
 
     if result.state is JobState.NOT_FOUND:
         raise JobNotFound(f"job {result.job_id} was never submitted")

@@ -1,5 +1,5 @@
-"""Commands that run srdb's parts: local (the whole stack), worker, reaper, demo; and config, the
-settings they would use."""
+"""Commands that run srdb's parts: local (the whole stack), worker, reaper, demo; and env, the exports that
+point other tools at the same stack."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from producer.cli.args import Subparsers, bounded, output_args, overrides
-from producer.cli.printing import print_records
+from producer.cli.args import Subparsers, bounded, overrides
 from shared.errors import EXIT_OK, EXIT_UNAVAILABLE, ClientSideError
 from shared.names import QUEUE_KINDS
 
@@ -54,9 +53,6 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def register_last(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     """The commands listed last in ``srdb --help``."""
-    p = sub.add_parser("config", parents=[common], help="print the settings in effect and where each comes from")
-    output_args(p)
-    p.set_defaults(func=cmd_config)
     p = sub.add_parser("env", parents=[common],
                        help="print the exports that point the AWS CLI, any AWS SDK and other shells at this stack: "
                             'eval "$(srdb env)"')
@@ -153,25 +149,6 @@ def cmd_reaper(args: argparse.Namespace) -> int:
             print(json.dumps(report), flush=True)
         if stop.wait(args.interval):
             return EXIT_OK
-
-
-def cmd_config(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
-    from shared.settings import ENV_PREFIX, Settings
-
-    given = overrides(args)
-    settings = Settings.load(**given)
-    sources = Settings.sources(**given)
-    records = []
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if f.name == "aws_secret_access_key" and value:
-            value = "****"
-        records.append({"setting": f.name, "variable": ENV_PREFIX + f.name.upper(), "value": value,
-                        "source": sources[f.name]})
-    print_records(records, ["setting", "value", "source"], args.format, "")
-    return EXIT_OK
 
 
 def cmd_env(args: argparse.Namespace) -> int:

@@ -6,12 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SRDB = [sys.executable, "-m", "producer.cli"]
+# The user's config folder (srdb's profiles) for every command these tests run: never the runner's own.
+CONFIG_HOME = tempfile.mkdtemp(prefix="srdb-config-")
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +36,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def srdb_env() -> dict[str, str]:
     """This environment without SRDB_* variables: the command finds .srdb/local.env, as a user's would. A wide
-    screen, whatever the runner's: a table wider than the screen is printed a record at a time."""
+    screen, whatever the runner's: a table wider than the screen is printed a record at a time. Profiles in a
+    config folder of the tests' own (CONFIG_HOME)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRDB_")}
-    return {**env, "COLUMNS": "200", "LINES": "50"}
+    return {**env, "COLUMNS": "200", "LINES": "50", "XDG_CONFIG_HOME": CONFIG_HOME}
 
 
 def srdb(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:

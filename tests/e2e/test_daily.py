@@ -238,3 +238,30 @@ def test_srdb_database_names_the_database_a_command_leaves_out(stack: Path) -> N
     refused = subprocess.run([*SRDB, "drop", "--yes"], cwd=stack, env=env, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "--db" in refused.stderr  # drop never takes a default
+
+
+def test_a_saved_profile_follows_the_user_into_any_folder(stack: Path, tmp_path: Path) -> None:
+    env = {**srdb_env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+
+    def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SRDB, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+
+    lost = run(elsewhere, "query", "--db", "prof", "SELECT 1")
+    assert lost.returncode == 5 and "NotConfigured" in lost.stderr
+    saved = run(stack, "config", "save", "dev")
+    assert saved.returncode == 0 and "saved profile dev" in saved.stdout, saved.stderr
+    assert run(elsewhere, "--profile", "dev", "query", "--db", "prof", "SELECT 1").returncode == 0
+    assert run(elsewhere, "config", "use", "dev").returncode == 0
+    assert run(elsewhere, "config", "set", "database", "prof").returncode == 0
+    made = run(elsewhere, "query", "CREATE TABLE t (a)")  # no --db: the profile's database
+    assert made.returncode == 0 and "created database prof" in made.stderr, made.stderr
+    shown = json.loads(run(elsewhere, "config", "--format", "json").stdout)
+    assert {r["setting"]: r["source"] for r in shown}["database"] == "profile dev (SRDB_DATABASE)"
+    assert run(elsewhere, "config", "list").stdout.split() == ["*", "dev"]
+    assert run(stack, "query", "SELECT count(*) FROM t", "--format", "csv").stdout.split() == ["count(*)", "0"]
+    wrong = run(elsewhere, "config", "set", "colour", "blue")
+    assert wrong.returncode == 2 and "colour is not a setting" in wrong.stderr
+    assert run(elsewhere, "config", "unset", "database").returncode == 0
+    assert run(elsewhere, "query", "SELECT 1").returncode == 2  # no database named any more

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import profiles
 from shared.errors import ClientSideError, NotConfigured
 from shared.settings import Settings, duration_seconds, write_env_file
 
@@ -53,3 +54,31 @@ def test_retention_and_grace_are_durations() -> None:
             duration_seconds(bad, "retention")
     with pytest.raises(ClientSideError, match="SRDB_RETENTION='7days'"):
         Settings.load({"SRDB_RETENTION": "7days"}).retention_seconds()
+
+
+def test_profiles_follow_the_user_and_yield_to_what_names_a_stack_here(tmp_path: Path) -> None:
+    home, project, elsewhere = tmp_path / "home", tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"HOME": str(home)}
+    write_env_file(home / ".config" / "srdb" / "profiles" / "prod.env",
+                   {"SRDB_BUCKET": "prod-bucket", "SRDB_QUEUE_URL": "prod-q", "SRDB_STATUS_BUCKET": "prod-status",
+                    "SRDB_DATABASE": "shop"})
+    write_env_file(project / ".srdb" / "local.env", {"SRDB_BUCKET": "local", "SRDB_QUEUE_URL": "local-q"})
+    assert Settings.load(env, elsewhere).bucket == ""  # no profile in use yet
+    profiles.use("prod", env)
+    used = Settings.load(env, elsewhere)
+    assert (used.bucket, used.status_bucket, used.database) == ("prod-bucket", "prod-status", "shop")
+    assert Settings.sources(env, elsewhere)["bucket"] == "profile prod (SRDB_BUCKET)"
+    # Where local.env names the stack, only the profile's preferences (the default database) come along.
+    (project / "sub").mkdir()
+    here = Settings.load(env, project / "sub")
+    assert (here.bucket, here.status_bucket, here.database) == ("local", "", "shop")
+    named = Settings.load({**env, "SRDB_BUCKET": "b", "SRDB_DATABASE": "mine"}, elsewhere)
+    assert (named.bucket, named.queue_url, named.database) == ("b", "", "mine")
+    # A profile named for one call beats local.env and the environment.
+    chosen = Settings.load({**env, "SRDB_BUCKET": "b"}, project, profile_name="prod")
+    assert (chosen.bucket, chosen.status_bucket) == ("prod-bucket", "prod-status")
+    with pytest.raises(ClientSideError, match="no profile nope"):
+        profiles.use("nope", env)
+    assert profiles.names(env) == ["prod"] and profiles.current(env) == "prod"
+    assert Settings.load({}, elsewhere).bucket == ""  # an environment without HOME reads no profile
