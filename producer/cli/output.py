@@ -64,9 +64,10 @@ def table(columns: list[str], rows: list[list[Any]], width: int | None = None, *
     if not columns:
         return ""
     width = width or shutil.get_terminal_size((120, 24)).columns
-    cells = [[(nullvalue if v is None else cell(v)).replace("\n", " ") for v in row] for row in rows]
+    cells = [[(nullvalue if v is None else cell(v)).replace("\r\n", "\n") for v in row] for row in rows]
     shown = columns if headers else [""] * len(columns)
-    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells]) for i, c in enumerate(shown)]
+    widths = [max([display_width(c)] + [display_width(line) for r in cells for line in r[i].split("\n")])
+              for i, c in enumerate(shown)]
     if sum(widths) + 3 * len(widths) + 1 > width:
         return expanded(columns, cells)
 
@@ -75,7 +76,12 @@ def table(columns: list[str], rows: list[list[Any]], width: int | None = None, *
         return fill + text if right else text + fill
 
     def line(values: list[str], numeric: list[bool]) -> str:
-        return "│ " + " │ ".join(pad(v, w, num) for v, w, num in zip(values, widths, numeric, strict=True)) + " │"
+        """A row; a value with line breaks takes as many lines of the box as it has (as sqlite3's box)."""
+        split = [v.split("\n") for v in values]
+        height = max(len(parts) for parts in split)
+        return "\n".join("│ " + " │ ".join(pad(parts[k] if k < len(parts) else "", w, num)
+                                           for parts, w, num in zip(split, widths, numeric, strict=True)) + " │"
+                         for k in range(height))
 
     numeric = [all(isinstance(r[i], (int, float)) for r in rows if r[i] is not None) and bool(rows)
                for i in range(len(columns))]

@@ -4,7 +4,7 @@ import json
 
 from producer.cli import parse_param
 from producer.cli.load import typed
-from producer.cli.output import csv_text, json_document, table
+from producer.cli.output import csv_text, json_document, rows_text, table
 from shared.job.result import JobResult, JobState
 
 
@@ -39,3 +39,16 @@ def test_params_from_the_command_line() -> None:
 def test_csv_values_are_typed() -> None:
     assert [typed(v) for v in ["1", "-2", "1.5", "1e3", "", "abc", "007x"]] == [1, -2, 1.5, 1000.0, None, "abc",
                                                                                  "007x"]
+
+
+def test_values_with_line_breaks_print_as_sqlite3_prints_them() -> None:
+    rows = [[1, "two\nlines"], [22, "one"]]
+    assert table(["n", "text"], rows, 80).splitlines() == [
+        "┌────┬───────┐",
+        "│ n  │ text  │",
+        "├────┼───────┤",
+        "│  1 │ two   │",
+        "│    │ lines │",
+        "│ 22 │ one   │",
+        "└────┴───────┘"]
+    assert rows_text(["n", "text"], rows, "list", headers=False) == "1|two\nlines\n22|one"
