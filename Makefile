@@ -29,7 +29,7 @@ $(CHECKOV_VENV)/.installed:
 # (pytest-xdist) keep two cores busy. Each has its own moto server and resources.
 PYTEST_WORKERS ?= 3
 test: $(STAMP) package $(CHECKOV_VENV)/.installed
-	$(BIN)/ruff check producer worker reaper shared tests bench
+	$(BIN)/ruff check producer worker reaper shared api tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
@@ -54,11 +54,11 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
-build/srdb-lambda.zip: lambda-requirements.txt $(STAMP) $(shell find shared worker reaper -name '*.py')
+build/srdb-lambda.zip: lambda-requirements.txt $(STAMP) $(shell find shared worker reaper producer api -name '*.py' -o -name '*.html')
 	rm -rf build/lambda build/srdb-lambda.zip
 	$(BIN)/python -m pip install --quiet --no-warn-conflicts --target build/lambda --platform $(LAMBDA_PLATFORM) \
 		--implementation cp --python-version 3.12 --only-binary=:all: -r lambda-requirements.txt $(LAMBDA_EXTRA)
-	cp -r shared worker reaper build/lambda/
+	cp -r shared worker reaper producer api build/lambda/
 	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
 	$(BIN)/python -c "import shutil; shutil.make_archive('build/srdb-lambda', 'zip', 'build/lambda')"
 

@@ -72,13 +72,19 @@ class Grants:
         if not admitted:
             raise Forbidden(f"sender {sender or '(unknown)'} is not among the senders of access group(s) "
                             f"{', '.join(sorted(mine))} that queue {queue} serves")
-        access = {name: g.access(database) for name, g in admitted.items()}
-        if ("write" in access.values()) if writes else any(access.values()):
+        _decide(admitted, database, writes)
+
+    def check_caller(self, caller: str, database: str, writes: bool) -> None:
+        """The HTTP API's check (api/): Forbidden unless a group that names ``caller`` among its senders (an
+        IAM principal's id, as SQS stamps it on a message: ``AROA…:<session>``) gives it the access. A
+        group without senders is defined by who may send to its queues, which an HTTP caller is not."""
+        if self.open:
             return
-        names = ", ".join(sorted(admitted))
-        if any(access.values()):
-            raise Forbidden(f"access group {names} may only read database {database}; this job writes")
-        raise Forbidden(f"access group {names} has no grant on database {database}")
+        admitted = {name: g for name, g in self.groups.items() if g.senders and g.admits(caller)}
+        if not admitted:
+            raise Forbidden(f"caller {caller or '(unknown)'} is among the senders of no access group "
+                            "(an administrator adds it with `srdb grant --sender`)")
+        _decide(admitted, database, writes)
 
     def grant(self, group: str, *, database: str | None = None, access: str = "read",
               queues: list[str] | None = None, senders: list[str] | None = None) -> None:
@@ -117,6 +123,17 @@ class Grants:
         if bad:
             raise StorageError(f"{GRANTS_KEY} grants {bad[0]!r}; access is read or write")
         return cls(groups)
+
+
+def _decide(admitted: dict[str, Group], database: str, writes: bool) -> None:
+    """Forbidden unless one of the ``admitted`` groups gives ``database`` the access a job needs."""
+    access = {name: g.access(database) for name, g in admitted.items()}
+    if ("write" in access.values()) if writes else any(access.values()):
+        return
+    names = ", ".join(sorted(admitted))
+    if any(access.values()):
+        raise Forbidden(f"access group {names} may only read database {database}; this job writes")
+    raise Forbidden(f"access group {names} has no grant on database {database}")
 
 
 class GrantStore:

@@ -43,6 +43,8 @@ class Settings:
     vpc_id: str = ""
     region: str = "us-east-1"
     endpoint_url: str = ""
+    # The HTTP API (api/): srdb local's own server, `srdb serve`, or the deployed function URL (output HttpUrl).
+    http_url: str = ""
     profile: str = ""  # a named profile of ~/.aws/config (boto3's AWS_PROFILE works too)
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""

@@ -16,6 +16,8 @@ from producer.cli.args import Subparsers, bounded, overrides
 from shared.errors import EXIT_OK, EXIT_UNAVAILABLE, ClientSideError
 from shared.names import QUEUE_KINDS
 
+SERVE_PORT = 8710  # srdb serve's default port
+
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("local", parents=[common], help="run the whole stack on this machine until Ctrl-C")
@@ -43,6 +45,15 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--parent-pid", type=int, default=None, metavar="PID",
                    help="stop when process PID, which started this one, ends (srdb local's workers)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("serve", parents=[common],
+                       help="serve the HTTP API and the web console against the stack the settings name")
+    p.add_argument("--port", type=bounded(int, 0, 65535), default=SERVE_PORT,
+                   help=f"the port (default {SERVE_PORT}; 0: a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1: this machine only; any other needs --token)")
+    p.add_argument("--token", default=None, help="a secret every API request must carry (Authorization: Bearer …)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("reaper", parents=[common],
                        help="free stale locks and collect garbage (old versions, unused chunks) on a schedule")
@@ -92,6 +103,32 @@ def _stop_with_parent(stop: threading.Event, parent: int, every: float = 0.5, gr
     threading.Thread(target=watch, name="srdb-parent-watch", daemon=True).start()
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from api.app import Api
+    from api.server import ApiServer
+    from producer.cli.args import client
+    from shared.grants import GrantStore
+    from shared.s3 import Bucket
+
+    srdb = client(args)
+    try:
+        server = ApiServer(Api(srdb, grants=GrantStore(Bucket(srdb.s3, srdb.settings.bucket))), args.host, args.port,
+                           args.token)
+    except ValueError as exc:
+        raise ClientSideError(str(exc)) from None
+    except OSError as exc:
+        raise ClientSideError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}): choose another --port "
+                              "(0: a free one)") from None
+    stop = _stop_on_signals()
+    server.start()
+    print(f"srdb serve: the HTTP API and console at {server.url} for {srdb.settings.bucket}; Ctrl-C stops it",
+          flush=True)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    return EXIT_OK
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from producer.local.stack import LocalStack
 
@@ -109,6 +146,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         kept = "nothing kept (--ephemeral)" if args.ephemeral else f"data kept in {stack.data_folder}"
         print(f"srdb local ready at {stack.settings.endpoint_url} with {args.workers} worker(s); "
               f"settings in {stack.env_file}; {kept}", flush=True)
+        print(f"HTTP API and console at {stack.settings.http_url} (SRDB_HTTP_URL)", flush=True)
         stop.wait()
     finally:
         stack.stop()

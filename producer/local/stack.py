@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from api.server import ApiServer
 from producer.local.persist import SYNC_SECONDS, Mirror
 from producer.local.processes import spawn_worker, stop_all
 from reaper.reaper import Reaper
@@ -33,6 +34,7 @@ log = logging.getLogger("srdb.local")
 MAX_RECEIVE_COUNT = 5
 LOCAL_PID_FILE = Path(".srdb") / "local.pid"
 LOCAL_PORT_FILE = Path(".srdb") / "port"
+LOCAL_HTTP_PORT_FILE = Path(".srdb") / "http-port"  # the HTTP API's (api/), kept as the endpoint's is
 LOCAL_DATA_FOLDER = Path(".srdb") / "data" / "s3"
 
 
@@ -69,11 +71,11 @@ def stale_local_env(folder: Path, environ: dict[str, str] | None = None) -> str 
     return None
 
 
-def _last_port(folder: Path) -> int | None:
+def _last_port(folder: Path, file: Path = LOCAL_PORT_FILE) -> int | None:
     """The port this folder's last ``srdb local`` used, while it is free: a restart keeps its endpoint, so
     exported settings and other terminals' ``SRDB_ENDPOINT_URL`` do not go stale."""
     try:
-        port = int((folder / LOCAL_PORT_FILE).read_text().strip())
+        port = int((folder / file).read_text().strip())
     except (OSError, ValueError):
         return None
     return port if _bind_error(port) is None else None
@@ -147,6 +149,7 @@ class LocalStack:
         self.processes: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
+        self.http: ApiServer | None = None
 
     @property
     def env_file(self) -> Path:
@@ -186,14 +189,27 @@ class LocalStack:
             loaded = self.mirror.load()
             if loaded:
                 log.info("loaded %d objects from %s", loaded, self.data_folder)
+        self.http = self._serve_http()
+        self.settings = self.settings.replace(http_url=self.http.url)
         write_env_file(self.env_file, self.settings.to_env())
         (self.folder / LOCAL_PORT_FILE).write_text(f"{self.port}\n")  # the next start takes it again
+        (self.folder / LOCAL_HTTP_PORT_FILE).write_text(f"{self.http.server_address[1]}\n")
         self.pid_file.write_text(f"{os.getpid()}\n")
         for index in range(self.workers):
             self.processes.append(self.spawn_worker(index))
         self._reaper = threading.Thread(target=self._reap, name="srdb-reaper", daemon=True)
         self._reaper.start()
         return self.settings
+
+    def _serve_http(self) -> ApiServer:
+        """The HTTP API and console (api/) for this stack, on the port the folder's last one had while free."""
+        from api.app import Api
+        from producer.client import Client
+
+        port = _last_port(self.folder, LOCAL_HTTP_PORT_FILE) or 0
+        server = ApiServer(Api(Client(self.settings)), "127.0.0.1", port)
+        server.start()
+        return server
 
     def spawn_worker(self, index: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start one ``srdb worker`` process with its own cache folder and log file."""
@@ -210,6 +226,10 @@ class LocalStack:
             self._reaper.join(timeout=10)
         if self.mirror is not None:
             self._sync()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+            self.http = None
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -18,7 +18,7 @@ def lint(folder: Path) -> subprocess.CompletedProcess[str]:
 
 
 def copy_tree(tmp_path: Path) -> Path:
-    for name in ("producer", "worker", "reaper", "shared"):
+    for name in ("producer", "worker", "reaper", "shared", "api"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     return tmp_path
@@ -39,7 +39,7 @@ def test_an_import_across_a_contract_breaks_it(tmp_path: Path) -> None:
     result = lint(tree)
     assert result.returncode != 0
     assert "the storage engine and the job protocol do not import each other BROKEN" in result.stdout
-    assert "the client library does not import the worker or the reaper BROKEN" in result.stdout
+    assert "the client library and the HTTP API do not import the worker or the reaper BROKEN" in result.stdout
 
 
 MAX_MODULE_LINES = 450
@@ -48,7 +48,7 @@ MAX_MODULE_LINES = 450
 def long_modules(root: Path) -> dict[str, int]:
     """The modules of srdb's packages (and the bench) longer than MAX_MODULE_LINES."""
     found = {}
-    for name in ("producer", "worker", "reaper", "shared", "bench"):
+    for name in ("producer", "worker", "reaper", "shared", "api", "bench"):
         for path in sorted((root / name).rglob("*.py")):
             lines = len(path.read_text(encoding="utf-8").splitlines())
             if lines > MAX_MODULE_LINES:
