@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
 from botocore.exceptions import BotoCoreError
@@ -295,6 +296,25 @@ class Client:
     def restore(self, database: str, version: int) -> Manifest:
         """Make an old version current again as a new version (nothing is overwritten)."""
         return self.versions.restore(database, version)
+
+    def pull(self, database: str, dest: str | Path, *, as_of: AsOf | datetime | None = None) -> Manifest:
+        """Write the database (the current version, or the one ``as_of`` a version or a time) to ``dest`` as
+        a plain SQLite file; the manifest of the version written."""
+        from shared.snapshot.transfer import pull_file
+
+        current, _ = self.versions.current(database)
+        wanted = current if as_of is None else self.versions.resolve(
+            database, as_of if not isinstance(as_of, str) else datetime.fromisoformat(as_of), current)
+        pull_file(self.versions.bucket, database, wanted, Path(dest), concurrency=self.settings.transfer_concurrency)
+        return wanted
+
+    def push(self, source: str | Path, database: str, *, label: str | None = None) -> Manifest:
+        """Make the SQLite file ``source`` the next version of ``database`` (or version 1 of a new one): a
+        commit like any other, conditional on the version it read. CommitConflict if a write got there first."""
+        from shared.snapshot.transfer import push_file
+
+        return push_file(self.versions.bucket, database, Path(source), chunk_size=self.settings.chunk_size,
+                         label=label or f"push of {Path(source).name}", concurrency=self.settings.transfer_concurrency)
 
     def oldest(self, database: str) -> Manifest:
         """The oldest snapshot still retained: how far back time travel and restore reach."""

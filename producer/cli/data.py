@@ -40,6 +40,23 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     output_args(p)
     p.set_defaults(func=cmd_restore)
 
+    p = sub.add_parser("pull", parents=[common],
+                       help="write a database (or an old version of it) to a plain SQLite file (for sqlite3, a backup)")
+    p.add_argument("database", metavar="DATABASE", help="the database to write out")
+    p.add_argument("file", metavar="FILE", help="the SQLite file to write (replaced once complete)")
+    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
+                   help="that version, or the one current at a time (ISO 8601, or 10m, 2h ago, 1w, yesterday)")
+    output_args(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("push", parents=[common],
+                       help="make a SQLite file a database, or the next version of one (a commit like any other)")
+    p.add_argument("file", metavar="FILE", help="the SQLite file to push (copied consistently, even while in use)")
+    p.add_argument("database", metavar="DATABASE", help="the database it becomes")
+    label_arg(p)
+    output_args(p)
+    p.set_defaults(func=cmd_push)
+
     p = sub.add_parser("load", parents=[common], help="COPY a file (CSV, TSV, JSON Lines, gzip; local, stdin or S3) "
                                                       "into a table: all rows or none")
     _load_arguments(p)
@@ -145,6 +162,25 @@ def _what(manifest: Manifest) -> str:
         return ""
     more = len(manifest.labels) - 1
     return manifest.labels[0] + (f" (+{more} more job{'s' if more > 1 else ''})" if more else "")
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    pulled = client(args).pull(args.database, args.file, as_of=args.as_of)
+    seconds = time.monotonic() - started
+    print_record({"database": args.database, "version": pulled.version, "file": args.file, "bytes": pulled.file_size,
+                  "seconds": round(seconds, 3)}, args.format,
+                 f"wrote version {pulled.version} of {args.database} to {args.file} ({pulled.file_size:,} bytes) "
+                 f"in {seconds:.1f}s")
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    pushed = client(args).push(args.file, args.database, label=args.label)
+    print_record({"database": args.database, "version": pushed.version, "bytes": pushed.file_size}, args.format,
+                 f"database {args.database} is now version {pushed.version}, from {args.file} "
+                 f"({pushed.file_size:,} bytes)")
+    return EXIT_OK
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

@@ -34,7 +34,8 @@ from typing import TypeVar
 from shared.errors import CommitConflict, DatabaseDamaged, InfrastructureError, StorageError
 from shared.names import check_database
 from shared.s3 import UNCHANGED, Blob, Bucket
-from shared.snapshot.keys import chunk_key, manifest_key, trash_key, version_key, versions_prefix
+from shared.snapshot.chunks import fetch_chunk, page_size
+from shared.snapshot.keys import chunk_key, manifest_key, version_key, versions_prefix
 from shared.snapshot.manifest import Manifest, to_millis
 from shared.snapshot.wal import dirty_chunks
 
@@ -257,7 +258,7 @@ class SnapshotStore:
         manifest = Manifest(
             version=snapshot.version + 1,
             file_size=size,
-            page_size=_page_size(snapshot.path),
+            page_size=page_size(snapshot.path),
             chunk_size=self.chunk_size,
             chunks=chunks,
             created_at=to_millis(self.now()),
@@ -311,7 +312,7 @@ class SnapshotStore:
         same_layout = old is not None and old.chunk_size == self.chunk_size
         previous = old.chunks if old is not None and same_layout else []
         if previous and old is not None and pages is not None:
-            dirty = dirty_chunks(pages, _page_size(path), self.chunk_size, old.file_size, size)
+            dirty = dirty_chunks(pages, page_size(path), self.chunk_size, old.file_size, size)
         else:
             dirty = set(range(count))
         known = set(previous)
@@ -343,19 +344,10 @@ class SnapshotStore:
         self.stats.bytes_up += len(body)
 
     def _fetch_chunk(self, database: str, digest: str) -> bytes:
-        key = chunk_key(database, digest)
-        for _ in range(3):
-            # A chunk the collector moved to the trash while a commit was making it current again is
-            # read from there until the collector's next pass puts it back (reaper/gc.py).
-            found = self.bucket.get(key) or self.bucket.get(trash_key(database, digest))
-            if found is None:
-                raise StorageError(f"chunk s3://{self.bucket.name}/{key} is missing")
-            data = found.body
-            self.stats.requests += 1
-            self.stats.bytes_down += len(data)
-            if hashlib.sha256(data).hexdigest() == digest:
-                return data
-        raise StorageError(f"chunk s3://{self.bucket.name}/{key} does not match its hash after 3 reads")
+        data = fetch_chunk(self.bucket, database, digest)
+        self.stats.requests += 1
+        self.stats.bytes_down += len(data)
+        return data
 
     def _load_state(self, database: str) -> LocalSnapshot | None:
         folder = self.cache_dir / database
@@ -431,12 +423,3 @@ def current_manifest(bucket: Bucket, database: str) -> tuple[Manifest, str] | No
     S3 fails: an outage is not an absent database."""
     found = bucket.get(manifest_key(database))
     return (Manifest.from_bytes(found.body), found.etag) if found is not None else None
-
-
-def _page_size(path: Path) -> int:
-    with open(path, "rb") as f:
-        header = f.read(18)
-    if len(header) < 18:
-        return 0
-    size = int.from_bytes(header[16:18], "big")
-    return 65536 if size == 1 else size

@@ -265,3 +265,21 @@ def test_a_saved_profile_follows_the_user_into_any_folder(stack: Path, tmp_path:
     assert wrong.returncode == 2 and "colour is not a setting" in wrong.stderr
     assert run(elsewhere, "config", "unset", "database").returncode == 0
     assert run(elsewhere, "query", "SELECT 1").returncode == 2  # no database named any more
+
+
+def test_pull_then_push_moves_a_database_through_a_plain_sqlite_file(stack: Path, tmp_path: Path) -> None:
+    assert srdb(stack, "query", "--db", "moved", "CREATE TABLE t (a INTEGER)").returncode == 0
+    assert srdb(stack, "query", "--db", "moved", "INSERT INTO t VALUES (1), (2)").returncode == 0
+    pulled = srdb(stack, "pull", "moved", str(tmp_path / "moved.sqlite"))
+    assert pulled.returncode == 0 and "wrote version 2 of moved" in pulled.stdout, pulled.stderr
+    local = subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                            "c.execute('INSERT INTO t VALUES (3)'); c.commit()", str(tmp_path / "moved.sqlite")])
+    assert local.returncode == 0
+    pushed = srdb(stack, "push", str(tmp_path / "moved.sqlite"), "copied", "--format", "json")
+    assert pushed.returncode == 0 and json.loads(pushed.stdout)["version"] == 1, pushed.stderr
+    summed = srdb(stack, "query", "--db", "copied", "SELECT sum(a) FROM t", "--format", "csv")
+    assert summed.stdout.split() == ["sum(a)", "6"]
+    missing = srdb(stack, "pull", "nowhere", str(tmp_path / "x.sqlite"))
+    assert missing.returncode == 3 and "DatabaseNotFound" in missing.stderr
+    refused = srdb(stack, "push", str(stack / ".srdb" / "local.env"), "copied")
+    assert refused.returncode == 2 and "is not a SQLite database" in refused.stderr

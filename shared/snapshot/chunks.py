@@ -1,0 +1,39 @@
+"""Chunks, the storage engine's unit: fixed-size slices of a SQLite file in S3, named by their SHA-256.
+
+A chunk never changes once written, so a copy of one is good for ever, and any number of versions
+(or databases) may name it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from shared.errors import StorageError
+from shared.s3 import Bucket
+from shared.snapshot.keys import chunk_key, trash_key
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def fetch_chunk(bucket: Bucket, database: str, digest: str) -> bytes:
+    """The chunk's bytes, checked against its name. A chunk the collector moved to the trash while a
+    commit was making it current again is read from there until the collector's next pass puts it back
+    (reaper/gc.py). StorageError when it is nowhere, or keeps not matching its hash."""
+    key = chunk_key(database, digest)
+    for _ in range(3):
+        found = bucket.get(key) or bucket.get(trash_key(database, digest))
+        if found is None:
+            raise StorageError(f"chunk s3://{bucket.name}/{key} is missing")
+        if hashlib.sha256(found.body).hexdigest() == digest:
+            return found.body
+    raise StorageError(f"chunk s3://{bucket.name}/{key} does not match its hash after 3 reads")
+
+
+def page_size(path: Path) -> int:
+    """The page size a SQLite file's header gives (0 for a file too short to have one)."""
+    with open(path, "rb") as f:
+        header = f.read(18)
+    if len(header) < 18:
+        return 0
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size

@@ -1,0 +1,104 @@
+"""Moving a database in and out whole: ``srdb pull`` writes a version as a plain SQLite file (for sqlite3, or
+a backup), ``srdb push`` makes a SQLite file a database, or the next version of one.
+
+A push commits as a worker does: the chunks S3 does not have yet first, then the manifest by a
+conditional write over the version it read (CommitConflict if a write got there first: nothing is
+overwritten, and the push can be run again). The file is first copied with SQLite's backup API, so a
+database in use (a write-ahead log beside it, a writer mid-transaction) is pushed as one consistent
+snapshot, and a file that is not SQLite is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+
+from shared.errors import ClientSideError
+from shared.names import check_database
+from shared.s3 import Bucket
+from shared.snapshot.chunks import SQLITE_HEADER, fetch_chunk, page_size
+from shared.snapshot.keys import chunk_key
+from shared.snapshot.manifest import Manifest, to_millis
+from shared.snapshot.store import current_manifest, put_manifest, put_version
+
+
+def pull_file(bucket: Bucket, database: str, manifest: Manifest, dest: Path, *, concurrency: int = 8) -> int:
+    """Write the snapshot ``manifest`` of ``database`` to ``dest`` (replaced only once whole); its size."""
+    digests = sorted(set(manifest.chunks))
+    with ThreadPoolExecutor(max(1, min(concurrency, len(digests)))) as pool:
+        fetched = dict(zip(digests, pool.map(lambda d: fetch_chunk(bucket, database, d), digests), strict=True))
+    dest = dest.expanduser()
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(tmp, "wb") as out:
+            for digest in manifest.chunks:
+                out.write(fetched[digest])
+            out.truncate(manifest.file_size)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return manifest.file_size
+
+
+def push_file(bucket: Bucket, database: str, source: Path, *, chunk_size: int, label: str,
+              now: Callable[[], float] = time.time, concurrency: int = 8) -> Manifest:
+    """Commit the SQLite file ``source`` as the next version of ``database`` (version 1 of a new one)."""
+    check_database(database)
+    source = source.expanduser()
+    if not source.is_file():
+        raise ClientSideError(f"no such file: {source}")
+    with open(source, "rb") as f:
+        if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise ClientSideError(f"{source} is not a SQLite database (its header is not 'SQLite format 3')")
+    with tempfile.TemporaryDirectory(prefix="srdb-push-") as scratch:
+        copy = Path(scratch) / "db.sqlite"
+        _consistent_copy(source, copy)
+        found = current_manifest(bucket, database)
+        old, etag = found if found is not None else (None, None)
+        known = set(old.chunks) if old is not None else set()
+        chunks, new = _chunks_of(copy, chunk_size, known)
+        with ThreadPoolExecutor(max(1, min(concurrency, len(new) or 1))) as pool:
+            list(pool.map(lambda item: bucket.put(chunk_key(database, item[0]), item[1]), new.items()))
+        manifest = Manifest(version=(old.version if old else 0) + 1, file_size=copy.stat().st_size,
+                            page_size=page_size(copy), chunk_size=chunk_size, chunks=chunks,
+                            created_at=to_millis(now()), jobs=[], writer=uuid.uuid4().hex, labels=[label])
+    body = manifest.to_bytes()
+    put_manifest(bucket, database, manifest, body, etag)
+    put_version(bucket, database, manifest, body)
+    return manifest
+
+
+def _consistent_copy(source: Path, dest: Path) -> None:
+    """SQLite's online backup of ``source`` into ``dest``, in rollback-journal mode: one snapshot of it,
+    whatever its journal, and nothing of its write-ahead log left behind."""
+    try:
+        with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as reader, \
+                closing(sqlite3.connect(dest)) as writer:
+            reader.backup(writer)
+            writer.execute("PRAGMA journal_mode = DELETE")
+            check = writer.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise ClientSideError(f"{source} cannot be read as a SQLite database: {exc}") from None
+    if check != "ok":
+        raise ClientSideError(f"{source} is damaged (PRAGMA quick_check: {check}); nothing was pushed")
+
+
+def _chunks_of(path: Path, chunk_size: int, known: set[str]) -> tuple[list[str], dict[str, bytes]]:
+    """The file's chunk names in order, and the chunks among them that ``known`` lacks."""
+    chunks: list[str] = []
+    new: dict[str, bytes] = {}
+    with open(path, "rb") as f:
+        while data := f.read(chunk_size):
+            digest = hashlib.sha256(data).hexdigest()
+            chunks.append(digest)
+            if digest not in known:
+                new[digest] = data
+    return chunks, new
