@@ -8,6 +8,7 @@
 | ``DELETE /v1/jobs/{job_id}`` | cancels it; the document |
 | ``GET /v1/databases``, ``GET /v1/databases/{database}/history`` | what ``srdb databases`` / ``history`` show |
 | ``POST /v1/databases/{database}/restore`` | ``{"version": N}``: what ``srdb restore`` does |
+| ``POST /v1/databases/{database}/fork`` | ``{"name": NEW, "as_of"?}``: what ``srdb fork`` does |
 | ``GET /`` | the console (api/console.html) |
 
 Big results are never truncated and never one unbounded response: a document holds the inline rows
@@ -58,6 +59,7 @@ ROUTES = {
     re.compile(r"/v1/databases/[^/]+/query"): ("POST",),
     re.compile(r"/v1/databases/[^/]+/history"): ("GET",),
     re.compile(r"/v1/databases/[^/]+/restore"): ("POST",),
+    re.compile(r"/v1/databases/[^/]+/fork"): ("POST",),
     re.compile(r"/v1/jobs/[^/]+"): ("GET", "DELETE"),
 }
 
@@ -102,6 +104,7 @@ class Api:
         app.post("/v1/databases/<database>/query")(self.query)
         app.get("/v1/databases/<database>/history")(self.history)
         app.post("/v1/databases/<database>/restore")(self.restore)
+        app.post("/v1/databases/<database>/fork")(self.fork)
         app.get("/v1/jobs/<job_id>")(self.job)
         app.delete("/v1/jobs/<job_id>")(self.cancel)
         app.not_found(self.not_found)
@@ -127,7 +130,8 @@ class Api:
 
     def databases(self) -> Response[str]:
         return answer(HTTPStatus.OK, {"databases": [
-            {"name": d.name, "size": d.size, "version": d.version, "last_write": _iso(d.last_write)}
+            {"name": d.name, "size": d.size, "version": d.version, "last_write": _iso(d.last_write),
+             "forked_from": d.forked_from}
             for d in self.client.databases() if self._may_see(d.name)]})
 
     def history(self, database: str) -> Response[str]:
@@ -147,6 +151,19 @@ class Api:
         made = self.client.restore(database, version)
         return answer(HTTPStatus.OK, {"database": database, "version": made.version,
                                       "restored_from": made.restored_from})
+
+    def fork(self, database: str) -> Response[str]:
+        doc = self._body()
+        new, as_of = doc.get("name"), doc.get("as_of")
+        if not isinstance(new, str) or (as_of is not None and (isinstance(as_of, bool)
+                                                               or not isinstance(as_of, (int, str)))):
+            raise HttpError(HTTPStatus.BAD_REQUEST, "InvalidRequest",
+                            'fork takes {"name": NEW, "as_of": VERSION or ISO 8601 time (optional)}')
+        self._check(_database(database), writes=False)
+        self._check(_database(new), writes=True)
+        made = self.client.fork(database, new, as_of=as_of)
+        return answer(HTTPStatus.CREATED, {"database": new, "forked_from": made.forked_from,
+                                           "version": made.version, "size": made.file_size})
 
     def query(self, database: str) -> Response[str]:
         doc = self._body()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import aioboto3
@@ -149,6 +150,30 @@ class AsyncClient:
     async def restore(self, database: str, version: int) -> Manifest:
         """Make an old version current again as a new version (nothing is overwritten)."""
         return await asyncio.to_thread(self._versions().restore, database, version)
+
+    async def fork(self, source: str, new: str, *, as_of: AsOf | datetime | None = None) -> Manifest:
+        """``Client.fork``, on a thread: a new database that names ``source``'s chunks."""
+        from shared.snapshot.fork import fork
+
+        return await asyncio.to_thread(partial(fork, self._bucket(), source, new, as_of=as_of))
+
+    async def pull(self, database: str, dest: str | Path, *, as_of: AsOf | datetime | None = None) -> Manifest:
+        """``Client.pull``, on a thread: the database (or an old version) as a plain SQLite file."""
+        from shared.snapshot.transfer import pull_file
+
+        history = self._versions()
+        current, _ = await asyncio.to_thread(history.current, database)
+        wanted = current if as_of is None else await asyncio.to_thread(history.resolve, database, as_of, current)
+        await asyncio.to_thread(pull_file, self._bucket(), database, wanted, Path(dest))
+        return wanted
+
+    async def push(self, source: str | Path, database: str, *, label: str | None = None) -> Manifest:
+        """``Client.push``, on a thread: a SQLite file as the next version of ``database``."""
+        from shared.snapshot.transfer import push_file
+
+        return await asyncio.to_thread(partial(push_file, self._bucket(), database, Path(source),
+                                               chunk_size=self.settings.chunk_size,
+                                               label=label or f"push of {Path(source).name}"))
 
     async def oldest(self, database: str) -> Manifest:
         """The oldest snapshot still retained: how far back time travel and restore reach."""

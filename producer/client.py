@@ -303,10 +303,16 @@ class Client:
         from shared.snapshot.transfer import pull_file
 
         current, _ = self.versions.current(database)
-        wanted = current if as_of is None else self.versions.resolve(
-            database, as_of if not isinstance(as_of, str) else datetime.fromisoformat(as_of), current)
+        wanted = current if as_of is None else self.versions.resolve(database, as_of, current)
         pull_file(self.versions.bucket, database, wanted, Path(dest), concurrency=self.settings.transfer_concurrency)
         return wanted
+
+    def fork(self, source: str, new: str, *, as_of: AsOf | datetime | None = None) -> Manifest:
+        """A new database ``new`` whose first version is ``source``'s current one (or the one ``as_of``),
+        made without copying: it names the source's chunks. Writes to either never show in the other."""
+        from shared.snapshot.fork import fork
+
+        return fork(self.versions.bucket, source, new, as_of=as_of)
 
     def push(self, source: str | Path, database: str, *, label: str | None = None) -> Manifest:
         """Make the SQLite file ``source`` the next version of ``database`` (or version 1 of a new one): a

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reaper.forks import fork_view
 from shared.errors import DatabaseDamaged, StorageError
 from shared.job.keys import PAYLOADS_PREFIX, STAGING_PREFIX
 from shared.names import DATABASE_RE
@@ -130,6 +131,7 @@ class Plan:
     restore: list[str]  # live chunks found only in the trash
     purge: list[ObjectInfo]  # trash to delete
     missing: list[str]
+    stale_forks: list[str] = field(default_factory=list)  # fork markers whose fork is gone (reaper/forks.py)
 
 
 class Collector:
@@ -241,7 +243,11 @@ class Collector:
         young = self.now() - hold
         chunks = {o.key[len(chunks_prefix(database)):]: o for o in self.bucket.objects(chunks_prefix(database))}
         trashed = {o.key[len(trash_prefix(database)):]: o for o in self.bucket.objects(trash_prefix(database))}
-        live = ledger.last_ref
+        forks = fork_view(self.bucket, database, now=self.now(), grace=self.grace, max_versions=self.max_versions)
+        # What forks name counts as live too; a fork being made keeps everything until its chunks are known.
+        live = {**dict.fromkeys(forks.live, current.version), **ledger.last_ref}
+        if forks.hold:
+            young = float("-inf")
         waiting = [o.modified + hold for d, o in chunks.items() if d not in live and o.modified >= young]
         waiting += [o.modified + hold for o in trashed.values() if o.modified >= young]
         waiting += [versions[v].modified + self.retention for v in sorted(versions)
@@ -251,7 +257,8 @@ class Collector:
             trash=[o for d, o in chunks.items() if d not in live and o.modified < young],
             restore=[d for d in live if d not in chunks and d in trashed],
             purge=[o for d, o in trashed.items() if o.modified < young and (d not in live or d in chunks)],
-            missing=[d for d in live if d not in chunks and d not in trashed],
+            missing=self._missing(current, [d for d in ledger.last_ref if d not in chunks and d not in trashed]),
+            stale_forks=forks.stale,
         )
         if plan.trash:
             waiting.append(self.now() + self.grace)  # what this pass moves to the trash
@@ -260,7 +267,16 @@ class Collector:
         ledger.due = min(waiting, default=None)
         return plan
 
+    def _missing(self, current: Manifest, absent: list[str]) -> list[str]:
+        """Live chunks in neither chunks/ nor trash/: a fork's may be its origins' (snapshot/fork.py)."""
+        for origin in current.origins if absent else []:
+            found = {o.key.rsplit("/", 1)[1] for prefix in (chunks_prefix(origin), trash_prefix(origin))
+                     for o in self.bucket.objects(prefix)}
+            absent = [d for d in absent if d not in found]
+        return absent
+
     def _apply(self, database: str, plan: Plan, report: GcReport) -> None:
+        self._delete(plan.stale_forks)
         budget = self.max_deletes
         expired = [version_key(database, v) for v in plan.expired[:budget]]
         self._delete(expired)

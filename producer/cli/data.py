@@ -49,6 +49,15 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     output_args(p)
     p.set_defaults(func=cmd_pull)
 
+    p = sub.add_parser("fork", parents=[common],
+                       help="make a new database from another's current (or an old) version, copying nothing")
+    p.add_argument("source", metavar="SOURCE", help="the database to fork")
+    p.add_argument("new", metavar="NEW", help="the new database")
+    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
+                   help="fork that version, or the one current at a time (ISO 8601, or 10m, 2h ago, 1w, yesterday)")
+    output_args(p)
+    p.set_defaults(func=cmd_fork)
+
     p = sub.add_parser("push", parents=[common],
                        help="make a SQLite file a database, or the next version of one (a commit like any other)")
     p.add_argument("file", metavar="FILE", help="the SQLite file to push (copied consistently, even while in use)")
@@ -175,6 +184,16 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fork(args: argparse.Namespace) -> int:
+    made = client(args).fork(args.source, args.new, as_of=args.as_of)
+    forked = made.forked_from or {}
+    print_record({"database": args.new, "source": args.source, "version": forked.get("version"),
+                  "bytes": made.file_size}, args.format,
+                 f"database {args.new} is a fork of {args.source} at version {forked.get('version')} "
+                 f"({made.file_size:,} bytes, nothing copied)")
+    return EXIT_OK
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     pushed = client(args).push(args.file, args.database, label=args.label)
     print_record({"database": args.database, "version": pushed.version, "bytes": pushed.file_size}, args.format,
@@ -227,8 +246,9 @@ def cmd_databases(args: argparse.Namespace) -> int:
 
     shown = human_size if args.format == "table" else (lambda size: size)
     records = [{"database": d.name, "size": shown(d.size), "version": d.version,
-                "last_write": iso_time(d.last_write)} for d in client(args).databases()]
-    print_records(records, ["database", "size", "version", "last_write"], args.format, "no databases yet")
+                "last_write": iso_time(d.last_write), "forked_from": d.forked_from} for d in client(args).databases()]
+    print_records(records, ["database", "size", "version", "last_write", "forked_from"], args.format,
+                  "no databases yet")
     return EXIT_OK
 
 

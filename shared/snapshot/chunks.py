@@ -6,6 +6,7 @@ A chunk never changes once written, so a copy of one is good for ever, and any n
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from shared.errors import StorageError
@@ -15,18 +16,21 @@ from shared.snapshot.keys import chunk_key, trash_key
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def fetch_chunk(bucket: Bucket, database: str, digest: str) -> bytes:
-    """The chunk's bytes, checked against its name. A chunk the collector moved to the trash while a
-    commit was making it current again is read from there until the collector's next pass puts it back
-    (reaper/gc.py). StorageError when it is nowhere, or keeps not matching its hash."""
-    key = chunk_key(database, digest)
+def fetch_chunk(bucket: Bucket, database: str, digest: str, origins: Sequence[str] = ()) -> bytes:
+    """The chunk's bytes, checked against its name: from the database's own chunks, else (a fork's) from its
+    origins' in order, else from a trash — a chunk the collector moved there while a commit was making it
+    current again is read from there until the collector's next pass puts it back (reaper/gc.py).
+    StorageError when it is nowhere, or keeps not matching its hash."""
+    homes = [database, *origins]
+    places = [chunk_key(home, digest) for home in homes] + [trash_key(home, digest) for home in homes]
     for _ in range(3):
-        found = bucket.get(key) or bucket.get(trash_key(database, digest))
+        found = next((blob for blob in map(bucket.get, places) if blob is not None), None)
         if found is None:
-            raise StorageError(f"chunk s3://{bucket.name}/{key} is missing")
+            raise StorageError(f"chunk s3://{bucket.name}/{places[0]} is missing"
+                               + (f" (and from {', '.join(origins)}, whose fork this is)" if origins else ""))
         if hashlib.sha256(found.body).hexdigest() == digest:
             return found.body
-    raise StorageError(f"chunk s3://{bucket.name}/{key} does not match its hash after 3 reads")
+    raise StorageError(f"chunk s3://{bucket.name}/{places[0]} does not match its hash after 3 reads")
 
 
 def page_size(path: Path) -> int:

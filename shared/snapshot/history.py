@@ -83,8 +83,10 @@ class History:
             older = list(pool.map(lambda v: self.manifest(database, v), numbers))
         return [current, *older][:limit]
 
-    def resolve(self, database: str, as_of: int | datetime, current: Manifest | None = None) -> Manifest:
-        """The snapshot a read ``as_of`` a version number or a moment sees."""
+    def resolve(self, database: str, as_of: int | str | datetime, current: Manifest | None = None) -> Manifest:
+        """The snapshot a read ``as_of`` a version number or a moment (a ``datetime``, or ISO 8601 text) sees."""
+        if isinstance(as_of, str):
+            as_of = datetime.fromisoformat(as_of)
         if current is None:
             current, _ = self.current(database)
         if isinstance(as_of, int):

@@ -44,3 +44,13 @@ def trash_key(database: str, digest: str) -> str:
 def gc_state_key(database: str) -> str:
     """The collector's ledger of the database: the last version that names each chunk."""
     return f"db/{check_database(database)}/gc.json"
+
+
+def forks_prefix(database: str) -> str:
+    """Markers of the databases forked from this one (or from a fork of it): their versions may name this
+    database's chunks, so its collector keeps those chunks (shared/snapshot/fork.py)."""
+    return f"db/{check_database(database)}/forks/"
+
+
+def fork_marker_key(database: str, fork: str) -> str:
+    return f"{forks_prefix(database)}{check_database(fork)}.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from shared.errors import DatabaseDamaged
 
@@ -24,6 +25,10 @@ class Manifest:
     restored_from: int | None = None
     # What each job of ``jobs`` was, in one line (Job.summary), in the same order.
     labels: list[str] = field(default_factory=list)
+    # A fork's: the databases whose chunks it may name besides its own (its source, then the source's own
+    # origins), nearest first, and what it was forked from ({"database", "version"}). See snapshot/fork.py.
+    origins: list[str] = field(default_factory=list)
+    forked_from: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -34,7 +39,8 @@ class Manifest:
             doc = json.loads(data)
             return cls(int(doc["version"]), int(doc["file_size"]), int(doc["page_size"]), int(doc["chunk_size"]),
                        list(doc["chunks"]), float(doc["created_at"]), list(doc.get("jobs", [])),
-                       str(doc.get("writer", "")), doc.get("restored_from"), [str(x) for x in doc.get("labels", [])])
+                       str(doc.get("writer", "")), doc.get("restored_from"), [str(x) for x in doc.get("labels", [])],
+                       [str(x) for x in doc.get("origins", [])], doc.get("forked_from"))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DatabaseDamaged(f"a manifest does not parse: {type(exc).__name__}: {exc}") from exc
 

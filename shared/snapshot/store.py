@@ -186,7 +186,8 @@ class SnapshotStore:
                   if old is None or i >= len(old.chunks) or old.chunks[i] != digest]
         mode = "r+b" if path.exists() else "w+b"
         with open(path, mode) as out:
-            chunks = self._concurrently(lambda i: self._fetch_chunk(database, manifest.chunks[i]), wanted)
+            chunks = self._concurrently(lambda i: self._fetch_chunk(database, manifest.chunks[i], manifest.origins),
+                                        wanted)
             for index, data in zip(wanted, chunks, strict=True):
                 out.seek(index * manifest.chunk_size)
                 out.write(data)
@@ -218,7 +219,8 @@ class SnapshotStore:
         if local is not None and local.manifest is not None and local.manifest.chunk_size == manifest.chunk_size:
             have = {digest: index for index, digest in enumerate(local.manifest.chunks)}
         missing = sorted({d for d in manifest.chunks if d not in have})
-        fetched = dict(zip(missing, self._concurrently(lambda d: self._fetch_chunk(database, d), missing),
+        fetched = dict(zip(missing, self._concurrently(lambda d: self._fetch_chunk(database, d, manifest.origins),
+                                                       missing),
                            strict=True))
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as out, open(local.path if have and local else os.devnull, "rb") as source:
@@ -265,6 +267,9 @@ class SnapshotStore:
             jobs=jobs,
             writer=uuid.uuid4().hex,
             labels=labels or [],
+            # A fork stays one: its unchanged chunks still live with its origins.
+            origins=old.origins if old is not None else [],
+            forked_from=old.forked_from if old is not None else None,
         )
         body = manifest.to_bytes()
         committed = LocalSnapshot(database, snapshot.path, manifest, self._put_manifest(snapshot, manifest, body))
@@ -343,8 +348,8 @@ class SnapshotStore:
         self.stats.requests += 1
         self.stats.bytes_up += len(body)
 
-    def _fetch_chunk(self, database: str, digest: str) -> bytes:
-        data = fetch_chunk(self.bucket, database, digest)
+    def _fetch_chunk(self, database: str, digest: str, origins: list[str]) -> bytes:
+        data = fetch_chunk(self.bucket, database, digest, origins)
         self.stats.requests += 1
         self.stats.bytes_down += len(data)
         return data

@@ -34,7 +34,8 @@ def pull_file(bucket: Bucket, database: str, manifest: Manifest, dest: Path, *, 
     """Write the snapshot ``manifest`` of ``database`` to ``dest`` (replaced only once whole); its size."""
     digests = sorted(set(manifest.chunks))
     with ThreadPoolExecutor(max(1, min(concurrency, len(digests)))) as pool:
-        fetched = dict(zip(digests, pool.map(lambda d: fetch_chunk(bucket, database, d), digests), strict=True))
+        fetched = dict(zip(digests, pool.map(lambda d: fetch_chunk(bucket, database, d, manifest.origins), digests),
+                           strict=True))
     dest = dest.expanduser()
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
     try:
@@ -69,7 +70,8 @@ def push_file(bucket: Bucket, database: str, source: Path, *, chunk_size: int, l
             list(pool.map(lambda item: bucket.put(chunk_key(database, item[0]), item[1]), new.items()))
         manifest = Manifest(version=(old.version if old else 0) + 1, file_size=copy.stat().st_size,
                             page_size=page_size(copy), chunk_size=chunk_size, chunks=chunks,
-                            created_at=to_millis(now()), jobs=[], writer=uuid.uuid4().hex, labels=[label])
+                            created_at=to_millis(now()), jobs=[], writer=uuid.uuid4().hex, labels=[label],
+                            origins=old.origins if old else [], forked_from=old.forked_from if old else None)
     body = manifest.to_bytes()
     put_manifest(bucket, database, manifest, body, etag)
     put_version(bucket, database, manifest, body)

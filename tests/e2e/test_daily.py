@@ -283,3 +283,17 @@ def test_pull_then_push_moves_a_database_through_a_plain_sqlite_file(stack: Path
     assert missing.returncode == 3 and "DatabaseNotFound" in missing.stderr
     refused = srdb(stack, "push", str(stack / ".srdb" / "local.env"), "copied")
     assert refused.returncode == 2 and "is not a SQLite database" in refused.stderr
+
+
+def test_fork_makes_a_database_to_experiment_on(stack: Path) -> None:
+    assert srdb(stack, "query", "--db", "prod", "CREATE TABLE t (a INTEGER)").returncode == 0
+    assert srdb(stack, "query", "--db", "prod", "INSERT INTO t VALUES (1)").returncode == 0
+    forked = srdb(stack, "fork", "prod", "prod-try", "--as-of", "1")
+    assert forked.returncode == 0 and "a fork of prod at version 1" in forked.stdout, forked.stderr
+    assert srdb(stack, "query", "--db", "prod-try", "INSERT INTO t VALUES (10)").returncode == 0
+    count = srdb(stack, "query", "--db", "prod", "SELECT count(*) FROM t", "--format", "csv").stdout.split()
+    assert count == ["count(*)", "1"]  # the source never sees the fork's writes
+    listed = {d["database"]: d for d in json.loads(srdb(stack, "databases", "--format", "json").stdout)}
+    assert listed["prod-try"]["forked_from"] == "prod@1" and listed["prod"]["forked_from"] is None
+    again = srdb(stack, "fork", "prod", "prod-try")
+    assert again.returncode == 2 and "exists already" in again.stderr

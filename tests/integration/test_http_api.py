@@ -128,12 +128,19 @@ def test_databases_history_restore_and_the_console(server: str, serving: Worker)
         assert call(server, "POST", "/v1/databases/hist/query", {"sql": sql})[2]["state"] == "SUCCEEDED"
     status, _, listed = call(server, "GET", "/v1/databases")
     assert status == 200 and [d["name"] for d in listed["databases"]] == ["hist"]
+    assert listed["databases"][0]["forked_from"] is None
     assert listed["databases"][0]["version"] == 2
     status, _, history = call(server, "GET", "/v1/databases/hist/history")
     assert [(v["version"], v["labels"]) for v in history["versions"]] == [
         (2, ["INSERT INTO t VALUES (1)"]), (1, ["CREATE TABLE t (a)"])]
     status, _, restored = call(server, "POST", "/v1/databases/hist/restore", {"version": 1})
     assert (status, restored["version"], restored["restored_from"]) == (200, 3, 1)
+    status, _, forked = call(server, "POST", "/v1/databases/hist/fork", {"name": "hist-copy", "as_of": 2})
+    assert (status, forked["forked_from"]) == (201, {"database": "hist", "version": 2})
+    assert call(server, "POST", "/v1/databases/hist-copy/query", {"sql": "SELECT * FROM t"})[2]["rows"] == [[1]]
+    status, _, again = call(server, "POST", "/v1/databases/hist/fork", {"name": "hist-copy"})
+    assert status == 400 and "exists already" in again["error"]["message"]
+    assert call(server, "POST", "/v1/databases/hist/fork", {"name": 5})[0] == 400
     status, headers, page = call(server, "GET", "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html") and "srdb console" in page
     assert "http://" not in page.replace("http://www.w3.org", "")  # no asset from outside: it works offline
