@@ -166,6 +166,12 @@ def job_args(p: argparse.ArgumentParser, file_help: str = "read the SQL from FIL
     label_arg(p)
 
 
+def as_of_arg(p: argparse.ArgumentParser, what: str = "read the snapshot of") -> None:
+    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
+                   help=f"{what} that version, or the one current at a time: ISO 8601, or back from now (10m, "
+                        "2h ago, 1w, yesterday)")
+
+
 def label_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", metavar="TEXT",
                    help="what the job is, shown in history, jobs and status (default: its SQL's first line)")

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from producer.cli.args import (
     Subparsers,
     UsageError,
+    as_of_arg,
     bounded,
     client,
     db_arg,
     job_timeout_arg,
     label_arg,
     output_args,
-    parse_as_of,
     parse_param,
     wait_timeout_arg,
 )
@@ -44,8 +44,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
                        help="write a database (or an old version of it) to a plain SQLite file (for sqlite3, a backup)")
     p.add_argument("database", metavar="DATABASE", help="the database to write out")
     p.add_argument("file", metavar="FILE", help="the SQLite file to write (replaced once complete)")
-    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
-                   help="that version, or the one current at a time (ISO 8601, or 10m, 2h ago, 1w, yesterday)")
+    as_of_arg(p, "write out")
     output_args(p)
     p.set_defaults(func=cmd_pull)
 
@@ -53,8 +52,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
                        help="make a new database from another's current (or an old) version, copying nothing")
     p.add_argument("source", metavar="SOURCE", help="the database to fork")
     p.add_argument("new", metavar="NEW", help="the new database")
-    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
-                   help="fork that version, or the one current at a time (ISO 8601, or 10m, 2h ago, 1w, yesterday)")
+    as_of_arg(p, "fork")
     output_args(p)
     p.set_defaults(func=cmd_fork)
 
@@ -92,9 +90,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--quote", default='"', help='CSV: the quote character (default ")')
     p.add_argument("--output-format", choices=("csv", "jsonl", "parquet"), default=None,
                    help="the file's format (default: from DEST's name; a name without an extension is csv)")
-    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
-                   help="read the snapshot of that version, or the one current at a time: ISO 8601, or "
-                        "back from now (10m, 2h ago, 1w, yesterday)")
+    as_of_arg(p)
     wait_timeout_arg(p)
     output_args(p)
     p.set_defaults(func=cmd_export)

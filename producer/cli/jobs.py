@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from producer.cli.args import (
     Subparsers,
     UsageError,
+    as_of_arg,
     bounded,
     client,
     job_args,
     output_args,
-    parse_as_of,
     parse_duration,
     wait_timeout_arg,
 )
@@ -39,9 +39,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     job_args(p)
     output_args(p)
     wait_timeout_arg(p)
-    p.add_argument("--as-of", type=parse_as_of, metavar="VERSION|TIME",
-                   help="read the snapshot of that version, or the one current at a time: ISO 8601, or "
-                        "back from now (10m, 2h ago, 1w, yesterday)")
+    as_of_arg(p)
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("wait", parents=[common], help="wait for many jobs, with a progress bar; print each one's state")

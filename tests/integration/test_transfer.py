@@ -11,15 +11,8 @@ import pytest
 
 from producer.client import Client
 from shared.errors import ClientSideError, DatabaseNotFound, VersionNotFound
+from tests.unit.test_transaction import rows
 from worker.batch import Worker
-
-
-def rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_pull_writes_any_version_as_a_file_sqlite3_opens(client: Client, serving: Worker, tmp_path: Path) -> None:

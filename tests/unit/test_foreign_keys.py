@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from shared.job.model import Job
-from worker.results import ResultSink
-from worker.transaction import apply_writes
 
-
-def sink(job: Job) -> ResultSink:
-    return ResultSink(job.job_id, lambda key, body: None, inline_limit=1 << 20, max_bytes=1 << 30)
+from .test_transaction import apply as apply_jobs
+from .test_transaction import rows
 
 
 def apply(path: Path, *jobs: Job) -> dict:
-    return apply_writes(path, list(jobs), sink, lambda job: 5.0).outcomes
-
-
-def rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+    return apply_jobs(path, *jobs)[0]
 
 
 @pytest.fixture
