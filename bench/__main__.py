@@ -16,11 +16,11 @@ from collections import Counter
 from contextlib import nullcontext
 from typing import Any
 
-from bench import consumers, http, memory, scenarios, startup
+from bench import consumers, http, memory, pages, scenarios, startup
 from bench.harness import AWS_LATENCY, Bench, aws_network, moto_server
 
 SCENARIOS = ("small-writes", "many-databases", "consumers", "etl", "write-cost", "warm-read", "storage", "transactions",
-             "memory", "startup", "http")
+             "memory", "startup", "http", "pages")
 
 
 def machine(latency: bool, network: bool = False) -> dict[str, Any]:
@@ -76,6 +76,7 @@ def main() -> int:
                                                            mib=1 if args.quick else 8),
             "memory": lambda: memory.memory(bench, tmp, jobs=4 if args.quick else 8),
             "startup": lambda: startup.startup(runs=3 if args.quick else 7),
+            "pages": lambda: pages.pages(bench, tmp, mib=16 if args.quick else 256),
             "http": lambda: http.http_api(bench, tmp, reads=20 if args.quick else 100,
                                           concurrent=50 if args.quick else 200,
                                           big_rows=10_000 if args.quick else 100_000),

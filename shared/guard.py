@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared.errors import Forbidden, ReadOnlyViolation, SrdbError
 
@@ -102,7 +103,7 @@ class Guard:
     # tables (``<name>_node``…) when a read first uses it, which a read-only connection never runs.
     virtual: frozenset[str] = frozenset()
 
-    def install(self, conn: sqlite3.Connection) -> None:
+    def install(self, conn: Any) -> None:
         conn.set_authorizer(self.authorize)
         conn.set_progress_handler(self.progress, 1000)
 
@@ -226,22 +227,31 @@ def cap_sqlite_heap(limit: int) -> None:
 
 
 def open_job_connection(path: Path | str, guard: Guard, *, uri: bool = False) -> sqlite3.Connection:
-    """A connection for jobs: guarded, with no statement cache, SQLite's limits set (JOB_LIMITS), foreign
-    keys enforced, the schema not trusted (functions with side effects may not run from views or triggers), and — where
-    Python has ``setconfig`` (3.12, the Lambda runtime) — SQLite's defensive mode.
+    """A ``sqlite3`` connection for jobs, with no statement cache, prepared by :func:`prepare_job_connection`.
 
     sqlite3 caches prepared statements by their text, and the authorizer only runs when a statement
     is prepared: with a cache, a job could reuse a statement the worker prepared outside the guard."""
     conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False, cached_statements=0)
+    prepare_job_connection(conn, guard)
+    return conn
+
+
+SQLITE_DBCONFIG_DEFENSIVE = 1010  # sqlite3.h; Python's sqlite3 names it from 3.12
+
+
+def prepare_job_connection(conn: Any, guard: Guard) -> None:
+    """Make a connection (``sqlite3``'s, or worker/apsw_conn.py's over APSW) one for jobs: guarded, SQLite's
+    limits set (JOB_LIMITS), foreign keys enforced, the schema not trusted (functions with side effects may
+    not run from views or triggers), and SQLite's defensive mode where the connection can set it (APSW
+    always; Python's sqlite3 from 3.12, the Lambda runtime)."""
     for limit, value in JOB_LIMITS.items():
         conn.setlimit(limit, value)
     conn.execute("PRAGMA trusted_schema = OFF")
     conn.execute("PRAGMA foreign_keys = ON")  # enforced by default, as Cloudflare D1 does
     setconfig = getattr(conn, "setconfig", None)
-    if setconfig is not None:  # Python 3.12+: no writes to the schema tables, no corrupting pragmas
-        setconfig(sqlite3.SQLITE_DBCONFIG_DEFENSIVE, True)  # type: ignore[attr-defined,unused-ignore]
+    if setconfig is not None:  # no writes to the schema tables, no corrupting pragmas
+        setconfig(SQLITE_DBCONFIG_DEFENSIVE, True)
     if guard.read_only:
         guard.virtual = frozenset(str(name).lower() for (name,) in conn.execute(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"))
     guard.install(conn)
-    return conn

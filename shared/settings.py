@@ -74,6 +74,10 @@ class Settings:
     max_result_bytes: int = 256 * 1024 * 1024
     max_receive_count: int = 5
     read_concurrency: int = 8
+    # Read jobs open a version straight from its chunks, fetching only what their queries touch (worker/pages.py);
+    # 0: they read a local copy of the whole file, as writes do. The chunks read are kept up to cache_bytes.
+    read_pages: int = 1
+    cache_bytes: int = 256 * 1024 * 1024
     transfer_concurrency: int = 16
     io_concurrency: int = 32
     # Bytes SQLite may hold in a worker process, all its jobs together; 0: half the Lambda's memory

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import StorageError
 from shared.grants import GrantStore
@@ -44,6 +44,9 @@ from worker.results import ResultSink
 from worker.sources import SourcePolicy
 from worker.verdicts import Deferred, GroupResult, Ignored, Record, Refusal, Task, Verdict, deferred
 from worker.writes import WriteStage
+
+if TYPE_CHECKING:
+    from worker.pages import Pages
 
 __all__ = ["CRASH_POINTS", "BatchStats", "Record", "Worker"]
 
@@ -87,8 +90,15 @@ class Worker:
                                  budget=self._budget, now=now, crash=crash, watch=self._watch,
                                  loader=Loader(partial(open_source, s3), self.status.put_bytes, SourcePolicy(
                                      settings.bucket, settings.status_bucket, settings.load_sources)))
+        self.pages: Pages | None = None
+        if settings.read_pages:  # APSW only where it is used
+            from worker.pages import Pages, cap_page_heap
+
+            cap_page_heap(settings.heap_limit_bytes())
+            self.pages = Pages(bucket, self.store.cache_dir / ".chunks", settings.cache_bytes, self.store.stats,
+                               settings.transfer_concurrency)
         self.reads = ReadStage(self.store, History(bucket, now=now), concurrency=settings.read_concurrency,
-                               sink=self._sink, budget=self._budget, now=now, watch=self._watch)
+                               sink=self._sink, budget=self._budget, now=now, watch=self._watch, pages=self.pages)
         self.publisher = Publisher(self.status, sqs, max_receive_count=settings.max_receive_count, now=now,
                                    handbacks=HandBacks(sqs))
         self.last_stats = BatchStats()
@@ -155,6 +165,8 @@ class Worker:
     def close(self) -> None:
         """Release the write locks kept for later batches (a worker that stops)."""
         self.locks.close()
+        if self.pages is not None:
+            self.pages.close()
 
     def _run_database(self, tasks: list[Task]) -> GroupResult:
         database = tasks[0].job.database

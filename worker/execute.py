@@ -18,6 +18,7 @@ from shared.errors import (
     BadValue,
     Cancelled,
     ConstraintViolation,
+    InfrastructureError,
     InternalError,
     InvalidJob,
     MemoryLimit,
@@ -77,6 +78,8 @@ def run_job(
             outcome = _run(conn, guard, job, sink, budget)
     except UserError as exc:
         return Outcome.failed(job.job_id, exc, (clock() - start) * 1000)
+    except InfrastructureError:
+        raise  # S3 failed under the job (a page it read, a result part): the job is retried, not failed
     except MemoryError:  # SQLite's heap cap (guard.cap_sqlite_heap) or Python's own: this job's alone
         return Outcome.failed(job.job_id, MemoryLimit(
             "the job needed more memory than a worker allows SQLite (SRDB_SQLITE_HEAP_LIMIT, shared by the jobs "

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import (
     InfrastructureError,
@@ -34,6 +35,9 @@ from worker.results import ResultSink
 from worker.verdicts import Deferred, Done, GroupResult, HandBack, Task, Verdict, deferred
 from worker.writes import OUT_OF_TIME
 
+if TYPE_CHECKING:  # APSW is imported only by a worker that reads pages (SRDB_READ_PAGES)
+    from worker.pages import Pages
+
 SCRATCH = ".scratch"  # under the cache folder: previews' copies, each removed when its preview ends
 
 
@@ -48,14 +52,23 @@ class ReadStage:
         budget: Callable[[Job], float | None],
         now: Callable[[], float],
         watch: Callable[[Task], AbstractContextManager[threading.Event]],
+        pages: Pages | None = None,
     ) -> None:
         self.store, self.history, self.concurrency = store, history, concurrency
         self.sink, self.budget, self.now, self.watch = sink, budget, now, watch
+        self.pages = pages
         shutil.rmtree(store.cache_dir / SCRATCH, ignore_errors=True)  # what a process that died left
 
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
         previews = [t for t in tasks if t.job.transaction is not None]
         tasks = [t for t in tasks if t.job.transaction is None]
+        if self.pages is not None:  # previews write on a copy of the whole file; reads take pages
+            found = self._local(database, previews, []) if previews else GroupResult({})
+            return GroupResult({**found.verdicts, **self._on_pages(database, tasks, self.pages)})
+        return self._local(database, previews, tasks)
+
+    def _local(self, database: str, previews: list[Task], tasks: list[Task]) -> GroupResult:
+        """Previews and reads on the local copy of the whole file."""
         try:
             with self.store.reader(database) as snapshot:
                 verdicts: dict[str, Verdict] = self._previews(database, previews, snapshot.path, snapshot.manifest)
@@ -70,6 +83,37 @@ class ReadStage:
                 return GroupResult(verdicts)
         except InfrastructureError as exc:
             return GroupResult(deferred(previews + tasks, exc))
+
+    def _on_pages(self, database: str, tasks: list[Task], pages: Pages) -> dict[str, Verdict]:
+        """Read jobs on the versions they read, straight from their chunks (worker/pages.py)."""
+        if not tasks:
+            return {}
+        try:
+            current = pages.manifests.current(database)
+        except InfrastructureError as exc:
+            return deferred(tasks, exc)
+        if current is None:
+            return self._no_version_yet(database, tasks)
+        by_as_of: dict[AsOf | None, list[Task]] = defaultdict(list)
+        for task in tasks:
+            by_as_of[task.job.as_of].append(task)
+        verdicts: dict[str, Verdict] = {}
+        for as_of, group in by_as_of.items():
+            try:
+                version = current if as_of is None else self.history.resolve(database, as_of_point(as_of), current)
+            except UserError as exc:
+                verdicts.update({t.record.message_id: Done(Outcome.failed(t.job.job_id, exc), None, self.now())
+                                 for t in group})
+                continue
+            except InfrastructureError as exc:
+                verdicts.update(deferred(group, exc))
+                continue
+
+            def connect(task: Task, guard: Guard, at: Manifest = version) -> tuple[Any, Callable[[], None]]:
+                return pages.open(database, at, guard)
+
+            verdicts.update(self._each(group, version.version, connect, read_only=True, what="the version's pages"))
+        return verdicts
 
     def _previews(self, database: str, tasks: list[Task], path: Path, current: Manifest | None) -> dict[str, Verdict]:
         """Each preview on its transaction's base: the current snapshot (base None), an empty database
@@ -166,7 +210,7 @@ class ReadStage:
         return self._each(tasks, version, connect, read_only=True, what="local copy")
 
     def _each(self, tasks: list[Task], version: int,
-              connect: Callable[[Task, Guard], tuple[sqlite3.Connection, Callable[[], None]]], *,
+              connect: Callable[[Task, Guard], tuple[Any, Callable[[], None]]], *,
               read_only: bool, what: str) -> dict[str, Verdict]:
         """Run each task on a connection of its own, ``concurrency`` at a time."""
 
@@ -179,10 +223,14 @@ class ReadStage:
                 guard = Guard(read_only=read_only, cancelled=cancelled, scratch=not read_only)
                 try:
                     conn, cleanup = connect(task, guard)
+                except InfrastructureError as exc:
+                    return Deferred(exc)
                 except (sqlite3.Error, OSError) as exc:
                     return Deferred(StorageError(f"{what}: {exc}"))
                 try:
                     return Done(run_job(conn, guard, task.job, self.sink(task.job), budget=budget), version, started)
+                except InfrastructureError as exc:  # S3 failed under it (a page, a result part): run it again
+                    return Deferred(exc)
                 finally:
                     conn.close()
                     cleanup()

@@ -1,0 +1,122 @@
+"""Pages on demand (worker/pages.py): a read on a worker with an empty cache fetches only the chunks its query
+touches, reads as of old versions materialize nothing, the chunk cache stays within its bound, an S3 failure
+under a read retries it instead of failing it, and results over the VFS are SQLite's own."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producer.client import Client
+from shared.job.model import Job
+from shared.job.result import JobState
+from shared.job.values import encode_value
+from shared.settings import Settings
+from tests.faults import FaultyClient
+from worker.batch import Record, Worker
+
+from ..conftest import queued
+
+CHUNK = 64 * 1024
+
+
+@pytest.fixture
+def small_chunks(settings: Settings) -> Settings:
+    return settings.replace(chunk_size=CHUNK)
+
+
+def fresh(settings: Settings, aws: Any, name: str, s3: Any = None, **changes: Any) -> Worker:
+    """A worker with an empty cache: a new Lambda container."""
+    return Worker(settings.replace(cache_dir=f"{settings.cache_dir}-{name}", **changes), s3 or aws.s3, aws.sqs, aws.ec2)
+
+
+def seed(client: Client, drain: Callable[..., int], rows: int = 4000) -> None:
+    client.submit("big", "CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT)")
+    client.submit_many("big", "INSERT INTO t VALUES (?, ?)", [[i, f"{i:0500d}"] for i in range(rows)])
+    drain()
+
+
+def test_a_cold_point_read_fetches_only_the_chunks_it_touches(small_chunks: Settings, aws: Any,
+                                                              drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    writer = fresh(small_chunks, aws, "writer")
+    seed(client, lambda: drain(writer))
+    size = client.history("big")[0].file_size
+    cold = fresh(small_chunks, aws, "cold")
+    job = client.submit("big", "SELECT pad FROM t WHERE id = ?", [2345])
+    drain(cold)
+    assert client.wait(job, 5).values() == [[f"{2345:0500d}"]]
+    assert size > 2_000_000 and cold.store.stats.bytes_down < 5 * CHUNK + 4096  # a few chunks, and the manifest
+    assert not any((Path(cold.store.cache_dir) / "big").glob("*.sqlite"))  # no local copy was made
+    client.submit("big", "INSERT INTO t VALUES (-1, 'one more')")
+    drain(writer)
+    old = client.submit("big", "SELECT count(*) FROM t", as_of=1)
+    drain(cold)
+    assert client.wait(old, 5).values() == [[4000]]
+    assert not (Path(cold.store.cache_dir) / "big" / "versions").exists()  # nothing materialized
+
+
+def test_the_chunk_cache_stays_within_its_bound_through_a_scan(small_chunks: Settings, aws: Any,
+                                                               drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    seed(client, lambda: drain(fresh(small_chunks, aws, "writer")))
+    bounded = fresh(small_chunks, aws, "bounded", cache_bytes=4 * CHUNK)
+    job = client.submit("big", "SELECT count(*), sum(length(pad)) FROM t")
+    drain(bounded)
+    assert client.wait(job, 5).values() == [[4000, 2_000_000]]
+    cached = [p for p in (Path(bounded.store.cache_dir) / ".chunks").iterdir() if not p.name.startswith(".")]
+    assert sum(p.stat().st_size for p in cached) <= 4 * CHUNK
+    assert bounded.pages is not None and bounded.pages.cache.size <= 4 * CHUNK
+
+
+def test_an_s3_failure_under_a_read_retries_it_instead_of_failing_it(small_chunks: Settings, aws: Any,
+                                                                     drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    seed(client, lambda: drain(fresh(small_chunks, aws, "writer")))
+    s3 = FaultyClient(aws.s3)
+    s3.fail("get_object", code="InternalError", when=lambda kw: "/chunks/" in kw.get("Key", ""))
+    flaky = fresh(small_chunks, aws, "flaky", s3=s3)
+    job = Job.create("big", "SELECT pad FROM t WHERE id = 7")
+    body = queued(aws.s3, small_chunks.bucket, job)
+    assert flaky.process([Record("m1", body)]) == ["m1"]  # back to SQS, to run again
+    assert client.status(job.job_id).state is JobState.QUEUED
+    assert fresh(small_chunks, aws, "again").process([Record("m1", body, 2)]) == []
+    assert client.status(job.job_id).values() == [[f"{7:0500d}"]]
+
+
+QUERIES = [
+    "SELECT count(*), sum(n), min(r), max(r), avg(n) FROM t",
+    "SELECT n, s FROM t WHERE n BETWEEN 100 AND 200 ORDER BY n, id",
+    "SELECT s, count(*) FROM t GROUP BY s ORDER BY 2 DESC, 1 LIMIT 7",
+    "SELECT id, hex(b) FROM t WHERE b IS NOT NULL ORDER BY id LIMIT 20",
+    "SELECT a.id, b.id FROM t a JOIN t b ON a.n = b.n AND a.id < b.id ORDER BY 1, 2 LIMIT 30",
+    "SELECT id FROM t WHERE s LIKE 'k%' ORDER BY id",
+    "SELECT typeof(n), typeof(r), typeof(s), typeof(b), count(*) FROM t GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    "SELECT value FROM t, json_each(t.j) WHERE t.id < 50 ORDER BY t.id, value",
+    "SELECT id, n FROM t WHERE id IN (SELECT id FROM t ORDER BY r DESC LIMIT 10) ORDER BY id",
+]
+
+
+def test_results_over_the_vfs_are_sqlites_own(client: Client, serving: Worker, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    client.query("prop", "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, r REAL, s TEXT, b BLOB, j TEXT)")
+    rows = [[i, rng.choice([None, rng.randint(-10**12, 10**12), rng.randint(0, 300)]),
+             rng.choice([None, rng.uniform(-1e6, 1e6)]), rng.choice([None, "", "kiwi", "k" * rng.randint(1, 900),
+                                                                     f"x{rng.random()}"]),
+             rng.choice([None, rng.randbytes(rng.randint(0, 3000))]),
+             f"[{rng.randint(0, 9)}, {rng.randint(0, 9)}]"] for i in range(3000)]
+    client.wait(client.submit_many("prop", "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)",
+                                   [[encode_value(v) for v in row] for row in rows]), 60)
+    client.pull("prop", tmp_path / "prop.sqlite")
+    local = sqlite3.connect(tmp_path / "prop.sqlite")
+    try:
+        for sql in QUERIES:
+            expected = [list(row) for row in local.execute(sql)]
+            assert list(client.results(client.submit("prop", sql), 30)) == expected, sql
+    finally:
+        local.close()

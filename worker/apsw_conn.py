@@ -1,0 +1,142 @@
+"""An APSW connection as the worker's job code uses a ``sqlite3`` one (worker/execute.py, shared/guard.py).
+
+APSW is how the worker reads pages on demand (worker/pages.py: a SQLite VFS in Python, which the standard
+library cannot register). The job code stays one: this adapter gives it ``cursor()``, ``execute``,
+``description``, iteration, the authorizer and progress handler, limits and defensive mode, and turns
+APSW's exceptions into ``sqlite3`` ones carrying SQLite's extended result code (``sqlite_errorcode``), which
+``worker.execute.job_error`` decides by. Like ``sqlite3``, it runs one statement per ``execute``: a job's
+``sql`` that holds a second statement is refused before the second runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import apsw
+
+ONE_STATEMENT = "You can only execute one statement at a time."  # sqlite3's own words (worker/execute.py)
+_ERRORS: dict[int, type[sqlite3.Error]] = {
+    sqlite3.SQLITE_CONSTRAINT: sqlite3.IntegrityError,
+    sqlite3.SQLITE_MISMATCH: sqlite3.IntegrityError,
+    sqlite3.SQLITE_TOOBIG: sqlite3.DataError,
+    sqlite3.SQLITE_RANGE: sqlite3.ProgrammingError,
+    sqlite3.SQLITE_NOMEM: sqlite3.OperationalError,
+}
+
+
+def as_sqlite3(exc: apsw.Error) -> Exception:
+    """The exception ``sqlite3`` would have raised, with the same result code (``MemoryError`` for SQLite's
+    heap cap, as there)."""
+    code = int(getattr(exc, "extendedresult", 0) or getattr(exc, "result", 0) or 0)
+    if isinstance(exc, apsw.ExecTraceAbort):
+        return sqlite3.ProgrammingError(ONE_STATEMENT)
+    if isinstance(exc, apsw.NoMemError):
+        return MemoryError(str(exc))
+    text = str(exc).removeprefix(f"{type(exc).__name__}: ")  # older APSW prefixes its class name
+    error = _ERRORS.get(code & 0xFF, sqlite3.OperationalError)(text)
+    error.sqlite_errorcode = code
+    return error
+
+
+class Cursor:
+    def __init__(self, cursor: apsw.Cursor) -> None:
+        self._cursor, self._rows = cursor, iter(())
+        self.description: Sequence[tuple[Any, ...]] | None = None
+
+    rowcount = -1
+    lastrowid = None
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        ran = 0
+
+        def once(cursor: apsw.Cursor, statement: str, bindings: Any) -> bool:
+            nonlocal ran
+            ran += 1
+            return ran == 1  # False: APSW stops before a second statement (ExecTraceAbort)
+
+        self._cursor.exec_trace = once
+        try:
+            self._rows = iter(self._cursor.execute(sql, params))
+            self.description = self._describe()
+        except apsw.Error as exc:
+            raise as_sqlite3(exc) from None
+        return self
+
+    def executemany(self, sql: str, sets: Iterable[Any]) -> Cursor:
+        self._cursor.exec_trace = None
+        try:
+            self._rows = iter(self._cursor.executemany(sql, sets))
+            self.description = self._describe()
+        except apsw.Error as exc:
+            raise as_sqlite3(exc) from None
+        return self
+
+    def _describe(self) -> Sequence[tuple[Any, ...]] | None:
+        try:
+            names = self._cursor.get_description()
+        except apsw.ExecutionCompleteError:
+            return None
+        return tuple((name, None, None, None, None, None, None) for name, _ in names) or None
+
+    def declared(self) -> list[str]:
+        """The declared type of each column of the statement (what ``sqlite3`` needs a view to learn)."""
+        try:
+            return [declared or "" for _, declared in self._cursor.get_description()]
+        except apsw.ExecutionCompleteError:
+            return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._rows)
+        except apsw.Error as exc:
+            raise as_sqlite3(exc) from None
+
+    def fetchone(self) -> Any:
+        return next(self, None)
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+    def close(self) -> None:
+        self._cursor.close(force=True)
+
+
+class Connection:
+    """The subset of ``sqlite3.Connection`` the job code uses, over an APSW connection."""
+
+    def __init__(self, conn: apsw.Connection) -> None:
+        self._conn = conn
+
+    def cursor(self) -> Cursor:
+        return Cursor(self._conn.cursor())
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        return self.cursor().execute(sql, params)
+
+    def set_authorizer(self, authorize: Callable[..., int] | None) -> None:
+        self._conn.authorizer = authorize
+
+    def set_progress_handler(self, handler: Callable[[], int] | None, n: int) -> None:
+        self._conn.set_progress_handler(None if handler is None else (lambda: bool(handler())), n)
+
+    def setlimit(self, category: int, limit: int) -> int:
+        return int(self._conn.limit(category, limit))
+
+    def setconfig(self, op: int, enable: bool = True) -> bool:
+        return bool(self._conn.config(op, int(enable)))
+
+    @property
+    def total_changes(self) -> int:
+        return int(self._conn.total_changes())
+
+    @property
+    def in_transaction(self) -> bool:
+        return not self._conn.get_autocommit()
+
+    def close(self) -> None:
+        self._conn.close(force=True)

@@ -1,0 +1,271 @@
+"""Pages on demand: read jobs open a version straight from its chunks in S3, fetching only the chunks their
+queries touch, through a SQLite VFS (APSW; the standard library cannot register one).
+
+A version's manifest maps every byte of the file to a chunk (offset // chunk_size), and a chunk never
+changes, so a chunk once fetched is good for ever: they are kept on local disk by name, least recently
+used first out past ``SRDB_CACHE_BYTES`` (a chunk being read is never evicted under its reader). A read
+of a cold worker costs the chunks its query touches, a read as of an old version the chunks that version
+does not share with what is cached, and nothing is ever materialized. Consecutive chunks read in order
+(a scan) are fetched ahead, several at a time.
+
+The file is immutable to SQLite (``immutable=1``, no locks, no journal): what a read sees is exactly the
+version its manifest names.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from shared.guard import Guard, prepare_job_connection
+from shared.s3 import UNCHANGED, Blob, Bucket
+from shared.snapshot.chunks import fetch_chunk
+from shared.snapshot.keys import manifest_key
+from shared.snapshot.manifest import Manifest
+from shared.snapshot.store import TransferStats
+from worker.apsw_conn import Connection
+
+VFS_NAME = "srdb-pages"
+READ_AHEAD = 32  # chunks fetched ahead of a scan: 8 MiB of 256 KiB chunks (bench --only pages: scans)
+_IMMUTABLE = apsw.mapping_device_characteristics["SQLITE_IOCAP_IMMUTABLE"]
+
+
+class ChunkCache:
+    """Chunks on local disk by name, bounded to ``max_bytes`` (least recently used out first)."""
+
+    def __init__(self, bucket: Bucket, folder: Path, max_bytes: int, stats: TransferStats,
+                 concurrency: int = 8) -> None:
+        self.bucket, self.folder, self.max_bytes, self.stats = bucket, folder, max_bytes, stats
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._sizes: OrderedDict[str, int] = OrderedDict(
+            (p.name, p.stat().st_size) for p in sorted(self.folder.iterdir(), key=lambda p: p.stat().st_atime)
+            if not p.name.startswith("."))
+        self._pending: dict[str, Future[bytes]] = {}
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="srdb-chunks")
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return sum(self._sizes.values())
+
+    def get(self, database: str, origins: list[str], digest: str) -> bytes:
+        path = self.folder / digest
+        with self._lock:
+            if digest in self._sizes:
+                self._sizes.move_to_end(digest)
+                try:
+                    return path.read_bytes()
+                except FileNotFoundError:
+                    del self._sizes[digest]
+            pending = self._pending.get(digest)
+            if pending is None:
+                pending = self._pending[digest] = self._pool.submit(self._fetch, database, origins, digest)
+        return pending.result()
+
+    def ahead(self, database: str, origins: list[str], digests: list[str]) -> None:
+        """Start fetching chunks a scan will want next."""
+        with self._lock:
+            for digest in digests:
+                if digest not in self._sizes and digest not in self._pending:
+                    self._pending[digest] = self._pool.submit(self._fetch, database, origins, digest)
+
+    def _fetch(self, database: str, origins: list[str], digest: str) -> bytes:
+        try:
+            data = fetch_chunk(self.bucket, database, digest, origins)
+            tmp = self.folder / f".{digest}.{uuid.uuid4().hex[:8]}"
+            tmp.write_bytes(data)
+            os.replace(tmp, self.folder / digest)
+            with self._lock:
+                self.stats.requests += 1
+                self.stats.bytes_down += len(data)
+                self._sizes[digest] = len(data)
+                self._evict()
+            return data
+        finally:
+            with self._lock:
+                self._pending.pop(digest, None)
+
+    def _evict(self) -> None:
+        total = sum(self._sizes.values())
+        while total > self.max_bytes and len(self._sizes) > 1:
+            oldest, size = self._sizes.popitem(last=False)
+            (self.folder / oldest).unlink(missing_ok=True)  # a reader holding its bytes keeps them
+            total -= size
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _PageFile:
+    """One version of a database as SQLite reads it: immutable, its bytes from the chunk cache."""
+
+    def __init__(self, database: str, manifest: Manifest, cache: ChunkCache) -> None:
+        self.database, self.manifest, self.cache = database, manifest, cache
+        self._last: tuple[int, bytes] = (-1, b"")
+        self._previous = -2
+
+    def _chunk(self, index: int) -> bytes:
+        if self._last[0] == index:
+            return self._last[1]
+        chunks = self.manifest.chunks
+        if index == self._previous + 1:  # in order: a scan; fetch what it will want next
+            self.cache.ahead(self.database, self.manifest.origins, chunks[index + 1:index + 1 + READ_AHEAD])
+        self._previous = index
+        data = self.cache.get(self.database, self.manifest.origins, chunks[index])
+        self._last = (index, data)
+        return data
+
+    def xRead(self, amount: int, offset: int) -> bytes:
+        size, end = self.manifest.chunk_size, min(offset + amount, self.manifest.file_size)
+        parts = []
+        while offset < end:
+            index, start = divmod(offset, size)
+            take = min(size - start, end - offset)
+            parts.append(self._chunk(index)[start:start + take])
+            offset += take
+        return b"".join(parts)  # short at the end of the file: SQLite fills the rest with zeros
+
+    def xFileSize(self) -> int:
+        return self.manifest.file_size
+
+    def xClose(self) -> None:
+        self._last = (-1, b"")
+
+    def xLock(self, level: int) -> None:
+        pass
+
+    def xUnlock(self, level: int) -> None:
+        pass
+
+    def xCheckReservedLock(self) -> bool:
+        return False
+
+    def xFileControl(self, op: int, pointer: int) -> bool:
+        return False
+
+    def xSectorSize(self) -> int:
+        return 4096
+
+    def xDeviceCharacteristics(self) -> int:
+        return int(_IMMUTABLE)
+
+    def xSync(self, flags: int) -> None:
+        pass
+
+    def xTruncate(self, size: int) -> None:
+        raise apsw.ReadOnlyError("a version is immutable")
+
+    def xWrite(self, data: bytes, offset: int) -> None:
+        raise apsw.ReadOnlyError("a version is immutable")
+
+
+class _Vfs(apsw.VFS):
+    """Opens ``srdb-<key>`` names as the versions registered under them; anything else (SQLite's temporary
+    files) as the default VFS would."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[str, Manifest, ChunkCache]] = {}
+        self.lock = threading.Lock()
+        super().__init__(VFS_NAME, base="")
+
+    def xOpen(self, name: Any, flags: list[int]) -> Any:
+        filename = name.filename() if isinstance(name, apsw.URIFilename) else name
+        with self.lock:
+            found = self.files.get(os.path.basename(filename or ""))
+        if found is None:
+            return super().xOpen(name, flags)
+        return _PageFile(*found)
+
+
+_vfs: _Vfs | None = None
+_vfs_lock = threading.Lock()
+
+
+def _registered() -> _Vfs:
+    global _vfs
+    with _vfs_lock:
+        if _vfs is None:
+            _vfs = _Vfs()
+        return _vfs
+
+
+class Pages:
+    """What a worker reads pages with: the chunk cache and the current manifests."""
+
+    def __init__(self, bucket: Bucket, folder: Path, max_bytes: int, stats: TransferStats,
+                 concurrency: int = 16) -> None:
+        self.cache = ChunkCache(bucket, folder, max_bytes, stats, concurrency)
+        self.manifests = Manifests(bucket, stats)
+
+    def open(self, database: str, manifest: Manifest, guard: Guard) -> tuple[Connection, Callable[[], None]]:
+        return open_version(database, manifest, self.cache, guard)
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def open_version(database: str, manifest: Manifest, cache: ChunkCache,
+                 guard: Guard) -> tuple[Connection, Callable[[], None]]:
+    """A guarded read-only connection on ``manifest``'s version, and what forgets it once it is closed."""
+    vfs = _registered()
+    key = f"srdb-{uuid.uuid4().hex}"
+    with vfs.lock:
+        vfs.files[key] = (database, manifest, cache)
+    try:
+        raw = apsw.Connection(f"file:{key}?immutable=1", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+                              vfs=VFS_NAME)
+        conn = Connection(raw)
+        prepare_job_connection(conn, guard)
+    except BaseException:
+        with vfs.lock:
+            vfs.files.pop(key, None)
+        raise
+
+    def forget() -> None:  # once the connection is closed (worker/reads.py closes it)
+        with vfs.lock:
+            vfs.files.pop(key, None)
+
+    return conn, forget
+
+
+def cap_page_heap(limit: int) -> None:
+    """APSW's SQLite is a library of its own, with a heap of its own: capped as the standard one is
+    (shared.guard.cap_sqlite_heap), only ever lowered."""
+    current = apsw.hard_heap_limit(-1)
+    if current == 0 or limit < current:
+        apsw.hard_heap_limit(int(limit))
+
+
+class Manifests:
+    """The current manifest of each database, asked again each batch with If-None-Match: unchanged, a 304."""
+
+    def __init__(self, bucket: Bucket, stats: TransferStats) -> None:
+        self.bucket, self.stats = bucket, stats
+        self._known: dict[str, tuple[Manifest, str]] = {}
+        self._lock = threading.Lock()
+
+    def current(self, database: str) -> Manifest | None:
+        with self._lock:
+            known = self._known.get(database)
+        found = self.bucket.get_if_changed(manifest_key(database), known[1] if known else None)
+        self.stats.requests += 1
+        if found is UNCHANGED and known is not None:
+            return known[0]
+        if not isinstance(found, Blob):
+            with self._lock:
+                self._known.pop(database, None)
+            return None
+        self.stats.bytes_down += len(found.body)
+        manifest = Manifest.from_bytes(found.body)
+        with self._lock:
+            self._known[database] = (manifest, found.etag)
+        return manifest
