@@ -29,7 +29,7 @@ from shared.lock.factory import make_lock
 from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.history import History
-from shared.snapshot.store import SnapshotStore
+from shared.snapshot.store import CHUNK_CACHE, SnapshotStore
 from shared.wanted import WantedMarks
 from worker.handback import HandBacks
 from worker.keeper import LockKeeper
@@ -95,7 +95,7 @@ class Worker:
             from worker.pages import Pages, cap_page_heap
 
             cap_page_heap(settings.heap_limit_bytes())
-            self.pages = Pages(bucket, self.store.cache_dir / ".chunks", settings.cache_bytes, self.store.stats,
+            self.pages = Pages(bucket, self.store.cache_dir / CHUNK_CACHE, settings.cache_bytes, self.store.stats,
                                settings.transfer_concurrency)
         self.reads = ReadStage(self.store, History(bucket, now=now), concurrency=settings.read_concurrency,
                                sink=self._sink, budget=self._budget, now=now, watch=self._watch, pages=self.pages)

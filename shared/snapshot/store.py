@@ -43,6 +43,7 @@ log = logging.getLogger("srdb.storage")
 T = TypeVar("T")
 R = TypeVar("R")
 DB_FILE = "db.sqlite"
+CHUNK_CACHE = ".chunks"  # under the cache folder: the chunks reads fetched, by name (worker/pages.py)
 STATE_FILE = "state.json"
 _SIDE_FILES = ("-journal", "-wal", "-shm")
 JSON = "application/json"
@@ -349,6 +350,10 @@ class SnapshotStore:
         self.stats.bytes_up += len(body)
 
     def _fetch_chunk(self, database: str, digest: str, origins: list[str]) -> bytes:
+        try:  # a chunk the worker's reads fetched already (worker/pages.py keeps them by name)
+            return (self.cache_dir / CHUNK_CACHE / digest).read_bytes()
+        except OSError:
+            pass
         data = fetch_chunk(self.bucket, database, digest, origins)
         self.stats.requests += 1
         self.stats.bytes_down += len(data)

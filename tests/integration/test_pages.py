@@ -120,3 +120,18 @@ def test_results_over_the_vfs_are_sqlites_own(client: Client, serving: Worker, t
             assert list(client.results(client.submit("prop", sql), 30)) == expected, sql
     finally:
         local.close()
+
+
+def test_a_write_reuses_the_chunks_the_workers_reads_fetched(small_chunks: Settings, aws: Any,
+                                                             drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    seed(client, lambda: drain(fresh(small_chunks, aws, "writer")))
+    worker = fresh(small_chunks, aws, "both")
+    scan = client.submit("big", "SELECT count(*) FROM t WHERE pad LIKE '%7%'")
+    drain(worker)
+    assert client.wait(scan, 5).state is JobState.SUCCEEDED
+    fetched = worker.store.stats.bytes_down
+    write = client.submit("big", "INSERT INTO t VALUES (-5, 'five')")
+    drain(worker)
+    assert client.wait(write, 5).state is JobState.SUCCEEDED
+    assert fetched > 2_000_000 and worker.store.stats.bytes_down - fetched < CHUNK  # its copy came from the cache
