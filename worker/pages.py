@@ -58,14 +58,16 @@ class ChunkCache:
             return sum(self._sizes.values())
 
     def get(self, database: str, origins: list[str], digest: str) -> bytes:
-        path = self.folder / digest
         with self._lock:
-            if digest in self._sizes:
+            cached = digest in self._sizes
+            if cached:
                 self._sizes.move_to_end(digest)
-                try:
-                    return path.read_bytes()
-                except FileNotFoundError:
-                    del self._sizes[digest]
+        if cached:
+            try:
+                return (self.folder / digest).read_bytes()  # outside the lock: readers do not queue
+            except FileNotFoundError:  # evicted meanwhile: fetched again
+                pass
+        with self._lock:
             pending = self._pending.get(digest)
             if pending is None:
                 pending = self._pending[digest] = self._pool.submit(self._fetch, database, origins, digest)
