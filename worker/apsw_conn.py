@@ -57,17 +57,15 @@ class Cursor:
             return ran == 1  # False: APSW stops before a second statement (ExecTraceAbort)
 
         self._cursor.exec_trace = once
-        try:
-            self._rows = iter(self._cursor.execute(sql, params))
-            self.description = self._describe()
-        except apsw.Error as exc:
-            raise as_sqlite3(exc) from None
-        return self
+        return self._start(lambda: self._cursor.execute(sql, params))
 
     def executemany(self, sql: str, sets: Iterable[Any]) -> Cursor:
         self._cursor.exec_trace = None
+        return self._start(lambda: self._cursor.executemany(sql, sets))
+
+    def _start(self, run: Callable[[], Iterable[Any]]) -> Cursor:
         try:
-            self._rows = iter(self._cursor.executemany(sql, sets))
+            self._rows = iter(run())
             self.description = self._describe()
         except apsw.Error as exc:
             raise as_sqlite3(exc) from None
