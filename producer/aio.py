@@ -159,21 +159,16 @@ class AsyncClient:
 
     async def pull(self, database: str, dest: str | Path, *, as_of: AsOf | datetime | None = None) -> Manifest:
         """``Client.pull``, on a thread: the database (or an old version) as a plain SQLite file."""
-        from shared.snapshot.transfer import pull_file
+        from shared.snapshot.transfer import pull_version
 
-        history = self._versions()
-        current, _ = await asyncio.to_thread(history.current, database)
-        wanted = current if as_of is None else await asyncio.to_thread(history.resolve, database, as_of, current)
-        await asyncio.to_thread(pull_file, self._bucket(), database, wanted, Path(dest))
-        return wanted
+        return await asyncio.to_thread(partial(pull_version, self._versions(), database, Path(dest), as_of=as_of))
 
     async def push(self, source: str | Path, database: str, *, label: str | None = None) -> Manifest:
         """``Client.push``, on a thread: a SQLite file as the next version of ``database``."""
         from shared.snapshot.transfer import push_file
 
         return await asyncio.to_thread(partial(push_file, self._bucket(), database, Path(source),
-                                               chunk_size=self.settings.chunk_size,
-                                               label=label or f"push of {Path(source).name}"))
+                                               chunk_size=self.settings.chunk_size, label=label))
 
     async def oldest(self, database: str) -> Manifest:
         """The oldest snapshot still retained: how far back time travel and restore reach."""

@@ -300,12 +300,10 @@ class Client:
     def pull(self, database: str, dest: str | Path, *, as_of: AsOf | datetime | None = None) -> Manifest:
         """Write the database (the current version, or the one ``as_of`` a version or a time) to ``dest`` as
         a plain SQLite file; the manifest of the version written."""
-        from shared.snapshot.transfer import pull_file
+        from shared.snapshot.transfer import pull_version
 
-        current, _ = self.versions.current(database)
-        wanted = current if as_of is None else self.versions.resolve(database, as_of, current)
-        pull_file(self.versions.bucket, database, wanted, Path(dest), concurrency=self.settings.transfer_concurrency)
-        return wanted
+        return pull_version(self.versions, database, Path(dest), as_of=as_of,
+                            concurrency=self.settings.transfer_concurrency)
 
     def fork(self, source: str, new: str, *, as_of: AsOf | datetime | None = None) -> Manifest:
         """A new database ``new`` whose first version is ``source``'s current one (or the one ``as_of``),
@@ -320,7 +318,7 @@ class Client:
         from shared.snapshot.transfer import push_file
 
         return push_file(self.versions.bucket, database, Path(source), chunk_size=self.settings.chunk_size,
-                         label=label or f"push of {Path(source).name}", concurrency=self.settings.transfer_concurrency)
+                         label=label, concurrency=self.settings.transfer_concurrency)
 
     def oldest(self, database: str) -> Manifest:
         """The oldest snapshot still retained: how far back time travel and restore reach."""

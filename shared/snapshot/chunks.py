@@ -12,6 +12,8 @@ from pathlib import Path
 from shared.errors import StorageError
 from shared.s3 import Bucket
 from shared.snapshot.keys import chunk_key, trash_key
+from shared.snapshot.manifest import Manifest
+from shared.snapshot.wal import dirty_chunks
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -41,3 +43,32 @@ def page_size(path: Path) -> int:
         return 0
     size = int.from_bytes(header[16:18], "big")
     return 65536 if size == 1 else size
+
+
+def chunk_file(path: Path, chunk_size: int, old: Manifest | None, size: int,
+               pages: set[int] | None = None) -> tuple[list[str], dict[str, bytes]]:
+    """The file's chunk names in order, and the chunks among them that ``old`` does not name (what S3 does not
+    have yet). ``pages``: the pages changed since ``old`` (from the write-ahead log): only their chunks are
+    read and hashed; None: every chunk is."""
+    count = -(-size // chunk_size)
+    same_layout = old is not None and old.chunk_size == chunk_size
+    previous = old.chunks if old is not None and same_layout else []
+    if previous and old is not None and pages is not None:
+        dirty = dirty_chunks(pages, page_size(path), chunk_size, old.file_size, size)
+    else:
+        dirty = set(range(count))
+    known = set(previous)
+    chunks: list[str] = []
+    new: dict[str, bytes] = {}
+    with open(path, "rb") as f:
+        for index in range(count):
+            if index not in dirty:
+                chunks.append(previous[index])
+                continue
+            f.seek(index * chunk_size)
+            data = f.read(chunk_size)
+            digest = hashlib.sha256(data).hexdigest()
+            chunks.append(digest)
+            if digest not in known:
+                new[digest] = data
+    return chunks, new

@@ -15,7 +15,6 @@ between costs one cold download, never a wrong read.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,10 +33,9 @@ from typing import TypeVar
 from shared.errors import CommitConflict, DatabaseDamaged, InfrastructureError, StorageError
 from shared.names import check_database
 from shared.s3 import UNCHANGED, Blob, Bucket
-from shared.snapshot.chunks import fetch_chunk, page_size
+from shared.snapshot.chunks import chunk_file, fetch_chunk, page_size
 from shared.snapshot.keys import chunk_key, manifest_key, version_key, versions_prefix
 from shared.snapshot.manifest import Manifest, to_millis
-from shared.snapshot.wal import dirty_chunks
 
 log = logging.getLogger("srdb.storage")
 T = TypeVar("T")
@@ -256,7 +254,7 @@ class SnapshotStore:
         """
         database, old = snapshot.database, snapshot.manifest
         size = snapshot.path.stat().st_size
-        chunks, new = self._chunk_file(snapshot.path, old, size, pages)
+        chunks, new = chunk_file(snapshot.path, self.chunk_size, old, size, pages)
         self._concurrently(lambda item: self._put(chunk_key(database, item[0]), item[1]), list(new.items()))
         manifest = Manifest(
             version=snapshot.version + 1,
@@ -310,32 +308,6 @@ class SnapshotStore:
         folder = self.cache_dir / check_database(database)
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
-
-    def _chunk_file(self, path: Path, old: Manifest | None, size: int,
-                    pages: set[int] | None) -> tuple[list[str], dict[str, bytes]]:
-        """The file's chunk hashes, and the chunks S3 does not have yet."""
-        count = -(-size // self.chunk_size)
-        same_layout = old is not None and old.chunk_size == self.chunk_size
-        previous = old.chunks if old is not None and same_layout else []
-        if previous and old is not None and pages is not None:
-            dirty = dirty_chunks(pages, page_size(path), self.chunk_size, old.file_size, size)
-        else:
-            dirty = set(range(count))
-        known = set(previous)
-        chunks: list[str] = []
-        new: dict[str, bytes] = {}
-        with open(path, "rb") as f:
-            for index in range(count):
-                if index not in dirty:
-                    chunks.append(previous[index])
-                    continue
-                f.seek(index * self.chunk_size)
-                data = f.read(self.chunk_size)
-                digest = hashlib.sha256(data).hexdigest()
-                chunks.append(digest)
-                if digest not in known:
-                    new[digest] = data
-        return chunks, new
 
     def _concurrently(self, work: Callable[[T], R], items: list[T]) -> list[R]:
         """Chunk transfers run ``concurrency`` at a time; a single one needs no pool."""

@@ -10,7 +10,6 @@ snapshot, and a file that is not SQLite is refused before anything is sent.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import tempfile
@@ -19,15 +18,27 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 from shared.errors import ClientSideError
 from shared.names import check_database
 from shared.s3 import Bucket
-from shared.snapshot.chunks import SQLITE_HEADER, fetch_chunk, page_size
+from shared.snapshot.chunks import SQLITE_HEADER, chunk_file, fetch_chunk, page_size
+from shared.snapshot.history import History
 from shared.snapshot.keys import chunk_key
 from shared.snapshot.manifest import Manifest, to_millis
 from shared.snapshot.store import current_manifest, put_manifest, put_version
+
+
+def pull_version(history: History, database: str, dest: Path, *, as_of: int | str | datetime | None = None,
+                 concurrency: int = 8) -> Manifest:
+    """Write the current version of ``database`` (or the one ``as_of`` a version or a time) to ``dest``; the
+    manifest of the version written."""
+    current, _ = history.current(database)
+    wanted = current if as_of is None else history.resolve(database, as_of, current)
+    pull_file(history.bucket, database, wanted, dest, concurrency=concurrency)
+    return wanted
 
 
 def pull_file(bucket: Bucket, database: str, manifest: Manifest, dest: Path, *, concurrency: int = 8) -> int:
@@ -49,9 +60,10 @@ def pull_file(bucket: Bucket, database: str, manifest: Manifest, dest: Path, *, 
     return manifest.file_size
 
 
-def push_file(bucket: Bucket, database: str, source: Path, *, chunk_size: int, label: str,
+def push_file(bucket: Bucket, database: str, source: Path, *, chunk_size: int, label: str | None = None,
               now: Callable[[], float] = time.time, concurrency: int = 8) -> Manifest:
-    """Commit the SQLite file ``source`` as the next version of ``database`` (version 1 of a new one)."""
+    """Commit the SQLite file ``source`` as the next version of ``database`` (version 1 of a new one).
+    ``label``: what history says of it (default ``push of <file name>``)."""
     check_database(database)
     source = source.expanduser()
     if not source.is_file():
@@ -64,13 +76,13 @@ def push_file(bucket: Bucket, database: str, source: Path, *, chunk_size: int, l
         _consistent_copy(source, copy)
         found = current_manifest(bucket, database)
         old, etag = found if found is not None else (None, None)
-        known = set(old.chunks) if old is not None else set()
-        chunks, new = _chunks_of(copy, chunk_size, known)
+        chunks, new = chunk_file(copy, chunk_size, old, copy.stat().st_size)
         with ThreadPoolExecutor(max(1, min(concurrency, len(new) or 1))) as pool:
             list(pool.map(lambda item: bucket.put(chunk_key(database, item[0]), item[1]), new.items()))
         manifest = Manifest(version=(old.version if old else 0) + 1, file_size=copy.stat().st_size,
                             page_size=page_size(copy), chunk_size=chunk_size, chunks=chunks,
-                            created_at=to_millis(now()), jobs=[], writer=uuid.uuid4().hex, labels=[label],
+                            created_at=to_millis(now()), jobs=[], writer=uuid.uuid4().hex,
+                            labels=[label or f"push of {source.name}"],
                             origins=old.origins if old else [], forked_from=old.forked_from if old else None)
     body = manifest.to_bytes()
     put_manifest(bucket, database, manifest, body, etag)
@@ -91,16 +103,3 @@ def _consistent_copy(source: Path, dest: Path) -> None:
         raise ClientSideError(f"{source} cannot be read as a SQLite database: {exc}") from None
     if check != "ok":
         raise ClientSideError(f"{source} is damaged (PRAGMA quick_check: {check}); nothing was pushed")
-
-
-def _chunks_of(path: Path, chunk_size: int, known: set[str]) -> tuple[list[str], dict[str, bytes]]:
-    """The file's chunk names in order, and the chunks among them that ``known`` lacks."""
-    chunks: list[str] = []
-    new: dict[str, bytes] = {}
-    with open(path, "rb") as f:
-        while data := f.read(chunk_size):
-            digest = hashlib.sha256(data).hexdigest()
-            chunks.append(digest)
-            if digest not in known:
-                new[digest] = data
-    return chunks, new
