@@ -86,8 +86,16 @@ def answer(status: int, doc: Any, headers: dict[str, str] | None = None) -> Resp
     return Response(status, JSON, json.dumps(doc, ensure_ascii=False, separators=(",", ":")), headers or {})
 
 
+def error_body(kind: str, message: str) -> str:
+    """What every refusal answers, here and from api/server.py before a request reaches the handler."""
+    return json.dumps({"error": {"type": kind, "message": message}}, ensure_ascii=False, separators=(",", ":"))
+
+
 def error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response[str]:
-    return answer(status, {"error": {"type": kind, "message": message}}, headers)
+    return Response(status, JSON, error_body(kind, message), headers or {})
+
+
+TOO_LARGE = error_body("PayloadTooLarge", f"the request body is over {MAX_BODY:,} bytes")
 
 
 class Api:
@@ -116,8 +124,7 @@ class Api:
         body = event.get("body") or ""
         if len(body) > MAX_BODY * (4 / 3 if event.get("isBase64Encoded") else 1):
             return {"statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "headers": {"Content-Type": JSON},
-                    "isBase64Encoded": False, "body": json.dumps({"error": {
-                        "type": "PayloadTooLarge", "message": f"the request body is over {MAX_BODY:,} bytes"}})}
+                    "isBase64Encoded": False, "body": TOO_LARGE}
         return self.app.resolve(event, context)
 
     # -- routes ---------------------------------------------------------------------------------
@@ -180,10 +187,8 @@ class Api:
         return self._document(job_id, _number(self._param("wait"), "wait", 0, MAX_WAIT, 0))
 
     def cancel(self, job_id: str) -> Response[str]:
-        state = self.client.cancel(job_id)
-        if state is JobState.NOT_FOUND:
-            raise JobNotFound(f"job {job_id} was never submitted")
-        return answer(HTTPStatus.OK, self._view(self.client.status(job_id)))
+        self.client.cancel(job_id)
+        return answer(HTTPStatus.OK, self._view(self._status(job_id)))
 
     def not_found(self, exc: Exception) -> Response[str]:
         path = self.app.current_event.path
@@ -196,10 +201,14 @@ class Api:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _document(self, job_id: str, wait: float) -> Response[str]:
+    def _status(self, job_id: str) -> JobResult:
         result = self.client.status(job_id)
         if result.state is JobState.NOT_FOUND:
             raise JobNotFound(f"job {job_id} was never submitted")
+        return result
+
+    def _document(self, job_id: str, wait: float) -> Response[str]:
+        result = self._status(job_id)
         if not result.state.final and wait > 0:
             try:
                 result = self.client.wait(job_id, wait)
@@ -230,9 +239,7 @@ class Api:
         return doc
 
     def _page(self, job_id: str, page: int) -> Response[str]:
-        result = self.client.status(job_id)
-        if result.state is JobState.NOT_FOUND:
-            raise JobNotFound(f"job {job_id} was never submitted")
+        result = self._status(job_id)
         if not 1 <= page <= len(result.parts):
             raise HttpError(HTTPStatus.NOT_FOUND, "NotFound",
                             f"job {job_id} has {len(result.parts)} page(s) beyond its inline rows; no page {page}")

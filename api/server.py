@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import json
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from api.app import JSON, MAX_BODY, Api
+from api.app import JSON, MAX_BODY, TOO_LARGE, Api, error_body
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DISCARD_AT_MOST = 4 * MAX_BODY  # of a body over the limit, what is read (and dropped) before the 413
@@ -94,8 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if self.server.token and urlsplit(self.path).path != "/" and not self._authorized():
             self._send(HTTPStatus.UNAUTHORIZED, {"Content-Type": JSON, "WWW-Authenticate": "Bearer"},
-                       json.dumps({"error": {"type": "Unauthorized",
-                                             "message": "this server needs Authorization: Bearer <token>"}}).encode())
+                       error_body("Unauthorized", "this server needs Authorization: Bearer <token>").encode())
             return
         event = function_url_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
         response = self.server.api.handle(event)
@@ -112,8 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _too_large(self) -> None:
         self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"Content-Type": JSON, "Connection": "close"},
-                   json.dumps({"error": {"type": "PayloadTooLarge",
-                                         "message": f"the request body is over {MAX_BODY:,} bytes"}}).encode())
+                   TOO_LARGE.encode())
         self.close_connection = True
 
     def _authorized(self) -> bool:
