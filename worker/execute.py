@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from shared.errors import (
@@ -110,10 +111,8 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
                 before = conn.total_changes
                 if _INCREMENTAL_VACUUM.match(statement.sql) and not guard.read_only:
                     _incremental_vacuum(conn, guard, cursor, statement.sql)
-                elif len(params) == 1:
-                    cursor.execute(statement.sql, params[0])
                 else:
-                    cursor.executemany(statement.sql, params)
+                    _start(cursor, statement.sql, params)
                 changed = cursor.rowcount
                 if changed < 0 and cursor.description is None and not guard.read_only:
                     # sqlite3 counts only statements that start INSERT/UPDATE/DELETE/REPLACE: WITH … INSERT too.
@@ -134,7 +133,8 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
             except sqlite3.Error as exc:
                 error = job_error(exc, guard, index if len(job.statements) > 1 and job.transaction is None else None,
                                   budget)
-                detail = explain_statement(conn, guard, statement.sql, params) if is_broken_key(exc) else None
+                detail = (explain_statement(conn, guard, partial(_start, sql=statement.sql, params=params))
+                          if is_broken_key(exc) else None)
                 raise (ConstraintViolation(f"{error}: {detail}") if detail else error) from None
         rows, parts = sink.finish()
         columns = columns if cursor.description is not None else []
@@ -146,6 +146,14 @@ def _run(conn: sqlite3.Connection, guard: Guard, job: Job, sink: ResultSink, bud
         return Outcome(job.job_id, True, columns, types if columns else [], rows, parts, rowcount, lastrowid)
     finally:
         cursor.close()
+
+
+def _start(cursor: sqlite3.Cursor, sql: str, params: list[Any]) -> None:
+    """Run a statement with its one parameter set, or each of its many (executemany)."""
+    if len(params) == 1:
+        cursor.execute(sql, params[0])
+    else:
+        cursor.executemany(sql, params)
 
 
 _INCREMENTAL_VACUUM = re.compile(r"\s*PRAGMA\s+(main\s*\.\s*)?incremental_vacuum\b", re.IGNORECASE)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
 
 from shared.guard import Guard
 from shared.job.model import Job
@@ -56,9 +55,10 @@ def broken_key(conn: sqlite3.Connection, guard: Guard) -> str | None:
         return f"{where}: {table} row {rowid} has {shown}, which no row of {parent} has"
 
 
-def explain_statement(conn: sqlite3.Connection, guard: Guard, sql: str, params: Sequence[Any]) -> str | None:
-    """Run a statement that failed its foreign keys again, with the checks deferred, inside a savepoint
-    that is rolled back, to learn which key it broke. The job fails either way: this only names why."""
+def explain_statement(conn: sqlite3.Connection, guard: Guard, start: Callable[[sqlite3.Cursor], object]) -> str | None:
+    """Run a statement that failed its foreign keys again (``start`` runs it on a cursor), with the checks
+    deferred, inside a savepoint that is rolled back, to learn which key it broke. The job fails either way:
+    this only names why."""
     if not conn.in_transaction:
         return None
     with guard.suspended():
@@ -68,10 +68,7 @@ def explain_statement(conn: sqlite3.Connection, guard: Guard, sql: str, params: 
     try:
         cursor = conn.cursor()
         try:
-            if len(params) == 1:
-                cursor.execute(sql, params[0])
-            else:
-                cursor.executemany(sql, params)
+            start(cursor)
             for _ in cursor:
                 pass
         finally:
