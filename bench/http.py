@@ -17,22 +17,12 @@ from urllib.parse import urlsplit
 from bench.harness import Bench, peak_rss_of, percentile, worker_processes
 
 
-def _post(base: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     try:
-        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
-
-
-def _get(base: str, path: str) -> tuple[int, dict[str, Any]]:
-    parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-    try:
-        conn.request("GET", path)
+        conn.request(method, path, json.dumps(body) if body is not None else None,
+                     {"Content-Type": "application/json"})
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -59,7 +49,7 @@ def http_api(bench: Bench, tmp: str, reads: int = 100, concurrent: int = 200,
                 client.query("h", "SELECT v FROM t WHERE id = ?", [1 + i], timeout=120)
                 python_ms.append((time.monotonic() - started) * 1000)
                 started = time.monotonic()
-                status, doc = _post(base, "/v1/databases/h/query", {"sql": "SELECT v FROM t WHERE id = ?",
+                status, doc = _call(base, "POST", "/v1/databases/h/query", {"sql": "SELECT v FROM t WHERE id = ?",
                                                                     "params": [1 + i]})
                 http_ms.append((time.monotonic() - started) * 1000)
                 assert status == 200 and doc["state"] == "SUCCEEDED", doc
@@ -69,7 +59,7 @@ def http_api(bench: Bench, tmp: str, reads: int = 100, concurrent: int = 200,
 
             def one(n: int) -> None:
                 try:
-                    status, _ = _post(base, "/v1/databases/h/query", {"sql": "SELECT v FROM t WHERE id = ?",
+                    status, _ = _call(base, "POST", "/v1/databases/h/query", {"sql": "SELECT v FROM t WHERE id = ?",
                                                                       "params": [1 + n % 10_000], "wait": 30})
                 except OSError:
                     status = 0
@@ -86,10 +76,10 @@ def http_api(bench: Bench, tmp: str, reads: int = 100, concurrent: int = 200,
             rss_after_concurrent = peak_rss_of(serve.pid)
             big_sql = (f"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < {big_rows}) "
                        "SELECT n, printf('%0100d', n) AS padded FROM c")
-            status, doc = _post(base, "/v1/databases/h/query", {"sql": big_sql, "wait": 30})
+            status, doc = _call(base, "POST", "/v1/databases/h/query", {"sql": big_sql, "wait": 30})
             rows = len(doc.get("rows", []))
             for page in doc.get("pages", []):
-                rows += len(_get(base, page["href"])[1]["rows"])
+                rows += len(_call(base, "GET", page["href"])[1]["rows"])
             rss_after_big = peak_rss_of(serve.pid)
     finally:
         serve.terminate()

@@ -55,8 +55,7 @@ def current(environ: Mapping[str, str] | None = None) -> str | None:
 
 def use(name: str, environ: Mapping[str, str] | None = None) -> None:
     if not exists(name, environ):
-        raise ClientSideError(f"no profile {name}: make it with `srdb config save {name}` or "
-                              f"`srdb --profile {name} config set KEY VALUE`")
+        raise ClientSideError(f"no profile {name}: `srdb config save {name}` makes it from the settings in effect")
     home = config_home(environ)
     home.mkdir(parents=True, exist_ok=True)
     (home / "current").write_text(name + "\n")

@@ -124,14 +124,15 @@ class Settings:
             origins.update(dict.fromkeys(saved, from_profile))
         else:
             beneath: dict[str, str] = {}
-            found = None if names_a_stack(env) else find_local_env(cwd or Path.cwd())
+            here, named = cwd or Path.cwd(), names_a_stack(env)
+            found = None if named else find_local_env(here)
             local = read_env_file(found) if found else {}
-            stack_named = names_a_stack(env) or names_a_stack(local)
+            stack_named = named or names_a_stack(local)
             kept = {k: v for k, v in saved.items() if not stack_named or k in PREFERENCES}
             beneath.update(kept)
             origins.update({k: from_profile for k in kept if k not in env})
             if found:
-                where = str(LOCAL_ENV_FILE) if found.parent.parent == (cwd or Path.cwd()) else str(found)
+                where = str(LOCAL_ENV_FILE) if found.parent.parent == here else str(found)
                 beneath.update(local)
                 origins.update({k: where for k in local if k not in env})
             env = {**beneath, **env}

@@ -17,32 +17,23 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     output_args(p)
     p.set_defaults(func=cmd_show)
     actions = p.add_subparsers(dest="action", metavar="ACTION", help="show (the default), list, save, use, set, unset")
-    q = actions.add_parser("show", parents=[common], help="the settings in effect and their sources (the default)")
-    output_args(q)
-    q.set_defaults(func=cmd_show)
-    q = actions.add_parser("list", parents=[common], help="the saved profiles; * marks the one in use")
-    output_args(q)
-    q.set_defaults(func=cmd_list)
-    q = actions.add_parser("save", parents=[common],
-                           help="save the stack the settings name now (e.g. srdb local's) as profile NAME")
-    q.add_argument("name", metavar="NAME", help="the profile's name")
-    output_args(q)
-    q.set_defaults(func=cmd_save)
-    q = actions.add_parser("use", parents=[common],
-                           help="use profile NAME from now on, in every folder without .srdb/local.env")
-    q.add_argument("name", metavar="NAME", help="a saved profile")
-    output_args(q)
-    q.set_defaults(func=cmd_use)
-    q = actions.add_parser("set", parents=[common],
-                           help="set KEY (e.g. database: the default --db) in the profile in use (or --profile NAME)")
-    q.add_argument("key", metavar="KEY", help="a setting: database, queue-url, job-timeout… (srdb config lists them)")
-    q.add_argument("value", metavar="VALUE", help="its value")
-    output_args(q)
-    q.set_defaults(func=cmd_set)
-    q = actions.add_parser("unset", parents=[common], help="remove KEY from the profile in use (or --profile NAME)")
-    q.add_argument("key", metavar="KEY", help="a setting")
-    output_args(q)
-    q.set_defaults(func=cmd_unset)
+    for name, func, about, positionals in (
+        ("show", cmd_show, "the settings in effect and their sources (the default)", ()),
+        ("list", cmd_list, "the saved profiles; * marks the one in use", ()),
+        ("save", cmd_save, "save the stack the settings name now (e.g. srdb local's) as profile NAME",
+         (("name", "NAME", "the profile's name"),)),
+        ("use", cmd_use, "use profile NAME from now on, in every folder without .srdb/local.env",
+         (("name", "NAME", "a saved profile"),)),
+        ("set", cmd_set, "set KEY (e.g. database: the default --db) in the profile in use (or --profile NAME)",
+         (("key", "KEY", "a setting: database, queue-url, job-timeout… (srdb config lists them)"),
+          ("value", "VALUE", "its value"))),
+        ("unset", cmd_unset, "remove KEY from the profile in use (or --profile NAME)", (("key", "KEY", "a setting"),)),
+    ):
+        q = actions.add_parser(name, parents=[common], help=about)
+        for dest, metavar, text in positionals:
+            q.add_argument(dest, metavar=metavar, help=text)
+        output_args(q)
+        q.set_defaults(func=func)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
