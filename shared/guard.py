@@ -209,7 +209,8 @@ JOB_LIMITS = {
     sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 500,
     sqlite3.SQLITE_LIMIT_FUNCTION_ARG: 127,
     sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH: 50_000,
-    sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER: 250_000,
+    # Stock SQLite's own maximum, which APSW's build (pages on demand) keeps: one limit on every path.
+    sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER: 32_766,
     sqlite3.SQLITE_LIMIT_TRIGGER_DEPTH: 100,
     sqlite3.SQLITE_LIMIT_ATTACHED: 0,
 }

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,14 +96,23 @@ def drain(settings: Settings, aws: Any, worker: Worker) -> Callable[..., int]:
 @pytest.fixture
 def serving(settings: Settings, aws: Any, worker: Worker) -> Iterator[Worker]:
     """A worker polling the job queue in the background for the whole test, as the Lambda would."""
+    with serve(settings, aws, worker):
+        yield worker
+
+
+@contextmanager
+def serve(settings: Settings, aws: Any, worker: Worker) -> Iterator[Worker]:
+    """``worker`` polling the job queue in the background while the block runs."""
     stop = threading.Event()
     poller = Poller(aws.sqs, settings.queue_url, lambda event, ctx: run_batch(worker, event),
                     region=settings.region, wait_seconds=1, stop=stop)
     thread = threading.Thread(target=poller.run, name="serving-worker", daemon=True)
     thread.start()
-    yield worker
-    stop.set()
-    thread.join(timeout=10)
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def queued(s3: Any, bucket: str, job: Job) -> str:

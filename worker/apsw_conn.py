@@ -40,50 +40,66 @@ def as_sqlite3(exc: apsw.Error) -> Exception:
     return error
 
 
-class Cursor:
-    def __init__(self, cursor: apsw.Cursor) -> None:
-        self._cursor, self._rows = cursor, iter(())
-        self.description: Sequence[tuple[Any, ...]] | None = None
+def _nothing(sql: str) -> bool:
+    """Whether ``sql`` holds only comments, blanks and semicolons."""
+    import sqlparse  # only for the rare text that follows a job's statement
 
-    rowcount = -1
-    lastrowid = None
+    return not sqlparse.format(sql, strip_comments=True).strip().strip(";").strip()
+
+
+class Cursor:
+    def __init__(self, cursor: apsw.Cursor, conn: apsw.Connection) -> None:
+        self._cursor, self._conn, self._rows = cursor, conn, iter(())
+        self.description: Sequence[tuple[Any, ...]] | None = None
+        # As sqlite3's: -1 (the job code counts changes by total_changes), and SQLite's last_insert_rowid()
+        # after each execute (not executemany).
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        # The statement's columns, taken as it is prepared: once a statement has run to its end (a SELECT with no
+        # rows), APSW no longer describes it, and sqlite3 still does.
+        self._columns: tuple[tuple[str, str | None], ...] = ()
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
         ran = 0
+        columns: list[tuple[tuple[str, str | None], ...]] = []  # the trace holds no reference to this cursor
 
         def once(cursor: apsw.Cursor, statement: str, bindings: Any) -> bool:
             nonlocal ran
+            if ran and _nothing(statement):  # what follows the statement is comments: no statement, as in sqlite3
+                return True
             ran += 1
+            if ran == 1:
+                columns.append(tuple(cursor.get_description()))
             return ran == 1  # False: APSW stops before a second statement (ExecTraceAbort)
 
         self._cursor.exec_trace = once
-        return self._start(lambda: self._cursor.execute(sql, params))
-
-    def executemany(self, sql: str, sets: Iterable[Any]) -> Cursor:
-        self._cursor.exec_trace = None
-        return self._start(lambda: self._cursor.executemany(sql, sets))
-
-    def _start(self, run: Callable[[], Iterable[Any]]) -> Cursor:
-        try:
-            self._rows = iter(run())
-            self.description = self._describe()
-        except apsw.Error as exc:
-            raise as_sqlite3(exc) from None
+        self._start(lambda: self._cursor.execute(sql, params), columns)
+        self.lastrowid = int(self._conn.last_insert_rowid())
         return self
 
-    def _describe(self) -> Sequence[tuple[Any, ...]] | None:
+    def executemany(self, sql: str, sets: Iterable[Any]) -> Cursor:
+        columns: list[tuple[tuple[str, str | None], ...]] = []
+
+        def each(cursor: apsw.Cursor, statement: str, bindings: Any) -> bool:
+            if not columns:
+                columns.append(tuple(cursor.get_description()))
+            return True
+
+        self._cursor.exec_trace = each
+        return self._start(lambda: self._cursor.executemany(sql, sets), columns)
+
+    def _start(self, run: Callable[[], Iterable[Any]], columns: list[tuple[tuple[str, str | None], ...]]) -> Cursor:
         try:
-            names = self._cursor.get_description()
-        except apsw.ExecutionCompleteError:
-            return None
-        return tuple((name, None, None, None, None, None, None) for name, _ in names) or None
+            self._rows = iter(run())
+        except apsw.Error as exc:
+            raise as_sqlite3(exc) from None
+        self._columns = columns[0] if columns else ()
+        self.description = tuple((name, None, None, None, None, None, None) for name, _ in self._columns) or None
+        return self
 
     def declared(self) -> list[str]:
         """The declared type of each column of the statement (what ``sqlite3`` needs a view to learn)."""
-        try:
-            return [declared or "" for _, declared in self._cursor.get_description()]
-        except apsw.ExecutionCompleteError:
-            return []
+        return [declared or "" for _, declared in self._columns]
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -107,11 +123,11 @@ class Cursor:
 class Connection:
     """The subset of ``sqlite3.Connection`` the job code uses, over an APSW connection."""
 
-    def __init__(self, conn: apsw.Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: apsw.Connection, on_close: Callable[[], None] = lambda: None) -> None:
+        self._conn, self._on_close = conn, on_close
 
     def cursor(self) -> Cursor:
-        return Cursor(self._conn.cursor())
+        return Cursor(self._conn.cursor(), self._conn)
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
         return self.cursor().execute(sql, params)
@@ -137,4 +153,7 @@ class Connection:
         return not self._conn.get_autocommit()
 
     def close(self) -> None:
-        self._conn.close(force=True)
+        try:
+            self._conn.close(force=True)
+        finally:
+            self._on_close()

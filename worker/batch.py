@@ -46,6 +46,7 @@ from worker.verdicts import Deferred, GroupResult, Ignored, Record, Refusal, Tas
 from worker.writes import WriteStage
 
 if TYPE_CHECKING:
+    from worker.page_writes import PageWrites
     from worker.pages import Pages
 
 __all__ = ["CRASH_POINTS", "BatchStats", "Record", "Worker"]
@@ -85,20 +86,24 @@ class Worker:
                                 linger=settings.lock_linger, now=now, wanted=WantedMarks(bucket, now=now))
         self.parser = Parser(self.status, settings, GrantStore(bucket), own_sender)
         self.watcher = Watcher(self.status, now=now)
-        self.writes = WriteStage(self.store, self.locks, lock_wait=settings.lock_wait,
-                                 lock_handoff=settings.lock_handoff, sink=self._sink,
-                                 budget=self._budget, now=now, crash=crash, watch=self._watch,
-                                 loader=Loader(partial(open_source, s3), self.status.put_bytes, SourcePolicy(
-                                     settings.bucket, settings.status_bucket, settings.load_sources)))
         self.pages: Pages | None = None
+        page_writes: PageWrites | None = None
         if settings.read_pages:  # APSW only where it is used
+            from worker.page_writes import PageWrites
             from worker.pages import Pages, cap_page_heap
 
             cap_page_heap(settings.heap_limit_bytes())
             self.pages = Pages(bucket, self.store.cache_dir / CHUNK_CACHE, settings.cache_bytes, self.store.stats,
                                settings.transfer_concurrency)
+            page_writes = PageWrites(self.store, self.pages)
+        self.writes = WriteStage(self.store, self.locks, lock_wait=settings.lock_wait,
+                                 lock_handoff=settings.lock_handoff, sink=self._sink,
+                                 budget=self._budget, now=now, crash=crash, watch=self._watch,
+                                 loader=Loader(partial(open_source, s3), self.status.put_bytes, SourcePolicy(
+                                     settings.bucket, settings.status_bucket, settings.load_sources)),
+                                 pages=page_writes)
         self.reads = ReadStage(self.store, History(bucket, now=now), concurrency=settings.read_concurrency,
-                               sink=self._sink, budget=self._budget, now=now, watch=self._watch, pages=self.pages)
+                               sink=self._sink, budget=self._budget, now=now, watch=self._watch, pages=page_writes)
         self.publisher = Publisher(self.status, sqs, max_receive_count=settings.max_receive_count, now=now,
                                    handbacks=HandBacks(sqs))
         self.last_stats = BatchStats()

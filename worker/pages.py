@@ -80,21 +80,32 @@ class ChunkCache:
                 if digest not in self._sizes and digest not in self._pending:
                     self._pending[digest] = self._pool.submit(self._fetch, database, origins, digest)
 
+    def put(self, digest: str, data: bytes) -> None:
+        """Keep a chunk this worker made (a commit's): the next read of it costs no request."""
+        with self._lock:
+            if digest in self._sizes:
+                return
+        self._keep(digest, data)
+
     def _fetch(self, database: str, origins: list[str], digest: str) -> bytes:
         try:
             data = fetch_chunk(self.bucket, database, digest, origins)
-            tmp = self.folder / f".{digest}.{uuid.uuid4().hex[:8]}"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.folder / digest)
             with self._lock:
                 self.stats.requests += 1
                 self.stats.bytes_down += len(data)
-                self._sizes[digest] = len(data)
-                self._evict()
+            self._keep(digest, data)
             return data
         finally:
             with self._lock:
                 self._pending.pop(digest, None)
+
+    def _keep(self, digest: str, data: bytes) -> None:
+        tmp = self.folder / f".{digest}.{uuid.uuid4().hex[:8]}"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.folder / digest)
+        with self._lock:
+            self._sizes[digest] = len(data)
+            self._evict()
 
     def _evict(self) -> None:
         total = sum(self._sizes.values())
@@ -171,11 +182,11 @@ class _PageFile:
 
 
 class _Vfs(apsw.VFS):
-    """Opens ``srdb-<key>`` names as the versions registered under them; anything else (SQLite's temporary
-    files) as the default VFS would."""
+    """Opens ``srdb-<key>`` names as the files registered under them (:func:`register`); anything else
+    (SQLite's temporary files) as the default VFS would."""
 
     def __init__(self) -> None:
-        self.files: dict[str, tuple[str, Manifest, ChunkCache]] = {}
+        self.files: dict[str, Callable[[], Any]] = {}
         self.lock = threading.Lock()
         super().__init__(VFS_NAME, base="")
 
@@ -185,7 +196,7 @@ class _Vfs(apsw.VFS):
             found = self.files.get(os.path.basename(filename or ""))
         if found is None:
             return super().xOpen(name, flags)
-        return _PageFile(*found)
+        return found()
 
 
 _vfs: _Vfs | None = None
@@ -198,6 +209,26 @@ def _registered() -> _Vfs:
         if _vfs is None:
             _vfs = _Vfs()
         return _vfs
+
+
+def register(make_file: Callable[[], Any],
+             open_connection: Callable[[str], apsw.Connection]) -> tuple[apsw.Connection, Callable[[], None]]:
+    """A connection (``open_connection(name)``) on a file of srdb's VFS that ``make_file()`` makes, and what
+    forgets the file once the connection is closed."""
+    vfs = _registered()
+    key = f"srdb-{uuid.uuid4().hex}"
+    with vfs.lock:
+        vfs.files[key] = make_file
+    try:
+        return open_connection(key), lambda: _forget(vfs, key)
+    except BaseException:
+        _forget(vfs, key)
+        raise
+
+
+def _forget(vfs: _Vfs, key: str) -> None:
+    with vfs.lock:
+        vfs.files.pop(key, None)
 
 
 class Pages:
@@ -218,24 +249,15 @@ class Pages:
 def open_version(database: str, manifest: Manifest, cache: ChunkCache,
                  guard: Guard) -> tuple[Connection, Callable[[], None]]:
     """A guarded read-only connection on ``manifest``'s version, and what forgets it once it is closed."""
-    vfs = _registered()
-    key = f"srdb-{uuid.uuid4().hex}"
-    with vfs.lock:
-        vfs.files[key] = (database, manifest, cache)
+    raw, forget = register(lambda: _PageFile(database, manifest, cache), lambda key: apsw.Connection(
+        f"file:{key}?immutable=1", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI, vfs=VFS_NAME))
     try:
-        raw = apsw.Connection(f"file:{key}?immutable=1", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
-                              vfs=VFS_NAME)
         conn = Connection(raw)
         prepare_job_connection(conn, guard)
     except BaseException:
-        with vfs.lock:
-            vfs.files.pop(key, None)
+        raw.close()
+        forget()
         raise
-
-    def forget() -> None:  # once the connection is closed (worker/reads.py closes it)
-        with vfs.lock:
-            vfs.files.pop(key, None)
-
     return conn, forget
 
 
@@ -256,18 +278,28 @@ class Manifests:
         self._lock = threading.Lock()
 
     def current(self, database: str) -> Manifest | None:
+        found = self.known(database)
+        return found[0] if found is not None else None
+
+    def known(self, database: str) -> tuple[Manifest, str] | None:
+        """The current manifest and its ETag (None: the database does not exist)."""
         with self._lock:
             known = self._known.get(database)
         found = self.bucket.get_if_changed(manifest_key(database), known[1] if known else None)
         self.stats.requests += 1
         if found is UNCHANGED and known is not None:
-            return known[0]
+            return known
         if not isinstance(found, Blob):
             with self._lock:
                 self._known.pop(database, None)
             return None
         self.stats.bytes_down += len(found.body)
-        manifest = Manifest.from_bytes(found.body)
+        fresh = (Manifest.from_bytes(found.body), found.etag)
         with self._lock:
-            self._known[database] = (manifest, found.etag)
-        return manifest
+            self._known[database] = fresh
+        return fresh
+
+    def remember(self, database: str, manifest: Manifest, etag: str) -> None:
+        """A manifest this worker committed: the next batch asks S3 whether it is still current."""
+        with self._lock:
+            self._known[database] = (manifest, etag)

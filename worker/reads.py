@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ from worker.verdicts import Deferred, Done, GroupResult, HandBack, Task, Verdict
 from worker.writes import OUT_OF_TIME
 
 if TYPE_CHECKING:  # APSW is imported only by a worker that reads pages (SRDB_READ_PAGES)
-    from worker.pages import Pages
+    from worker.page_writes import PageWrites
 
 SCRATCH = ".scratch"  # under the cache folder: previews' copies, each removed when its preview ends
 
@@ -52,7 +53,7 @@ class ReadStage:
         budget: Callable[[Job], float | None],
         now: Callable[[], float],
         watch: Callable[[Task], AbstractContextManager[threading.Event]],
-        pages: Pages | None = None,
+        pages: PageWrites | None = None,
     ) -> None:
         self.store, self.history, self.concurrency = store, history, concurrency
         self.sink, self.budget, self.now, self.watch = sink, budget, now, watch
@@ -62,9 +63,9 @@ class ReadStage:
     def run(self, database: str, tasks: list[Task]) -> GroupResult:
         previews = [t for t in tasks if t.job.transaction is not None]
         tasks = [t for t in tasks if t.job.transaction is None]
-        if self.pages is not None:  # previews write on a copy of the whole file; reads take pages
-            found = self._local(database, previews, []) if previews else GroupResult({})
-            return GroupResult({**found.verdicts, **self._on_pages(database, tasks, self.pages)})
+        if self.pages is not None:  # reads take pages, previews write on an overlay of their own
+            return GroupResult({**self._previews_on_pages(database, previews, self.pages),
+                                **self._on_pages(database, tasks, self.pages)})
         return self._local(database, previews, tasks)
 
     def _local(self, database: str, previews: list[Task], tasks: list[Task]) -> GroupResult:
@@ -84,12 +85,12 @@ class ReadStage:
         except InfrastructureError as exc:
             return GroupResult(deferred(previews + tasks, exc))
 
-    def _on_pages(self, database: str, tasks: list[Task], pages: Pages) -> dict[str, Verdict]:
+    def _on_pages(self, database: str, tasks: list[Task], pages: PageWrites) -> dict[str, Verdict]:
         """Read jobs on the versions they read, straight from their chunks (worker/pages.py)."""
         if not tasks:
             return {}
         try:
-            current = pages.manifests.current(database)
+            current = pages.pages.manifests.current(database)
         except InfrastructureError as exc:
             return deferred(tasks, exc)
         if current is None:
@@ -102,18 +103,73 @@ class ReadStage:
             try:
                 version = current if as_of is None else self.history.resolve(database, as_of_point(as_of), current)
             except UserError as exc:
-                verdicts.update({t.record.message_id: Done(Outcome.failed(t.job.job_id, exc), None, self.now())
-                                 for t in group})
+                verdicts.update(self._failed(group, exc))
                 continue
             except InfrastructureError as exc:
                 verdicts.update(deferred(group, exc))
                 continue
 
             def connect(task: Task, guard: Guard, at: Manifest = version) -> tuple[Any, Callable[[], None]]:
-                return pages.open(database, at, guard)
+                return pages.pages.open(database, at, guard)
 
             verdicts.update(self._each(group, version.version, connect, read_only=True, what="the version's pages"))
         return verdicts
+
+    def _previews_on_pages(self, database: str, tasks: list[Task], pages: PageWrites) -> dict[str, Verdict]:
+        """Each preview on an overlay of its transaction's base (worker/page_writes.py): no copy of the
+        database, and only the chunks its statements touch."""
+        if not tasks:
+            return {}
+        try:
+            current = pages.pages.manifests.current(database)
+        except InfrastructureError as exc:
+            return deferred(tasks, exc)
+        by_base: dict[int | None, list[Task]] = defaultdict(list)
+        for task in tasks:
+            assert task.job.transaction is not None
+            by_base[task.job.transaction.base].append(task)
+        verdicts: dict[str, Verdict] = {}
+        for base, group in by_base.items():
+            try:
+                if base == 0 or current is None:
+                    if current is None and base not in (None, 0):
+                        raise VersionNotFound(f"database {database} has no version {base}: it does not exist")
+                    at = None
+                else:
+                    at = current if base is None else self.history.resolve(database, base, current)
+            except UserError as exc:
+                verdicts.update(self._failed(group, exc))
+                continue
+            except InfrastructureError as exc:
+                verdicts.update(deferred(group, exc))
+                continue
+            found = _on(self._preview_group(database, at, group, pages), at.writer if at else "")
+            verdicts.update(_explained(found, no_version_yet(database)) if current is None else found)
+        return {t.record.message_id: _on_its_base(t, verdicts[t.record.message_id]) for t in tasks
+                if t.record.message_id in verdicts}
+
+    def _preview_group(self, database: str, at: Manifest | None, tasks: list[Task],
+                       pages: PageWrites) -> dict[str, Verdict]:
+        """Previews on version ``at`` (None: an empty database): one whose statements only read reads the
+        version's pages; one that writes writes on an overlay of its own."""
+        reads = {t.record.message_id: _reads_only(t.job) for t in tasks}  # sqlparse: once a task
+        reading = [t for t in tasks if reads[t.record.message_id]]
+        writing = [t for t in tasks if not reads[t.record.message_id]]
+        version = at.version if at is not None else 0
+        verdicts: dict[str, Verdict] = {}
+        if reading and at is None:
+            verdicts.update(self._read_file(None, 0, reading))
+        elif reading and at is not None:
+            verdicts.update(self._each(reading, version, partial(_open_pages, pages, database, at),
+                                       read_only=True, what="the version's pages"))
+        if writing:
+            scratch = pages.scratch(database, at)
+            verdicts.update(self._each(writing, version, lambda task, guard: scratch(guard), read_only=False,
+                                       what="a transaction's overlay"))
+        return verdicts
+
+    def _failed(self, tasks: list[Task], exc: UserError) -> dict[str, Verdict]:
+        return {t.record.message_id: Done(Outcome.failed(t.job.job_id, exc), None, self.now()) for t in tasks}
 
     def _previews(self, database: str, tasks: list[Task], path: Path, current: Manifest | None) -> dict[str, Verdict]:
         """Each preview on its transaction's base: the current snapshot (base None), an empty database
@@ -237,6 +293,11 @@ class ReadStage:
 
         with ThreadPoolExecutor(max(1, min(self.concurrency, len(tasks)))) as pool:
             return dict(zip((t.record.message_id for t in tasks), pool.map(run, tasks), strict=True))
+
+def _open_pages(pages: PageWrites, database: str, at: Manifest, task: Task,
+                guard: Guard) -> tuple[Any, Callable[[], None]]:
+    return pages.pages.open(database, at, guard)
+
 
 def _explained(verdicts: dict[str, Verdict], why: str) -> dict[str, Verdict]:
     """Failures on an empty database say why it is empty."""

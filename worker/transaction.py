@@ -10,9 +10,8 @@ Each job's id is written to ``_srdb_jobs`` inside the same transaction as its wr
 snapshot that holds a job's effect also holds the proof that it ran. A redelivered message
 finds its id there and gets the recorded outcome back instead of running again.
 
-The jobs' transactions commit into the write-ahead log, which an idle connection (the anchor)
-keeps open for the whole group: SQLite checkpoints and deletes the log when its last connection
-closes, and the log is how the commit learns which pages changed.
+The jobs run on a write target (worker/targets.py): the version the group writes on, as a whole local
+copy or as pages on demand, which also knows what the group changed when it commits.
 """
 
 from __future__ import annotations
@@ -25,17 +24,17 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from shared.errors import ConstraintViolation, Forbidden, InternalError, SerializationFailure, SqlError
-from shared.guard import Guard, open_job_connection
+from shared.guard import Guard
 from shared.job.model import Job
 from shared.job.result import ResultPart
 from shared.names import sql_identifier
-from shared.snapshot.wal import written_pages
 from worker import foreign_keys
 from worker.execute import Outcome, job_error, run_job
 from worker.results import ResultSink
+from worker.targets import WriteTarget
 
 JOBS_TABLE = "_srdb_jobs"
 # Every statement of the worker's names ``main.``: a job may leave TEMP objects on its connection, and
@@ -57,38 +56,31 @@ KEEP_RECORDS_SECONDS = 14 * 24 * 3600.0
 @dataclass
 class Applied:
     """What a group of write jobs did: the outcome of each job that ran (a job missing from
-    ``outcomes`` was not started, for want of time), whether anything was committed, and the pages
-    the transactions wrote (None when unknown, and every chunk must be re-hashed)."""
+    ``outcomes`` was not started, for want of time), and whether anything was committed."""
 
     outcomes: dict[str, Outcome]
     changed: bool
-    pages: set[int] | None
 
 
 def apply_writes(
-    path: Path,
+    target: WriteTarget,
     jobs: list[Job],
     make_sink: Callable[[Job], ResultSink],
     budget: Callable[[Job], float | None],
     now: Callable[[], float] = time.time,
     watch: Callable[[Job], AbstractContextManager[threading.Event]] | None = None,
-    load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None = None,
-    version: int = 0,
-    snapshot: str = "",
+    load: Callable[[Any, Guard, Job, float], Outcome] | None = None,
 ) -> Applied:
-    """Run ``jobs`` in order on the local copy at ``path``, which holds snapshot ``version``.
+    """Run ``jobs`` in order on ``target`` (worker/targets.py: the version the writes apply to).
     ``budget(job)``: the seconds the job may run, or None when the batch has no time left to start it.
     ``watch(job)``: held while the job runs; its event is set when the job is cancelled
     (worker.progress). ``load``: runs a load job (worker.load). A transaction's commit applies only
-    while the database is still its base: that version (and that very snapshot, ``snapshot``: its manifest's
+    while the database is still its base: that version (and that very snapshot, ``target.base``: its manifest's
     writer), and nothing written before it in this group."""
     watching = watch or (lambda job: nullcontext(threading.Event()))
-    anchor = sqlite3.connect(path, isolation_level=None)
-    try:
-        was_wal = anchor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        anchor.execute("PRAGMA journal_mode = WAL")
-        anchor.execute("PRAGMA wal_autocheckpoint = 0")
-        changed = _repair(anchor)
+    version, snapshot = target.version, target.base
+    with target.own() as own:
+        changed = _repair(own)
         outcomes: dict[str, Outcome] = {}
         for job in jobs:
             if job.job_id in outcomes:  # its message delivered twice in one batch: one outcome serves both
@@ -107,30 +99,32 @@ def apply_writes(
                     f"{'; it was dropped and made again meanwhile' if remade else ''}): "
                     "nothing of the transaction was applied; run it again")
             with watching(job) as cancelled:
-                outcome = _apply_one(path, job, make_sink(job), seconds, now, cancelled, load, stale)
+                outcome = _apply_one(target, job, make_sink(job), seconds, now, cancelled, load, stale)
             outcomes[job.job_id] = outcome
             changed = changed or (outcome.ok and not outcome.replayed and not outcome.read_only)
         if changed:
-            with anchor:
-                anchor.execute("BEGIN IMMEDIATE")
-                anchor.execute(f"DELETE FROM main.{JOBS_TABLE} WHERE applied_at < ?", (now() - KEEP_RECORDS_SECONDS,))
-        pages = written_pages(Path(f"{path}-wal")) if changed and was_wal else None
-        anchor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return Applied(outcomes, changed, pages)
-    finally:
-        anchor.close()
+            _transaction(own, f"DELETE FROM main.{JOBS_TABLE} WHERE applied_at < ?", (now() - KEEP_RECORDS_SECONDS,))
+    return Applied(outcomes, changed)
 
 
-def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Callable[[], float],
+def _transaction(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Run the worker's own ``sql`` in a transaction of its own."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(sql, params)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _apply_one(target: WriteTarget, job: Job, sink: ResultSink, seconds: float, now: Callable[[], float],
                cancelled: threading.Event,
-               load: Callable[[sqlite3.Connection, Guard, Job, float], Outcome] | None,
+               load: Callable[[Any, Guard, Job, float], Outcome] | None,
                stale: SerializationFailure | None = None) -> Outcome:
     guard = Guard(read_only=False, cancelled=cancelled)
-    conn = open_job_connection(path, guard)
+    conn = target.connect(guard)
     try:
-        # The local copy is a cache: the commit to S3 is what is durable, so no fsync per job.
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
         if not foreign_keys.enforced(job):  # the job turns them off for itself: only outside a transaction
             conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN IMMEDIATE")
@@ -164,7 +158,7 @@ def _apply_one(path: Path, job: Job, sink: ResultSink, seconds: float, now: Call
         conn.close()
 
 
-def _settle(conn: sqlite3.Connection, guard: Guard, job: Job, outcome: Outcome, own: set[tuple[str, str, str]],
+def _settle(conn: Any, guard: Guard, job: Job, outcome: Outcome, own: set[tuple[str, str, str]],
             now: Callable[[], float]) -> Outcome:
     """Commit a job that succeeded with its record, or roll it back. Whatever goes wrong here is this
     job's failure alone: it is rolled back and the group goes on."""
@@ -196,7 +190,7 @@ def _settle(conn: sqlite3.Connection, guard: Guard, job: Job, outcome: Outcome, 
             "the way of srdb's own bookkeeping; nothing of the job was applied"), outcome.run_ms)
 
 
-def _own_objects(conn: sqlite3.Connection, guard: Guard) -> set[tuple[str, str, str]]:
+def _own_objects(conn: Any, guard: Guard) -> set[tuple[str, str, str]]:
     with guard.bookkeeping():
         return {(str(schema), str(kind), str(name)) for schema, kind, name in conn.execute(_OWN_OBJECTS)}
 
@@ -214,7 +208,7 @@ def is_vacuum(job: Job) -> bool:
     return job.kind in ("sql", "statements") and len(sqls) == 1 and _VACUUM.fullmatch(sqls[0]) is not None
 
 
-def _vacuum(conn: sqlite3.Connection, guard: Guard, job: Job, seconds: float, now: Callable[[], float]) -> Outcome:
+def _vacuum(conn: Any, guard: Guard, job: Job, seconds: float, now: Callable[[], float]) -> Outcome:
     """VACUUM cannot run in a transaction: it runs alone, then its record is committed. It is the worker's
     statement, not the job's text (the job is exactly ``VACUUM``): it copies srdb's own tables too, and
     SQLite attaches a temporary copy of its own to do it. Its budget and cancel still apply. Run twice (a
@@ -237,19 +231,15 @@ def _vacuum(conn: sqlite3.Connection, guard: Guard, job: Job, seconds: float, no
     return outcome
 
 
-def _repair(conn: sqlite3.Connection) -> bool:
+def _repair(conn: Any) -> bool:
     """Drop triggers and indexes on srdb's tables that a job made before the authorizer refused them
     (a trigger on ``_srdb_jobs`` could turn exactly-once off). True when something was dropped."""
     found = conn.execute(
         "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'index') AND sql IS NOT NULL "
         "AND substr(lower(tbl_name), 1, 6) = '_srdb_' AND name != ?", (f"{JOBS_TABLE}_applied",)).fetchall()
-    if not found:
-        return False
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        for kind, name in found:
-            conn.execute(f"DROP {kind.upper()} IF EXISTS {sql_identifier(name)}")
-    return True
+    for kind, name in found:
+        _transaction(conn, f"DROP {kind.upper()} IF EXISTS {sql_identifier(name)}")
+    return bool(found)
 
 
 def _record(outcome: Outcome) -> str:

@@ -1,4 +1,7 @@
-"""Stage two: one database's write jobs, under its lock, applied to the local copy and committed.
+"""Stage two: one database's write jobs, under its lock, applied to its current version and committed.
+
+The version is a write target (worker/targets.py): pages on demand (worker/page_writes.py) where the worker
+reads pages, else the whole local copy.
 
 The lock only avoids wasted work; the commit is a conditional write of the manifest, so a writer
 whose lock was broken while it stalled gets 412 (CommitConflict) and runs its jobs again at once on
@@ -10,8 +13,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
 
 from shared.errors import (
     CommitConflict,
@@ -28,8 +32,12 @@ from worker.execute import Outcome
 from worker.keeper import LockKeeper
 from worker.load import Loader
 from worker.results import ResultSink
+from worker.targets import LocalCopy, WriteTarget
 from worker.transaction import apply_writes
 from worker.verdicts import Done, GroupResult, HandBack, Task, Verdict, deferred
+
+if TYPE_CHECKING:  # APSW is imported only by a worker that takes pages on demand (SRDB_READ_PAGES)
+    from worker.page_writes import PageWrites
 
 log = logging.getLogger("srdb.worker")
 COMMIT_ATTEMPTS = 2
@@ -56,8 +64,9 @@ class WriteStage:
         crash: Callable[[str], None],
         watch: Callable[[Task], AbstractContextManager[threading.Event]],
         loader: Loader,
+        pages: PageWrites | None = None,
     ) -> None:
-        self.store, self.locks, self.lock_wait, self.loader = store, locks, lock_wait, loader
+        self.store, self.locks, self.lock_wait, self.loader, self.pages = store, locks, lock_wait, loader, pages
         self.lock_handoff = lock_handoff
         self.sink, self.budget, self.now, self.crash, self.watch = sink, budget, now, crash, watch
 
@@ -109,9 +118,9 @@ class WriteStage:
 
     def _apply_and_commit(self, database: str, tasks: list[Task]) -> dict[str, Verdict]:
         verdicts: dict[str, Verdict] = {}
-        with self.store.writer(database) as writer:
+        with self._target(database) as target:
             started = self.now()
-            new = writer.version == 0
+            new = target.version == 0
             if new:  # a job that may not create the database fails; the others create it
                 for task in [t for t in tasks if not t.job.may_create]:
                     verdicts[task.record.message_id] = Done(Outcome.failed(task.job.job_id, DatabaseNotFound(
@@ -119,15 +128,14 @@ class WriteStage:
                         None, started)
                 tasks = [t for t in tasks if t.job.may_create]
             by_id = {t.job.job_id: t for t in tasks}
-            applied = apply_writes(writer.path, [t.job for t in tasks], self.sink, self.budget, self.now,
-                                   lambda job: self.watch(by_id[job.job_id]), self.loader.run, writer.version,
-                                   writer.snapshot.manifest.writer if writer.snapshot.manifest else "")
+            applied = apply_writes(target, [t.job for t in tasks], self.sink, self.budget, self.now,
+                                   lambda job: self.watch(by_id[job.job_id]), self.loader.run)
             self.crash("before_commit")
-            version = writer.version
+            version = target.version
             committed: list[str] = []
             if applied.changed:
                 committed = [j for j, o in applied.outcomes.items() if o.ok and not o.replayed and not o.read_only]
-                version = writer.commit(committed, applied.pages, [by_id[j].job.summary for j in committed]).version
+                version = target.commit(committed, [by_id[j].job.summary for j in committed])
         self.crash("after_commit")
         for task in tasks:
             outcome = applied.outcomes.get(task.job.job_id)
@@ -135,6 +143,16 @@ class WriteStage:
             verdicts[task.record.message_id] = (Done(outcome, version, started, created) if outcome is not None
                                                 else HandBack(OUT_OF_TIME))
         return verdicts
+
+
+    @contextmanager
+    def _target(self, database: str) -> Iterator[WriteTarget]:
+        if self.pages is not None:
+            with self.pages.target(database) as target:
+                yield target
+        else:
+            with self.store.writer(database) as writer:
+                yield LocalCopy(writer.path, writer)
 
 
 def _reason(exc: Exception) -> InfrastructureError:

@@ -171,7 +171,7 @@ class SnapshotStore:
         if not isinstance(found, Blob):
             self.discard(database)
             if for_write:
-                self._check_no_history(database)
+                self.check_no_history(database)
             return LocalSnapshot(database, path, None, None)
         self.stats.bytes_down += len(found.body)
         manifest, etag = Manifest.from_bytes(found.body), found.etag
@@ -195,7 +195,7 @@ class SnapshotStore:
         self._save_state(snapshot)
         return snapshot
 
-    def _check_no_history(self, database: str) -> None:
+    def check_no_history(self, database: str) -> None:
         prefix = versions_prefix(database)
         if any(self.bucket.list(prefix, limit=1)):
             raise DatabaseDamaged(
@@ -252,27 +252,44 @@ class SnapshotStore:
         ``pages``: the pages the write changed (from the write-ahead log); only their chunks are
         read and hashed. None: re-hash the whole file.
         """
-        database, old = snapshot.database, snapshot.manifest
         size = snapshot.path.stat().st_size
-        chunks, new = chunk_file(snapshot.path, self.chunk_size, old, size, pages)
+        chunks, new = chunk_file(snapshot.path, self.chunk_size, snapshot.manifest, size, pages)
+        try:
+            manifest, etag = self.publish(snapshot.database, snapshot.manifest, snapshot.etag, size,
+                                          page_size(snapshot.path), chunks, new, jobs, labels or [])
+        except (CommitConflict, StorageError):
+            self.discard(snapshot.database)
+            raise
+        committed = LocalSnapshot(snapshot.database, snapshot.path, manifest, etag)
+        self._save_state(committed)
+        return committed
+
+    def publish(self, database: str, old: Manifest | None, etag: str | None, size: int, page_size: int,
+                chunks: list[str], new: dict[str, bytes], jobs: list[str],
+                labels: list[str], chunk_size: int = 0) -> tuple[Manifest, str]:
+        """Commit the next version after ``old`` (read with ``etag``; None: the database's first): the chunks S3
+        may not have (``new``) first, then the manifest naming ``chunks`` (of ``chunk_size`` bytes; 0: the
+        store's) by the conditional write, then its history entry. The new manifest and its ETag;
+        CommitConflict if another writer got there first."""
         self._concurrently(lambda item: self._put(chunk_key(database, item[0]), item[1]), list(new.items()))
         manifest = Manifest(
-            version=snapshot.version + 1,
+            version=(old.version if old is not None else 0) + 1,
             file_size=size,
-            page_size=page_size(snapshot.path),
-            chunk_size=self.chunk_size,
+            page_size=page_size,
+            chunk_size=chunk_size or self.chunk_size,
             chunks=chunks,
             created_at=to_millis(self.now()),
             jobs=jobs,
             writer=uuid.uuid4().hex,
-            labels=labels or [],
+            labels=labels,
             # A fork stays one: its unchanged chunks still live with its origins.
             origins=old.origins if old is not None else [],
             forked_from=old.forked_from if old is not None else None,
         )
         body = manifest.to_bytes()
-        committed = LocalSnapshot(database, snapshot.path, manifest, self._put_manifest(snapshot, manifest, body))
-        self._save_state(committed)
+        etag = put_manifest(self.bucket, database, manifest, body, etag)
+        self.stats.requests += 1
+        self.stats.bytes_up += len(body)
         # History for point-in-time reads; written after the commit so it never names a lost write,
         # and never over an entry that is there already. The commit stands whatever happens here: an
         # entry S3 would not take is written by this store's next commit of the database, or by the
@@ -281,7 +298,7 @@ class SnapshotStore:
             pending = self._unrecorded.pop(database, [])
         self._record_history(database, [*pending, (manifest, body)])
         self.stats.requests += 1
-        return committed
+        return manifest, etag
 
     def _record_history(self, database: str, entries: list[tuple[Manifest, bytes]]) -> None:
         for index, (manifest, body) in enumerate(entries):
@@ -292,16 +309,6 @@ class SnapshotStore:
                 with self._history_lock:
                     self._unrecorded.setdefault(database, []).extend(entries[index:])
                 return
-
-    def _put_manifest(self, snapshot: LocalSnapshot, manifest: Manifest, body: bytes) -> str:
-        try:
-            etag = put_manifest(self.bucket, snapshot.database, manifest, body, snapshot.etag)
-        except (CommitConflict, StorageError):
-            self.discard(snapshot.database)
-            raise
-        self.stats.requests += 1
-        self.stats.bytes_up += len(body)
-        return etag
 
     def discard(self, database: str) -> None:
         """Drop the local copy (after a failed commit, or when the database vanished)."""

@@ -1,6 +1,7 @@
-"""Pages on demand (worker/pages.py): a read on a worker with an empty cache fetches only the chunks its query
-touches, reads as of old versions materialize nothing, the chunk cache stays within its bound, an S3 failure
-under a read retries it instead of failing it, and results over the VFS are SQLite's own."""
+"""Pages on demand (worker/pages.py, worker/page_writes.py): a read, a write or a transaction's statement on a
+worker with an empty cache fetches only the chunks it touches and copies nothing, reads as of old versions
+materialize nothing, the chunk cache stays within its bound, an S3 failure under a read or a write retries it
+instead of failing it, and results over the VFS are SQLite's own."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from shared.settings import Settings
 from tests.faults import FaultyClient
 from worker.batch import Record, Worker
 
-from ..conftest import queued
+from ..conftest import queued, serve
+from ..unit.test_transaction import rows
 
 CHUNK = 64 * 1024
 
@@ -135,3 +137,69 @@ def test_a_write_reuses_the_chunks_the_workers_reads_fetched(small_chunks: Setti
     drain(worker)
     assert client.wait(write, 5).state is JobState.SUCCEEDED
     assert fetched > 2_000_000 and worker.store.stats.bytes_down - fetched < CHUNK  # its copy came from the cache
+
+
+def test_a_cold_write_fetches_only_the_chunks_it_touches(small_chunks: Settings, aws: Any, tmp_path: Path,
+                                                         drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    seed(client, lambda: drain(fresh(small_chunks, aws, "writer")))
+    cold = fresh(small_chunks, aws, "cold")
+    job = client.submit("big", "UPDATE t SET pad = 'changed' WHERE id = ?", [2345])
+    drain(cold)
+    assert client.wait(job, 5).rowcount == 1
+    # The header's chunk and the B-tree's path to the row, down and up; never the 2 MB database.
+    assert cold.store.stats.bytes_down < 5 * CHUNK + 8192 and cold.store.stats.bytes_up < 5 * CHUNK + 8192
+    assert not (Path(cold.store.cache_dir) / "big" / "db.sqlite").exists()  # no local copy was made
+    check = client.submit("big", "SELECT count(*), sum(pad = 'changed'), sum(id = 2345) FROM t")
+    drain(fresh(small_chunks, aws, "check"))
+    assert client.wait(check, 5).values() == [[4000, 1, 1]]
+    client.pull("big", tmp_path / "big.sqlite")  # and stock SQLite finds the file whole
+    assert rows(tmp_path / "big.sqlite", "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_cold_transaction_copies_nothing(small_chunks: Settings, aws: Any, drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    seed(client, lambda: drain(fresh(small_chunks, aws, "writer")))
+    cold = fresh(small_chunks, aws, "cold")
+    with serve(small_chunks, aws, cold), client.transaction("big", timeout=30) as tx:
+        assert tx.execute("UPDATE t SET pad = 'mine' WHERE id = 17").rowcount == 1
+        assert tx.execute("INSERT INTO t VALUES (-1, 'new') RETURNING id").values() == [[-1]]
+        assert tx.execute("SELECT pad FROM t WHERE id IN (-1, 17) ORDER BY id").values() == [["new"], ["mine"]]
+        assert cold.store.stats.bytes_down < 8 * CHUNK  # three statements, their chunks: not the database
+        assert not (Path(cold.store.cache_dir) / ".scratch").exists()
+    assert values(client, "SELECT count(*), sum(pad = 'mine') FROM t", lambda: drain(cold)) == [[4001, 1]]
+
+
+def test_an_s3_failure_under_a_write_retries_it_and_applies_it_once(small_chunks: Settings, aws: Any,
+                                                                    drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    seed(client, lambda: drain(fresh(small_chunks, aws, "writer")))
+    s3 = FaultyClient(aws.s3)
+    s3.fail("get_object", code="InternalError", when=lambda kw: "/chunks/" in kw.get("Key", ""))
+    flaky = fresh(small_chunks, aws, "flaky", s3=s3)
+    job = Job.create("big", "INSERT INTO t VALUES (-7, 'once')")
+    body = queued(aws.s3, small_chunks.bucket, job)
+    assert flaky.process([Record("m1", body)]) == ["m1"]  # back to SQS, to run again
+    assert client.status(job.job_id).state is JobState.QUEUED
+    again = fresh(small_chunks, aws, "again")
+    assert again.process([Record("m1", body, 2)]) == [] and again.process([Record("m1", body, 3)]) == []
+    assert client.status(job.job_id).state is JobState.SUCCEEDED
+    assert values(client, "SELECT count(*) FROM t WHERE id = -7", lambda: drain(again)) == [[1]]
+
+
+def values(client: Client, sql: str, run: Callable[[], object]) -> list[list[Any]]:
+    job = client.submit("big", sql)
+    run()
+    return client.wait(job, 5).values()
+
+
+def test_an_empty_result_names_its_columns_on_reads_and_writes(small_chunks: Settings, aws: Any,
+                                                               drain: Callable[..., int]) -> None:
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    worker = fresh(small_chunks, aws, "worker")
+    seed(client, lambda: drain(worker), rows=10)
+    read = client.submit("big", "SELECT id, pad AS p FROM t WHERE id < 0")
+    write = client.submit("big", "DELETE FROM t WHERE id < 0 RETURNING id")
+    drain(worker)
+    assert (client.wait(read, 5).columns, client.wait(read, 5).rows) == (["id", "p"], [])
+    assert (client.wait(write, 5).columns, client.wait(write, 5).rows) == (["id"], [])

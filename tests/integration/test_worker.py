@@ -327,7 +327,7 @@ def test_any_chunk_size_round_trips(settings: Settings, aws: Any, drain: Callabl
     read = client.submit("cs", "SELECT length(b) FROM t")
     drain(worker)
     assert client.wait(read, 5).values() == [[300000]]
-    path = worker.store.local_path("cs")
+    path = worker.store.sync("cs").path  # the committed version, whole, as S3 holds it
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 

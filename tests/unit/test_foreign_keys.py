@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.job.model import Job
 
+from .test_transaction import Db, rows
 from .test_transaction import apply as apply_jobs
-from .test_transaction import rows
 
 
-def apply(path: Path, *jobs: Job) -> dict:
+def apply(path: Db, *jobs: Job) -> dict:
     return apply_jobs(path, *jobs)[0]
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    path = tmp_path / "shop.sqlite"
+@pytest.fixture(params=["file", "pages"])
+def path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    path = Db(request.param, tmp_path)
     outcomes = apply(path, Job.create("shop", statements=[
         ("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)", None),
         ("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), item TEXT)",
@@ -26,10 +27,12 @@ def path(tmp_path: Path) -> Path:
         ("INSERT INTO customers VALUES (1, 'ada')", None),
     ], job_id="setup"))
     assert outcomes["setup"].ok, outcomes["setup"].error
-    return path
+    yield path
+    if path.overlay is not None:
+        path.overlay.close()
 
 
-def test_a_write_that_breaks_a_key_fails_naming_it_beside_jobs_that_keep_theirs(path: Path) -> None:
+def test_a_write_that_breaks_a_key_fails_naming_it_beside_jobs_that_keep_theirs(path: Db) -> None:
     outcomes = apply(
         path,
         Job.create("shop", "INSERT INTO orders VALUES (1, 1, 'tea')", job_id="good"),
@@ -45,7 +48,7 @@ def test_a_write_that_breaks_a_key_fails_naming_it_beside_jobs_that_keep_theirs(
     assert rows(path, "SELECT id FROM orders ORDER BY id") == [(1,), (4,)]
 
 
-def test_deleting_a_parent_that_rows_still_name_fails(path: Path) -> None:
+def test_deleting_a_parent_that_rows_still_name_fails(path: Db) -> None:
     apply(path, Job.create("shop", "INSERT INTO orders VALUES (1, 1, 'tea')", job_id="order"))
     outcomes = apply(path, Job.create("shop", "DELETE FROM customers WHERE id = 1", job_id="delete"))
     assert outcomes["delete"].error["type"] == "ConstraintViolation"
@@ -53,7 +56,7 @@ def test_deleting_a_parent_that_rows_still_name_fails(path: Path) -> None:
     assert rows(path, "SELECT count(*) FROM customers") == [(1,)]
 
 
-def test_deferred_checks_fail_at_the_jobs_end_naming_the_key(path: Path) -> None:
+def test_deferred_checks_fail_at_the_jobs_end_naming_the_key(path: Db) -> None:
     outcomes = apply(path, Job.create("shop", statements=[
         ("PRAGMA defer_foreign_keys = ON", None),
         ("INSERT INTO orders VALUES (5, 7, 'early')", None),
@@ -74,7 +77,7 @@ def test_deferred_checks_fail_at_the_jobs_end_naming_the_key(path: Path) -> None
     assert fixed["fixed"].ok, fixed["fixed"].error
 
 
-def test_a_job_may_turn_the_checks_off_for_itself_only(path: Path) -> None:
+def test_a_job_may_turn_the_checks_off_for_itself_only(path: Db) -> None:
     outcomes = apply(
         path,
         Job.create("shop", statements=[("PRAGMA foreign_keys = OFF", None),
@@ -89,7 +92,7 @@ def test_a_job_may_turn_the_checks_off_for_itself_only(path: Path) -> None:
     assert found.rows == [["orders", 9, "customers", 0]]
 
 
-def test_an_update_that_breaks_a_key_is_named_and_rolled_back(path: Path) -> None:
+def test_an_update_that_breaks_a_key_is_named_and_rolled_back(path: Db) -> None:
     outcomes = apply(path, Job.create("shop", statements=[
         ("INSERT INTO orders VALUES (1, 1, 'tea')", None),
         ("UPDATE orders SET customer_id = 2", None),

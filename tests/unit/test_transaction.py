@@ -1,14 +1,20 @@
-"""One transaction and one connection per job, and each job's id recorded with its writes."""
+"""One transaction and one connection per job, and each job's id recorded with its writes: on a whole local
+file (sqlite3) and on pages (an overlay, APSW) alike."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared.job.model import Job
+from worker.overlay import Overlay
+from worker.page_writes import OnOverlay
 from worker.results import ResultSink
+from worker.targets import LocalCopy
 from worker.transaction import KEEP_RECORDS_SECONDS, apply_writes
 
 
@@ -16,27 +22,48 @@ def sink(job: Job) -> ResultSink:
     return ResultSink(job.job_id, lambda key, body: None, inline_limit=1 << 20, max_bytes=1 << 30)
 
 
-def apply(path: Path, *jobs: Job) -> tuple[dict, bool]:
-    applied = apply_writes(path, list(jobs), sink, lambda job: 5.0)
+class Db:
+    """A database the jobs write: a local file, or an overlay with no base (every chunk written here)."""
+
+    def __init__(self, kind: str, folder: Path) -> None:
+        self.path = folder / "db.sqlite"
+        self.overlay = Overlay("d", None, cache=None, chunk_size=64 * 1024, folder=folder) if kind == "pages" else None
+        self.target: Any = OnOverlay(self.overlay) if self.overlay else LocalCopy(self.path)
+
+    def image(self) -> bytes:
+        return self.overlay.read(self.overlay.size, 0) if self.overlay else self.path.read_bytes()
+
+    def rows(self, sql: str) -> list[tuple]:
+        if self.overlay is None:
+            with sqlite3.connect(self.path) as conn:
+                return conn.execute(sql).fetchall()
+        with self.target.own() as conn:
+            return [tuple(row) for row in conn.execute(sql)]
+
+
+def apply(db: Db, *jobs: Job) -> tuple[dict, bool]:
+    applied = apply_writes(db.target, list(jobs), sink, lambda job: 5.0)
     return applied.outcomes, applied.changed
 
 
-def rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+def rows(db: Db | Path, sql: str) -> list[tuple]:
+    """The rows ``sql`` reads from ``db`` (or a SQLite file)."""
+    if isinstance(db, Path):
+        with sqlite3.connect(db) as conn:
+            return conn.execute(sql).fetchall()
+    return db.rows(sql)
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    path = tmp_path / "db.sqlite"
-    apply(path, Job.create("d", "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)", job_id="setup"))
-    return path
+@pytest.fixture(params=["file", "pages"])
+def path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    db = Db(request.param, tmp_path)
+    apply(db, Job.create("d", "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)", job_id="setup"))
+    yield db
+    if db.overlay is not None:
+        db.overlay.close()
 
 
-def test_a_failing_job_rolls_back_alone(path: Path) -> None:
+def test_a_failing_job_rolls_back_alone(path: Db) -> None:
     good = Job.create("d", "INSERT INTO t VALUES (1, 'one')", job_id="good")
     bad = Job.create("d", statements=[("INSERT INTO t VALUES (2, 'two')", None),
                                       ("INSERT INTO t VALUES (1, 'dup')", None)], job_id="bad")
@@ -49,7 +76,7 @@ def test_a_failing_job_rolls_back_alone(path: Path) -> None:
     assert rows(path, "SELECT a FROM t ORDER BY a") == [(1,), (3,)]
 
 
-def test_a_job_applied_once_returns_its_recorded_outcome(path: Path) -> None:
+def test_a_job_applied_once_returns_its_recorded_outcome(path: Db) -> None:
     job = Job.create("d", "INSERT INTO t (b) VALUES ('x') RETURNING a", job_id="once")
     first, _ = apply(path, job)
     again, changed = apply(path, job)
@@ -60,14 +87,14 @@ def test_a_job_applied_once_returns_its_recorded_outcome(path: Path) -> None:
     assert rows(path, "SELECT job_id FROM _srdb_jobs WHERE job_id = 'once'") == [("once",)]
 
 
-def test_failed_jobs_change_nothing_and_commit_nothing(path: Path) -> None:
-    before = path.read_bytes()
+def test_failed_jobs_change_nothing_and_commit_nothing(path: Db) -> None:
+    before = path.image()
     outcomes, changed = apply(path, Job.create("d", "INSERT INTO nowhere VALUES (1)", job_id="f"))
     assert not changed and not outcomes["f"].ok
-    assert path.read_bytes() == before
+    assert path.image() == before
 
 
-def test_a_statement_that_rolls_back_the_transaction_fails_alone(path: Path) -> None:
+def test_a_statement_that_rolls_back_the_transaction_fails_alone(path: Db) -> None:
     apply(path, Job.create("d", "INSERT INTO t VALUES (1, 'one')", job_id="first"))
     before = Job.create("d", "INSERT INTO t VALUES (2, 'two')", job_id="before")
     rollback = Job.create("d", "INSERT OR ROLLBACK INTO t VALUES (1, 'again')", job_id="rollback")
@@ -78,7 +105,7 @@ def test_a_statement_that_rolls_back_the_transaction_fails_alone(path: Path) -> 
     assert rows(path, "SELECT a FROM t ORDER BY a") == [(1,), (2,), (3,)]
 
 
-def test_executemany_counts_every_row(path: Path) -> None:
+def test_executemany_counts_every_row(path: Db) -> None:
     job = Job.create("d", "INSERT INTO t (b) VALUES (?)", param_sets=[[str(i)] for i in range(250)], job_id="m")
     outcomes, _ = apply(path, job)
     assert outcomes["m"].rowcount == 250
@@ -89,7 +116,7 @@ def job(sql: str, params: list | None = None, job_id: str | None = None) -> Job:
     return Job.create("d", sql, params, job_id=job_id)
 
 
-def test_temp_objects_never_outlive_their_job(path: Path) -> None:
+def test_temp_objects_never_outlive_their_job(path: Db) -> None:
     apply(path, job("CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT)"),
 )
     outcomes, _ = apply(
@@ -138,7 +165,7 @@ WORKER_STATEMENTS = [
 
 
 @pytest.mark.parametrize(("sql", "params"), WORKER_STATEMENTS)
-def test_the_workers_own_statements_replayed_by_a_job_are_refused(path: Path, sql: str, params: list | None) -> None:
+def test_the_workers_own_statements_replayed_by_a_job_are_refused(path: Db, sql: str, params: list | None) -> None:
     # In one batch: by the time the forger runs, the worker has prepared its own statements for "warm".
     warm = job("INSERT INTO t VALUES (1, 'first')", job_id="warm")
     forger = job(sql, params, job_id="forger")
@@ -154,39 +181,37 @@ def test_the_workers_own_statements_replayed_by_a_job_are_refused(path: Path, sq
     assert rows(path, "SELECT job_id FROM _srdb_jobs ORDER BY job_id") == [("setup",), ("victim",), ("warm",)]
 
 
-def test_a_read_on_the_write_path_records_nothing(path: Path) -> None:
-    before = path.read_bytes()
+def test_a_read_on_the_write_path_records_nothing(path: Db) -> None:
+    before = path.image()
     outcomes, changed = apply(path, job("SELECT 1 WHERE 1 IN (" + ",".join(map(str, range(6000))) + ")", job_id="r"))
     assert outcomes["r"].rows == [[1]] and not changed
-    assert path.read_bytes() == before
+    assert path.image() == before
 
 
-def test_triggers_and_indexes_left_on_srdbs_tables_are_dropped(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TRIGGER off BEFORE INSERT ON _srdb_jobs BEGIN SELECT RAISE(IGNORE); END")
-    conn.execute("CREATE INDEX odd ON _srdb_jobs (outcome)")
-    conn.commit()
-    conn.close()
+def test_triggers_and_indexes_left_on_srdbs_tables_are_dropped(path: Db) -> None:
+    with path.target.own() as conn:
+        conn.execute("CREATE TRIGGER off BEFORE INSERT ON _srdb_jobs BEGIN SELECT RAISE(IGNORE); END")
+        conn.execute("CREATE INDEX odd ON _srdb_jobs (outcome)")
     first, changed = apply(path, job("INSERT INTO t VALUES (5, 'x')", job_id="once"))
     again, _ = apply(path, job("INSERT INTO t VALUES (5, 'x')", job_id="once"))
     assert changed and first["once"].ok and again["once"].replayed
     assert rows(path, "SELECT name FROM sqlite_master WHERE name IN ('off', 'odd')") == []
 
 
-def test_old_job_records_expire(path: Path) -> None:
+def test_old_job_records_expire(path: Db) -> None:
     clock = [1_000_000.0]
-    applied = apply_writes(path, [job("INSERT INTO t VALUES (1, 'old')", job_id="old")], sink, lambda j: 5.0,
+    applied = apply_writes(path.target, [job("INSERT INTO t VALUES (1, 'old')", job_id="old")], sink, lambda j: 5.0,
                            now=lambda: clock[0])
     assert applied.changed
     clock[0] += KEEP_RECORDS_SECONDS + 1
-    apply_writes(path, [job("INSERT INTO t VALUES (2, 'new')", job_id="new")], sink, lambda j: 5.0,
+    apply_writes(path.target, [job("INSERT INTO t VALUES (2, 'new')", job_id="new")], sink, lambda j: 5.0,
                  now=lambda: clock[0])
     assert rows(path, "SELECT job_id FROM _srdb_jobs WHERE job_id IN ('old', 'new')") == [("new",)]
 
 
-def test_jobs_not_started_for_want_of_time_have_no_outcome(path: Path) -> None:
+def test_jobs_not_started_for_want_of_time_have_no_outcome(path: Db) -> None:
     budgets = iter([5.0, None])
-    applied = apply_writes(path, [job("INSERT INTO t VALUES (1, 'a')", job_id="a"),
+    applied = apply_writes(path.target, [job("INSERT INTO t VALUES (1, 'a')", job_id="a"),
                                   job("INSERT INTO t VALUES (2, 'b')", job_id="b")], sink, lambda j: next(budgets))
     assert list(applied.outcomes) == ["a"]
     assert rows(path, "SELECT a FROM t") == [(1,)]
