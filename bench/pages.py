@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-from bench.harness import Bench
+from bench.harness import Bench, peak_rss_of, worker_outputs
 from bench.scenarios import MIB, _database_of
 from shared.s3 import Bucket
 from shared.snapshot.store import SnapshotStore
@@ -88,4 +89,47 @@ def _transactions(bench: Bench, tmp: str, run: Bench, mib: int) -> dict[str, Any
                 "statements": len(times), "last_over_second": round(times[-1] / times[1], 2)}
         big, one = figures[f"transaction on {mib} MiB, {design}"], figures[f"transaction on 1 MiB, {design}"]
         big["second_over_1_mib"] = round(big["second_s"] / one["second_s"], 2)
+    return figures
+
+
+def bounded(bench: Bench, tmp: str, mib: int = 4096, cache_mib: int = 512) -> dict[str, Any]:
+    """A database of ``mib`` MiB served by one ``srdb worker`` process whose chunk cache is bounded to ``cache_mib``:
+    point reads, a range scan, a full count and one-row inserts, each checked; after each, the cache folder's
+    size; at the end, the worker's peak memory."""
+    run = bench.fresh(tmp)
+    seed = SnapshotStore(Bucket(run.clients["s3"], run.settings.bucket), f"{tmp}/seeding-bounded",
+                         chunk_size=run.settings.chunk_size)
+    started = time.monotonic()
+    with seed.writer("huge") as writer:
+        _database_of(writer.path, mib)
+        writer.commit([])
+    size = seed.local_path("huge").stat().st_size
+    seed.discard("huge")
+    figures: dict[str, Any] = {"scenario": "pages-bounded", "file_mib": round(size / MIB, 1),
+                               "cache_bytes_mib": cache_mib, "seed_s": round(time.monotonic() - started, 1)}
+    rows = mib * 250
+    client = run.client()
+    cache = Path(run.settings.cache_dir) / "proc-0" / ".chunks"
+    log = Path(run.settings.cache_dir) / "bounded-worker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    jobs = [("point read", "SELECT length(b) FROM t WHERE id = ?", [rows // 2], [[4000]]),
+            ("point read", "SELECT length(b) FROM t WHERE id = ?", [rows // 7], [[4000]]),
+            ("range scan of 100,000 rows", "SELECT count(*), sum(length(b)) FROM t WHERE id BETWEEN ? AND ?",
+             [rows // 3, rows // 3 + 99_999], [[100_000, 400_000_000]]),
+            ("one-row insert", "INSERT INTO t (id, b) VALUES (?, zeroblob(10))", [rows + 1], []),
+            ("one-row insert", "INSERT INTO t (id, b) VALUES (?, zeroblob(10))", [rows + 2], []),
+            ("point read of an insert", "SELECT length(b) FROM t WHERE id = ?", [rows + 2], [[10]]),
+            ("full count", "SELECT count(*) FROM t", [], [[rows + 2]])]
+    done = []
+    with worker_outputs(run.settings, [log], SRDB_CACHE_BYTES=str(cache_mib * MIB)) as processes:
+        for name, sql, params, expected in jobs:
+            started = time.monotonic()
+            result = client.query("huge", sql, params, timeout=900)
+            cached = sum(p.stat().st_size for p in cache.iterdir()) if cache.exists() else 0
+            done.append({"job": name, "s": round(time.monotonic() - started, 2), "correct": result.values() == expected,
+                         "cache_mib": round(cached / MIB, 1)})
+        peak = peak_rss_of(processes[0].pid)
+    figures["jobs"] = done
+    figures["worker_peak_rss_mib"] = round(peak)
+    figures["target"] = (f"every job correct, the cache folder never over {cache_mib} MiB, worker memory <= 300 MiB")
     return figures
