@@ -26,6 +26,7 @@ import apsw
 from shared.snapshot.manifest import Manifest
 from worker.pages import VFS_NAME, ChunkCache, register
 
+_VERSIONS = 18  # the header's file format write and read versions: 1 rollback journal, 2 WAL
 _SAFE_APPEND = apsw.mapping_device_characteristics["SQLITE_IOCAP_SAFE_APPEND"]
 
 
@@ -149,7 +150,16 @@ class _OverlayFile:
         self.overlay = overlay
 
     def xRead(self, amount: int, offset: int) -> bytes:
-        return self.overlay.read(amount, offset)
+        data = self.overlay.read(amount, offset)
+        if offset <= _VERSIONS < offset + len(data):
+            # A database last written in WAL mode says so in its header (bytes 18 and 19 are 2): SQLite would look
+            # for its log and shared memory, which an overlay has no need of. Read as a rollback-journal database
+            # (1), as SQLite itself reads one where WAL is unavailable; its next write of page 1 stores 1.
+            start = _VERSIONS - offset
+            versions = data[start:start + 2]
+            if b"\x02" in versions:
+                data = data[:start] + versions.replace(b"\x02", b"\x01") + data[start + 2:]
+        return data
 
     def xWrite(self, data: bytes, offset: int) -> None:
         self.overlay.write(bytes(data), offset)

@@ -203,3 +203,16 @@ def test_an_empty_result_names_its_columns_on_reads_and_writes(small_chunks: Set
     drain(worker)
     assert (client.wait(read, 5).columns, client.wait(read, 5).rows) == (["id", "p"], [])
     assert (client.wait(write, 5).columns, client.wait(write, 5).rows) == (["id"], [])
+
+
+def test_a_database_a_whole_copy_worker_wrote_takes_writes_on_pages(small_chunks: Settings, aws: Any,
+                                                                    drain: Callable[..., int]) -> None:
+    # What upgrading a stack looks like: its databases were written on whole copies, in WAL mode.
+    client = Client(small_chunks, s3=aws.s3, sqs=aws.sqs)
+    seed(client, lambda: drain(fresh(small_chunks, aws, "before", read_pages=0)), rows=100)
+    assert fresh(small_chunks, aws, "check", read_pages=0).store.sync("big").path.read_bytes()[18:20] == b"\x02\x02"
+    worker = fresh(small_chunks, aws, "after")
+    write = client.submit("big", "INSERT INTO t VALUES (-1, 'on pages')")
+    drain(worker)
+    assert client.wait(write, 5).state is JobState.SUCCEEDED
+    assert values(client, "SELECT count(*) FROM t", lambda: drain(worker)) == [[101]]

@@ -113,3 +113,30 @@ def test_a_write_reads_only_the_chunks_it_touches(tmp_path: Path) -> None:
     assert len(chunks.asked) <= 4  # the header's chunk, the B-tree's path to the row
     assert len(fresh) <= 3 and sum(a != b for a, b in zip(names, touched, strict=True)) == len(fresh)
     again.close()
+
+
+def test_a_version_last_written_in_wal_mode_takes_writes(tmp_path: Path) -> None:
+    path = tmp_path / "wal.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE t (a)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    image = path.read_bytes()
+    assert image[18:20] == b"\x02\x02"  # what srdb's whole-copy writer (SRDB_READ_PAGES=0) leaves
+    chunks = Chunks()
+    names = []
+    for start in range(0, len(image), CHUNK):
+        digest = hashlib.sha256(image[start:start + CHUNK]).hexdigest()
+        chunks.stored[digest] = image[start:start + CHUNK]
+        names.append(digest)
+    overlay = Overlay("d", Manifest(1, len(image), 4096, CHUNK, names, 0.0), chunks, CHUNK, tmp_path)  # type: ignore[arg-type]
+    with OnOverlay(overlay).own() as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+        assert [tuple(r) for r in conn.execute("SELECT a FROM t ORDER BY a")] == [(1,), (2,)]
+    (tmp_path / "after.sqlite").write_bytes(overlay.read(overlay.size, 0))
+    overlay.close()
+    with sqlite3.connect(tmp_path / "after.sqlite") as after:
+        assert after.execute("SELECT a FROM t ORDER BY a").fetchall() == [(1,), (2,)]
+        assert after.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert not list(tmp_path.glob("*-wal")) and not list(Path.cwd().glob("srdb-*"))
