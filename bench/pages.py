@@ -5,6 +5,7 @@ interactive transaction's statements cost on it against the same on a 1 MiB data
 
 from __future__ import annotations
 
+import statistics
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ JOBS = {
     "point read as of the version before": ("SELECT length(b) FROM t WHERE id = ?", 1),
     "one-row insert": ("INSERT INTO t (b) VALUES (zeroblob(? % 100))", None),
 }
+WARM = 7  # the same job again on the warm worker: the median
 STATEMENTS = 40  # an interactive transaction's, each a one-row update
 
 
@@ -45,11 +47,14 @@ def pages(bench: Bench, tmp: str, mib: int = 256) -> dict[str, Any]:
                 client.query("big", sql, [rows // 2], as_of=as_of, timeout=600)
                 cold_s = time.monotonic() - started
                 down = cold.store.stats.bytes_down
-                started = time.monotonic()
-                client.query("big", sql, [rows // 3], as_of=as_of, timeout=600)
-                warm_s = time.monotonic() - started
+                warm = []
+                for n in range(WARM):
+                    started = time.monotonic()
+                    client.query("big", sql, [rows // 3 + n], as_of=as_of, timeout=600)
+                    warm.append(time.monotonic() - started)
+                warm_s = statistics.median(warm)
             figures[f"{name}, {design}"] = {"downloaded_mib": round(down / MIB, 2), "cold_s": round(cold_s, 2),
-                                            "warm_s": round(warm_s, 2),
+                                            "warm_p50_s": round(warm_s, 3),
                                             "cold_over_warm_s": round(cold_s - warm_s, 2)}
         cold = run.worker(read_pages=pages_on, cache_dir=f"{tmp}/cold-{uuid.uuid4().hex}")
         with run.draining(cold):

@@ -134,6 +134,36 @@ class Plan:
     stale_forks: list[str] = field(default_factory=list)  # fork markers whose fork is gone (reaper/forks.py)
 
 
+@dataclass(frozen=True)
+class Stock:
+    """A database's chunks and trash by name; ``young``: objects modified since are within the grace period."""
+
+    chunks: dict[str, ObjectInfo]
+    trashed: dict[str, ObjectInfo]
+    live: set[str]
+    young: float
+    hold_for: float  # an object is older than the grace only if its stamp says so by 1 s more (STAMP)
+
+    @property
+    def waiting(self) -> list[float]:
+        """When each object not live now grows old enough to be moved or purged."""
+        return ([o.modified + self.hold_for for d, o in self.chunks.items() if d not in self.live
+                 and o.modified >= self.young] + [o.modified + self.hold_for for o in self.trashed.values()
+                                                  if o.modified >= self.young])
+
+    def plan(self, ledger: Ledger, expired: list[int], stale_forks: list[str], missing: list[str]) -> Plan:
+        """What to move to the trash, put back and purge (the trash's two steps, in the module's docstring)."""
+        live, young = self.live, self.young
+        return Plan(
+            ledger, expired,
+            trash=[o for d, o in self.chunks.items() if d not in live and o.modified < young],
+            restore=[d for d in live if d not in self.chunks and d in self.trashed],
+            purge=[o for d, o in self.trashed.items() if o.modified < young and (d not in live or d in self.chunks)],
+            missing=missing,
+            stale_forks=stale_forks,
+        )
+
+
 class Collector:
     """One garbage-collection pass over a bucket; ``now`` is injected (S3's clock stamps the objects)."""
 
@@ -168,7 +198,8 @@ class Collector:
         started = self.now()
         found = current_manifest(self.bucket, database)
         if found is None:
-            report.skipped.append(database)  # being created, dropped, or damaged: nothing here is garbage
+            if not self._collect_dropped(database, report):
+                report.skipped.append(database)  # being created, or damaged: nothing here is garbage
             return
         current = found[0]
         stored = self.bucket.get(gc_state_key(database))
@@ -239,33 +270,54 @@ class Collector:
         if not caught_up:
             return Plan(ledger, expired, [], [], [], [])
 
-        hold = self.grace + STAMP  # an object is older than the grace only if its stamp says so by 1 s more
-        young = self.now() - hold
-        chunks = {o.key[len(chunks_prefix(database)):]: o for o in self.bucket.objects(chunks_prefix(database))}
-        trashed = {o.key[len(trash_prefix(database)):]: o for o in self.bucket.objects(trash_prefix(database))}
         forks = fork_view(self.bucket, database, now=self.now(), grace=self.grace, max_versions=self.max_versions)
         # What forks name counts as live too; a fork being made keeps everything until its chunks are known.
-        live = {**dict.fromkeys(forks.live, current.version), **ledger.last_ref}
-        if forks.hold:
-            young = float("-inf")
-        waiting = [o.modified + hold for d, o in chunks.items() if d not in live and o.modified >= young]
-        waiting += [o.modified + hold for o in trashed.values() if o.modified >= young]
-        waiting += [versions[v].modified + self.retention for v in sorted(versions)
-                    if v not in set(expired) and v < current.version][:1]
-        plan = Plan(
-            ledger, expired,
-            trash=[o for d, o in chunks.items() if d not in live and o.modified < young],
-            restore=[d for d in live if d not in chunks and d in trashed],
-            purge=[o for d, o in trashed.items() if o.modified < young and (d not in live or d in chunks)],
-            missing=self._missing(current, [d for d in ledger.last_ref if d not in chunks and d not in trashed]),
-            stale_forks=forks.stale,
-        )
+        live = {*forks.live, *ledger.last_ref}
+        stock = self._stock(database, live, hold=forks.hold)
+        waiting = stock.waiting + [versions[v].modified + self.retention for v in sorted(versions)
+                                   if v not in set(expired) and v < current.version][:1]
+        absent = [d for d in ledger.last_ref if d not in stock.chunks and d not in stock.trashed]
+        plan = stock.plan(ledger, expired, forks.stale, self._missing(current, absent))
         if plan.trash:
             waiting.append(self.now() + self.grace)  # what this pass moves to the trash
         if plan.restore or len(expired) + len(plan.trash) + len(plan.purge) > self.max_deletes:
             waiting.append(self.now())  # the trash copies of restored chunks; what the bound left over
         ledger.due = min(waiting, default=None)
         return plan
+
+    def _stock(self, database: str, live: set[str], *, hold: bool) -> Stock:
+        """The database's chunks and trash as they are now. ``hold``: a fork is being made, so no object is old
+        enough to touch (its chunks are not known yet)."""
+        return Stock({o.key[len(chunks_prefix(database)):]: o for o in self.bucket.objects(chunks_prefix(database))},
+                     {o.key[len(trash_prefix(database)):]: o for o in self.bucket.objects(trash_prefix(database))},
+                     live, float("-inf") if hold else self.now() - self.grace - STAMP, self.grace + STAMP)
+
+    def _collect_dropped(self, database: str, report: GcReport) -> bool:
+        """A database dropped while forks named its chunks (shared/snapshot/catalog.py keeps those, and the forks'
+        markers): whatever no fork names any more goes, through the same trash, and the markers of forks that are
+        gone with it; once nothing is left, its ledger too. False when there is nothing to collect here: a
+        database being created, or one whose history has no manifest (damaged), is never touched."""
+        if any(self.bucket.list(versions_prefix(database), limit=1)):
+            return False
+        forks = fork_view(self.bucket, database, now=self.now(), grace=self.grace, max_versions=self.max_versions)
+        stock = self._stock(database, forks.live, hold=forks.hold)
+        stored = self.bucket.get(gc_state_key(database))
+        if not forks.forks and not forks.stale and not forks.hold and not stock.chunks and not stock.trashed:
+            if stored is not None:  # the last pass emptied it
+                self._delete([gc_state_key(database)])
+            return False
+        plan = stock.plan(Ledger(), [], forks.stale, [])
+        body = plan.ledger.to_bytes()
+        try:  # one collector at a time, as for a database that exists
+            written = (self.bucket.put_if_none_match(gc_state_key(database), body, content_type=JSON) if stored is None
+                       else self.bucket.put_if_match(gc_state_key(database), body, stored.etag, content_type=JSON))
+        except StorageError:
+            written = None
+        if written is None:
+            return False
+        report.databases += 1
+        self._apply(database, plan, report)
+        return True
 
     def _missing(self, current: Manifest, absent: list[str]) -> list[str]:
         """Live chunks in neither chunks/ nor trash/: a fork's may be its origins' (snapshot/fork.py)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import apsw
 
 from shared.snapshot.manifest import Manifest
-from worker.pages import VFS_NAME, ChunkCache, register
+from worker.pages import VFS_NAME, ChunkCache, Unlocked, register
 
 _VERSIONS = 18  # the header's file format write and read versions: 1 rollback journal, 2 WAL
 _SAFE_APPEND = apsw.mapping_device_characteristics["SQLITE_IOCAP_SAFE_APPEND"]
@@ -142,7 +142,7 @@ class Overlay:
         return self._last[1]
 
 
-class _OverlayFile:
+class _OverlayFile(Unlocked):
     """An overlay as SQLite's main database file. Locks are the overlay owner's business: one group of jobs
     (or one preview) at a time uses it, so SQLite's own are not needed."""
 
@@ -170,26 +170,8 @@ class _OverlayFile:
     def xFileSize(self) -> int:
         return self.overlay.size
 
-    def xSync(self, flags: int) -> None:
-        pass
-
     def xClose(self) -> None:
         pass
-
-    def xLock(self, level: int) -> None:
-        pass
-
-    def xUnlock(self, level: int) -> None:
-        pass
-
-    def xCheckReservedLock(self) -> bool:
-        return False
-
-    def xFileControl(self, op: int, pointer: int) -> bool:
-        return False
-
-    def xSectorSize(self) -> int:
-        return 4096
 
     def xDeviceCharacteristics(self) -> int:
         return int(_SAFE_APPEND)

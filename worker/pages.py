@@ -118,7 +118,30 @@ class ChunkCache:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class _PageFile:
+class Unlocked:
+    """What SQLite asks of a file that no other connection shares at once (a version is immutable; an overlay
+    has one user at a time): no locks, nothing to sync, no file controls."""
+
+    def xLock(self, level: int) -> None:
+        pass
+
+    def xUnlock(self, level: int) -> None:
+        pass
+
+    def xCheckReservedLock(self) -> bool:
+        return False
+
+    def xFileControl(self, op: int, pointer: int) -> bool:
+        return False
+
+    def xSectorSize(self) -> int:
+        return 4096
+
+    def xSync(self, flags: int) -> None:
+        pass
+
+
+class _PageFile(Unlocked):
     """One version of a database as SQLite reads it: immutable, its bytes from the chunk cache."""
 
     def __init__(self, database: str, manifest: Manifest, cache: ChunkCache) -> None:
@@ -153,26 +176,8 @@ class _PageFile:
     def xClose(self) -> None:
         self._last = (-1, b"")
 
-    def xLock(self, level: int) -> None:
-        pass
-
-    def xUnlock(self, level: int) -> None:
-        pass
-
-    def xCheckReservedLock(self) -> bool:
-        return False
-
-    def xFileControl(self, op: int, pointer: int) -> bool:
-        return False
-
-    def xSectorSize(self) -> int:
-        return 4096
-
     def xDeviceCharacteristics(self) -> int:
         return int(_IMMUTABLE)
-
-    def xSync(self, flags: int) -> None:
-        pass
 
     def xTruncate(self, size: int) -> None:
         raise apsw.ReadOnlyError("a version is immutable")

@@ -9,13 +9,13 @@ import sqlite3
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import (
     InfrastructureError,
@@ -39,6 +39,7 @@ from worker.writes import OUT_OF_TIME
 if TYPE_CHECKING:  # APSW is imported only by a worker that reads pages (SRDB_READ_PAGES)
     from worker.page_writes import PageWrites
 
+K = TypeVar("K")
 SCRATCH = ".scratch"  # under the cache folder: previews' copies, each removed when its preview ends
 
 
@@ -64,8 +65,12 @@ class ReadStage:
         previews = [t for t in tasks if t.job.transaction is not None]
         tasks = [t for t in tasks if t.job.transaction is None]
         if self.pages is not None:  # reads take pages, previews write on an overlay of their own
-            return GroupResult({**self._previews_on_pages(database, previews, self.pages),
-                                **self._on_pages(database, tasks, self.pages)})
+            try:
+                current = self.pages.pages.manifests.current(database)
+            except InfrastructureError as exc:
+                return GroupResult(deferred(previews + tasks, exc))
+            return GroupResult({**self._previews_on_pages(database, previews, current, self.pages),
+                                **self._on_pages(database, tasks, current, self.pages)})
         return self._local(database, previews, tasks)
 
     def _local(self, database: str, previews: list[Task], tasks: list[Task]) -> GroupResult:
@@ -85,68 +90,64 @@ class ReadStage:
         except InfrastructureError as exc:
             return GroupResult(deferred(previews + tasks, exc))
 
-    def _on_pages(self, database: str, tasks: list[Task], pages: PageWrites) -> dict[str, Verdict]:
+    def _on_pages(self, database: str, tasks: list[Task], current: Manifest | None,
+                  pages: PageWrites) -> dict[str, Verdict]:
         """Read jobs on the versions they read, straight from their chunks (worker/pages.py)."""
         if not tasks:
             return {}
-        try:
-            current = pages.pages.manifests.current(database)
-        except InfrastructureError as exc:
-            return deferred(tasks, exc)
         if current is None:
             return self._no_version_yet(database, tasks)
         by_as_of: dict[AsOf | None, list[Task]] = defaultdict(list)
         for task in tasks:
             by_as_of[task.job.as_of].append(task)
         verdicts: dict[str, Verdict] = {}
-        for as_of, group in by_as_of.items():
-            try:
-                version = current if as_of is None else self.history.resolve(database, as_of_point(as_of), current)
-            except UserError as exc:
-                verdicts.update(self._failed(group, exc))
-                continue
-            except InfrastructureError as exc:
-                verdicts.update(deferred(group, exc))
-                continue
 
-            def connect(task: Task, guard: Guard, at: Manifest = version) -> tuple[Any, Callable[[], None]]:
-                return pages.pages.open(database, at, guard)
+        def version(as_of: AsOf | None) -> Manifest:
+            return current if as_of is None else self.history.resolve(database, as_of_point(as_of), current)
 
-            verdicts.update(self._each(group, version.version, connect, read_only=True, what="the version's pages"))
+        for at, group in self._resolved(by_as_of, version, verdicts):
+            assert at is not None
+            verdicts.update(self._each(group, at.version, partial(_open_pages, pages, database, at), read_only=True,
+                                       what="the version's pages"))
         return verdicts
 
-    def _previews_on_pages(self, database: str, tasks: list[Task], pages: PageWrites) -> dict[str, Verdict]:
+    def _previews_on_pages(self, database: str, tasks: list[Task], current: Manifest | None,
+                           pages: PageWrites) -> dict[str, Verdict]:
         """Each preview on an overlay of its transaction's base (worker/page_writes.py): no copy of the
         database, and only the chunks its statements touch."""
-        if not tasks:
-            return {}
-        try:
-            current = pages.pages.manifests.current(database)
-        except InfrastructureError as exc:
-            return deferred(tasks, exc)
         by_base: dict[int | None, list[Task]] = defaultdict(list)
         for task in tasks:
             assert task.job.transaction is not None
             by_base[task.job.transaction.base].append(task)
         verdicts: dict[str, Verdict] = {}
-        for base, group in by_base.items():
+
+        def version(base: int | None) -> Manifest | None:
+            if current is None and base not in (None, 0):
+                raise VersionNotFound(f"database {database} has no version {base}: it does not exist")
+            if base == 0 or current is None:
+                return None
+            return current if base is None else self.history.resolve(database, base, current)
+
+        for at, group in self._resolved(by_base, version, verdicts):
+            found = _on(self._preview_group(database, at, group, pages), at.writer if at else "")
+            verdicts.update(_explained(found, no_version_yet(database)) if current is None else found)
+        return {t.record.message_id: _on_its_base(t, verdicts[t.record.message_id]) for t in tasks
+                if t.record.message_id in verdicts}
+
+    def _resolved(self, groups: dict[K, list[Task]], version: Callable[[K], Manifest | None],
+                  verdicts: dict[str, Verdict]) -> Iterator[tuple[Manifest | None, list[Task]]]:
+        """Each group with the version it runs on; a group whose version cannot be had gets its verdicts here
+        (failed, when there is no such version; deferred, when S3 failed)."""
+        for key, group in groups.items():
             try:
-                if base == 0 or current is None:
-                    if current is None and base not in (None, 0):
-                        raise VersionNotFound(f"database {database} has no version {base}: it does not exist")
-                    at = None
-                else:
-                    at = current if base is None else self.history.resolve(database, base, current)
+                at = version(key)
             except UserError as exc:
                 verdicts.update(self._failed(group, exc))
                 continue
             except InfrastructureError as exc:
                 verdicts.update(deferred(group, exc))
                 continue
-            found = _on(self._preview_group(database, at, group, pages), at.writer if at else "")
-            verdicts.update(_explained(found, no_version_yet(database)) if current is None else found)
-        return {t.record.message_id: _on_its_base(t, verdicts[t.record.message_id]) for t in tasks
-                if t.record.message_id in verdicts}
+            yield at, group
 
     def _preview_group(self, database: str, at: Manifest | None, tasks: list[Task],
                        pages: PageWrites) -> dict[str, Verdict]:

@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 
 from producer.client import Client
+from reaper.gc import GcReport
 from shared.errors import ClientSideError
 from shared.s3 import Bucket
 from shared.settings import Settings
 from shared.snapshot.catalog import Catalog
 from shared.snapshot.fork import fork
-from shared.snapshot.keys import chunks_prefix, fork_marker_key, forks_prefix, trash_prefix
+from shared.snapshot.keys import chunks_prefix, database_prefix, fork_marker_key, forks_prefix, trash_prefix
 from worker.batch import Worker
 
-from .test_gc import aged, collect, commit, digest, names, store
+from .test_gc import aged, collect, collector, commit, digest, names, store
 
 SOURCE, FORK = "g", "f"
 
@@ -146,3 +147,39 @@ async def test_the_async_client_forks_pulls_and_pushes(settings: Settings, clien
         assert pushed.version == 1
     assert client.query("b", "SELECT count(*) FROM t").values() == [[0]]
     assert client.query("c", "SELECT n FROM t").values() == [[7]]
+
+
+def test_a_dropped_sources_chunks_go_once_no_fork_names_them(bucket: Bucket, tmp_path: Path) -> None:
+    commit(bucket, tmp_path, b"aaaabbbb")
+    fork(bucket, SOURCE, FORK)
+    with store(bucket, tmp_path).writer(FORK) as writer:  # the fork moves on from bbbb
+        writer.path.write_bytes(b"aaaaffff")
+        writer.commit([])
+    Catalog(bucket).drop(SOURCE)  # its chunks stay: the fork names them
+    for _ in range(3):  # the fork's pass expires its version 1; the source's trashes bbbb, then purges it
+        aged()
+        collect(bucket)
+    assert names(bucket, chunks_prefix(SOURCE)) == {digest(b"aaaa")} and names(bucket, trash_prefix(SOURCE)) == set()
+    assert read(bucket, tmp_path, FORK) == b"aaaaffff"
+    Catalog(bucket).drop(FORK)
+    for _ in range(3):  # no fork is left: everything of the source goes, markers and ledger too
+        aged()
+        collect(bucket)
+    assert list(bucket.list(database_prefix(SOURCE))) == []
+
+
+def test_a_fork_being_made_of_a_fork_holds_the_dropped_sources_collector(bucket: Bucket, tmp_path: Path) -> None:
+    commit(bucket, tmp_path, b"aaaabbbb")
+    fork(bucket, SOURCE, FORK)
+    with store(bucket, tmp_path).writer(FORK) as writer:
+        writer.path.write_bytes(b"aaaaffff")
+        writer.commit([])
+    Catalog(bucket).drop(SOURCE)
+    aged()
+    # A fork of the fork's version 1 (which names bbbb) is being made: its marker is in the source already,
+    # its manifest not yet. The fork's own pass then expires that version; the source's must still free nothing.
+    bucket.put(fork_marker_key(SOURCE, "f3"), b"{}")
+    passes = collector(bucket)
+    passes.collect_database(FORK, GcReport())
+    passes.collect_database(SOURCE, GcReport())
+    assert names(bucket, chunks_prefix(SOURCE)) == {digest(b"aaaa"), digest(b"bbbb")}
