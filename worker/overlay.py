@@ -27,6 +27,7 @@ from shared.snapshot.manifest import Manifest
 from worker.pages import VFS_NAME, ChunkCache, Unlocked, register
 
 _VERSIONS = 18  # the header's file format write and read versions: 1 rollback journal, 2 WAL
+_CHANGE_COUNTER, _VALID_FOR = 24, 92  # the header's file change counter, and the version-valid-for number
 _SAFE_APPEND = apsw.mapping_device_characteristics["SQLITE_IOCAP_SAFE_APPEND"]
 
 
@@ -95,6 +96,9 @@ class Overlay:
                     names.append(base[index])
                     continue
                 data = self._chunk_bytes(index, start, min(self.chunk_size, self.size - start))
+                if index == 0 and base and _counters_only(data, self._base(0)):
+                    names.append(base[0])
+                    continue
                 digest = hashlib.sha256(data).hexdigest()
                 names.append(digest)
                 if digest not in base:
@@ -140,6 +144,18 @@ class Overlay:
         if self._last[0] != index:
             self._last = (index, self.cache.get(self.database, base.origins, base.chunks[index]))
         return self._last[1]
+
+
+def _counters_only(data: bytes, base: bytes) -> bool:
+    """Whether the first chunk differs from its base only in the header's transaction counters: in rollback-journal
+    mode SQLite counts every write transaction in page 1 (the file change counter, and the version-valid-for
+    number that matches it), so without this every commit would upload the first chunk again for nothing else.
+    The counters only tell one connection that another changed the file; every connection on a version srdb
+    commits is a new one, so the base's first chunk serves the new version unchanged. Where anything else differs
+    (the page count beside them, the schema cookie, any page) the chunk is the new one."""
+    return (len(data) == len(base) and data[:_CHANGE_COUNTER] == base[:_CHANGE_COUNTER]
+            and data[_CHANGE_COUNTER + 4:_VALID_FOR] == base[_CHANGE_COUNTER + 4:_VALID_FOR]
+            and data[_VALID_FOR + 4:] == base[_VALID_FOR + 4:])
 
 
 class _OverlayFile(Unlocked):

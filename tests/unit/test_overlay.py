@@ -81,7 +81,9 @@ def test_random_writes_over_versions_are_plain_sqlites(tmp_path: Path, seed: int
         image = overlay.read(overlay.size, 0)
         chunks.stored.update(new)
         rebuilt = b"".join(chunks.stored[name] for name in names)
-        assert rebuilt == image and hashlib.sha256(image).digest() == hashlib.sha256(rebuilt).digest()
+        # The same bytes, but for the header's transaction counters where page 1 changed in nothing else.
+        assert len(rebuilt) == len(image)
+        assert (rebuilt[:24], rebuilt[28:92], rebuilt[96:]) == (image[:24], image[28:92], image[96:])
         base = Manifest(version, overlay.size, overlay.page_size(), CHUNK, names, 0.0, writer=f"w{version}")
         overlay.close()
     plain.close()
@@ -111,7 +113,9 @@ def test_a_write_reads_only_the_chunks_it_touches(tmp_path: Path) -> None:
         conn.execute("UPDATE t SET pad = 'changed' WHERE id = 2345")
     touched, fresh = again.chunks()
     assert len(chunks.asked) <= 4  # the header's chunk, the B-tree's path to the row
-    assert len(fresh) <= 3 and sum(a != b for a, b in zip(names, touched, strict=True)) == len(fresh)
+    # Only the row's chunk is new: the first one changed in its transaction counters alone (_counters_only).
+    assert len(fresh) == 1 and touched[0] == names[0]
+    assert sum(a != b for a, b in zip(names, touched, strict=True)) == 1
     again.close()
 
 
