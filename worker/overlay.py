@@ -40,6 +40,9 @@ class Overlay:
         self.chunk_size = base.chunk_size if base is not None else chunk_size
         self.size = base.file_size if base is not None else 0
         self.written: set[int] = set()  # chunks copied into the private file
+        # The base's bytes still in the file: past the smallest size it was truncated to, the base is gone (a byte
+        # there reads as zero until it is written again).
+        self._kept = self.size
         self._lock = threading.Lock()
         folder.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=".overlay-", dir=folder)
@@ -80,7 +83,7 @@ class Overlay:
                 os.pwrite(self._fd, b"\0" * tail, size)
             self.written = {i for i in self.written if i * self.chunk_size < size}
             os.ftruncate(self._fd, max(size, 0))
-            self.size = size
+            self.size, self._kept = size, min(self._kept, size)
 
     def chunks(self) -> tuple[list[str], dict[str, bytes]]:
         """The overlay's file as chunks: every chunk's name in order, and the bytes of those written here that
@@ -91,8 +94,8 @@ class Overlay:
             new: dict[str, bytes] = {}
             for index in range(-(-self.size // self.chunk_size)):
                 start = index * self.chunk_size
-                if index not in self.written and index < len(base) and self._base_length(index) == min(
-                        self.chunk_size, self.size - start):
+                if index not in self.written and index < len(base) and self._whole(index) and min(
+                        self.chunk_size, self.base_size - start) == min(self.chunk_size, self.size - start):
                     names.append(base[index])
                     continue
                 data = self._chunk_bytes(index, start, min(self.chunk_size, self.size - start))
@@ -123,9 +126,13 @@ class Overlay:
             return os.pread(self._fd, length, start)
         return self._base(index)[:length].ljust(length, b"\0")
 
-    def _base_length(self, index: int) -> int:
-        assert self.base is not None
-        return min(self.chunk_size, self.base.file_size - index * self.chunk_size)
+    @property
+    def base_size(self) -> int:
+        return self.base.file_size if self.base is not None else 0
+
+    def _whole(self, index: int) -> bool:
+        """Whether all of the base's chunk ``index`` is still in the file (none of it truncated away)."""
+        return min(self.chunk_size, self.base_size - index * self.chunk_size) <= self._kept - index * self.chunk_size
 
     def _copy(self, index: int) -> None:
         """Copy chunk ``index`` of the base into the private file before it is first written."""
@@ -138,12 +145,14 @@ class Overlay:
         self.written.add(index)
 
     def _base(self, index: int) -> bytes:
-        base = self.base
-        if base is None or index >= len(base.chunks):
+        """The base's chunk ``index``, as much of it as is still in the file."""
+        base, kept = self.base, self._kept - index * self.chunk_size
+        if base is None or index >= len(base.chunks) or kept <= 0:
             return b""
         if self._last[0] != index:
             self._last = (index, self.cache.get(self.database, base.origins, base.chunks[index]))
-        return self._last[1]
+        data = self._last[1]
+        return data if kept >= len(data) else data[:kept]
 
 
 def _counters_only(data: bytes, base: bytes) -> bool:

@@ -144,3 +144,20 @@ def test_a_version_last_written_in_wal_mode_takes_writes(tmp_path: Path) -> None
         assert after.execute("SELECT a FROM t ORDER BY a").fetchall() == [(1,), (2,)]
         assert after.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert not list(tmp_path.glob("*-wal")) and not list(Path.cwd().glob("srdb-*"))
+
+
+def test_what_a_truncation_cut_off_reads_as_zeros_when_the_file_grows_again(tmp_path: Path) -> None:
+    chunks = Chunks()
+    image = bytes(range(256)) * (4 * CHUNK // 256)  # four chunks of the base, none of them zeros
+    names = []
+    for start in range(0, len(image), CHUNK):
+        names.append(hashlib.sha256(image[start:start + CHUNK]).hexdigest())
+        chunks.stored[names[-1]] = image[start:start + CHUNK]
+    overlay = Overlay("d", Manifest(1, len(image), 4096, CHUNK, names, 0.0), chunks, CHUNK, tmp_path)  # type: ignore[arg-type]
+    overlay.truncate(CHUNK + 100)  # into the second chunk
+    overlay.write(b"x" * 10, 3 * CHUNK)  # grows again, into the fourth, leaving a gap
+    assert overlay.read(overlay.size, 0) == image[:CHUNK + 100] + bytes(2 * CHUNK - 100) + b"x" * 10
+    after, new = overlay.chunks()
+    assert after[0] == names[0] and len(after) == 4
+    assert b"".join(new.get(n) or chunks.stored[n] for n in after) == overlay.read(overlay.size, 0)
+    overlay.close()
