@@ -74,8 +74,9 @@ class Settings:
     max_result_bytes: int = 256 * 1024 * 1024
     max_receive_count: int = 5
     read_concurrency: int = 8
-    # Read jobs open a version straight from its chunks, fetching only what their queries touch (worker/pages.py);
-    # 0: they read a local copy of the whole file, as writes do. The chunks read are kept up to cache_bytes.
+    # Jobs open a version straight from its chunks, fetching only what their statements touch (worker/pages.py;
+    # writes on an overlay, worker/overlay.py); 0: every job works on a local copy of the whole file. The chunks
+    # fetched are kept up to cache_bytes.
     read_pages: int = 1
     cache_bytes: int = 256 * 1024 * 1024
     transfer_concurrency: int = 16

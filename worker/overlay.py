@@ -23,6 +23,7 @@ from pathlib import Path
 
 import apsw
 
+from shared.snapshot.chunks import header_page_size
 from shared.snapshot.manifest import Manifest
 from worker.pages import VFS_NAME, ChunkCache, Unlocked, register
 
@@ -109,11 +110,7 @@ class Overlay:
             return names, new
 
     def page_size(self) -> int:
-        header = self.read(18, 0)
-        if len(header) < 18:
-            return 0
-        size = int.from_bytes(header[16:18], "big")
-        return 65536 if size == 1 else size
+        return header_page_size(self.read(18, 0))
 
     def close(self) -> None:
         with self._lock:

@@ -38,7 +38,11 @@ def fetch_chunk(bucket: Bucket, database: str, digest: str, origins: Sequence[st
 def page_size(path: Path) -> int:
     """The page size a SQLite file's header gives (0 for a file too short to have one)."""
     with open(path, "rb") as f:
-        header = f.read(18)
+        return header_page_size(f.read(18))
+
+
+def header_page_size(header: bytes) -> int:
+    """The page size the first 18 bytes of a SQLite file give (0 when there are fewer)."""
     if len(header) < 18:
         return 0
     size = int.from_bytes(header[16:18], "big")

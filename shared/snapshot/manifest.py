@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +48,25 @@ class Manifest:
     def __repr__(self) -> str:
         return (f"Manifest(version={self.version}, file_size={self.file_size}, chunks={len(self.chunks)}, "
                 f"created_at={self.created_at}, writer={self.writer!r}, restored_from={self.restored_from})")
+
+
+def next_version(old: Manifest | None, *, file_size: int, page_size: int, chunk_size: int, chunks: list[str],
+                 created_at: float, jobs: list[str], labels: list[str]) -> Manifest:
+    """The manifest of the version after ``old`` (the first, for None), by a writer of its own. A fork stays one:
+    its unchanged chunks still live with its origins."""
+    return Manifest(
+        version=(old.version if old is not None else 0) + 1,
+        file_size=file_size,
+        page_size=page_size,
+        chunk_size=chunk_size,
+        chunks=chunks,
+        created_at=to_millis(created_at),
+        jobs=jobs,
+        writer=uuid.uuid4().hex,
+        labels=labels,
+        origins=old.origins if old is not None else [],
+        forked_from=old.forked_from if old is not None else None,
+    )
 
 
 def to_millis(epoch: float) -> float:

@@ -21,7 +21,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from shared.names import check_database
 from shared.s3 import UNCHANGED, Blob, Bucket
 from shared.snapshot.chunks import chunk_file, fetch_chunk, page_size
 from shared.snapshot.keys import chunk_key, manifest_key, version_key, versions_prefix
-from shared.snapshot.manifest import Manifest, to_millis
+from shared.snapshot.manifest import Manifest, next_version
 
 log = logging.getLogger("srdb.storage")
 T = TypeVar("T")
@@ -272,20 +271,8 @@ class SnapshotStore:
         store's) by the conditional write, then its history entry. The new manifest and its ETag;
         CommitConflict if another writer got there first."""
         self._concurrently(lambda item: self._put(chunk_key(database, item[0]), item[1]), list(new.items()))
-        manifest = Manifest(
-            version=(old.version if old is not None else 0) + 1,
-            file_size=size,
-            page_size=page_size,
-            chunk_size=chunk_size or self.chunk_size,
-            chunks=chunks,
-            created_at=to_millis(self.now()),
-            jobs=jobs,
-            writer=uuid.uuid4().hex,
-            labels=labels,
-            # A fork stays one: its unchanged chunks still live with its origins.
-            origins=old.origins if old is not None else [],
-            forked_from=old.forked_from if old is not None else None,
-        )
+        manifest = next_version(old, file_size=size, page_size=page_size, chunk_size=chunk_size or self.chunk_size,
+                                chunks=chunks, created_at=self.now(), jobs=jobs, labels=labels)
         body = manifest.to_bytes()
         etag = put_manifest(self.bucket, database, manifest, body, etag)
         self.stats.requests += 1

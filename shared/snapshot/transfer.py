@@ -27,7 +27,7 @@ from shared.s3 import Bucket
 from shared.snapshot.chunks import SQLITE_HEADER, chunk_file, fetch_chunk, page_size
 from shared.snapshot.history import History
 from shared.snapshot.keys import chunk_key
-from shared.snapshot.manifest import Manifest, to_millis
+from shared.snapshot.manifest import Manifest, next_version
 from shared.snapshot.store import current_manifest, put_manifest, put_version
 
 
@@ -79,11 +79,8 @@ def push_file(bucket: Bucket, database: str, source: Path, *, chunk_size: int, l
         chunks, new = chunk_file(copy, chunk_size, old, copy.stat().st_size)
         with ThreadPoolExecutor(max(1, min(concurrency, len(new) or 1))) as pool:
             list(pool.map(lambda item: bucket.put(chunk_key(database, item[0]), item[1]), new.items()))
-        manifest = Manifest(version=(old.version if old else 0) + 1, file_size=copy.stat().st_size,
-                            page_size=page_size(copy), chunk_size=chunk_size, chunks=chunks,
-                            created_at=to_millis(now()), jobs=[], writer=uuid.uuid4().hex,
-                            labels=[label or f"push of {source.name}"],
-                            origins=old.origins if old else [], forked_from=old.forked_from if old else None)
+        manifest = next_version(old, file_size=copy.stat().st_size, page_size=page_size(copy), chunk_size=chunk_size,
+                                chunks=chunks, created_at=now(), jobs=[], labels=[label or f"push of {source.name}"])
     body = manifest.to_bytes()
     put_manifest(bucket, database, manifest, body, etag)
     put_version(bucket, database, manifest, body)
