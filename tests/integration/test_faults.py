@@ -28,9 +28,12 @@ from ..conftest import queued, until
 from ..faults import FaultyClient, ThrottledEC2, http_errors
 
 
-def counter(client: Client, drain: Callable[..., int], database: str = "c") -> None:
+def counter(client: Client, drain: Callable[..., int], holder: Worker, database: str = "c") -> None:
+    """A counter at 0, made by ``holder`` (the worker ``drain`` feeds), which then lets go of the lock it kept: the
+    test's own worker is the only writer, and never has to wait for an idle holder to hand the lock over."""
     client.submit_statements(database, [("CREATE TABLE n (v INTEGER)", None), ("INSERT INTO n VALUES (0)", None)])
     drain()
+    holder.locks.close()
 
 
 def value(client: Client, drain: Callable[..., int], database: str = "c") -> int:
@@ -44,8 +47,8 @@ def increment(database: str = "c", job_id: str | None = None) -> Job:
 
 
 def test_a_stale_writer_is_fenced_and_its_jobs_run_on_the_new_snapshot(
-        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], tmp_path: Any) -> None:
-    counter(client, drain)
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], worker: Worker, tmp_path: Any) -> None:
+    counter(client, drain, worker)
     rival = Worker(settings.replace(cache_dir=str(tmp_path / "rival")), aws.s3, aws.sqs, aws.ec2)
     stalled_s3 = FaultyClient(aws.s3)
     stalled = Worker(settings, stalled_s3, aws.sqs, aws.ec2)
@@ -67,8 +70,8 @@ def test_a_stale_writer_is_fenced_and_its_jobs_run_on_the_new_snapshot(
 
 @pytest.mark.parametrize("code", ["PreconditionFailed", "ConditionalRequestConflict"])
 def test_a_commit_refused_twice_goes_back_to_the_queue(
-        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], code: str) -> None:
-    counter(client, drain)
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], worker: Worker, code: str) -> None:
+    counter(client, drain, worker)
     s3 = FaultyClient(aws.s3)
     s3.fail("put_object", code=code, times=2, when=lambda kw: kw["Key"].endswith("/manifest.json"))
     worker = Worker(settings, s3, aws.sqs, aws.ec2)
@@ -82,8 +85,8 @@ def test_a_commit_refused_twice_goes_back_to_the_queue(
 
 
 def test_a_commit_whose_response_was_lost_is_not_applied_twice(
-        settings: Settings, aws: Any, client: Client, drain: Callable[..., int]) -> None:
-    counter(client, drain)
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], worker: Worker) -> None:
+    counter(client, drain, worker)
     s3 = FaultyClient(aws.s3)
     s3.fail("put_object", after_call=True, when=lambda kw: kw["Key"].endswith("/manifest.json"))
     worker = Worker(settings, s3, aws.sqs, aws.ec2)
@@ -93,8 +96,8 @@ def test_a_commit_whose_response_was_lost_is_not_applied_twice(
 
 
 def test_a_write_redelivered_after_an_ambiguous_failure_runs_once(
-        settings: Settings, aws: Any, client: Client, drain: Callable[..., int]) -> None:
-    counter(client, drain)
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], worker: Worker) -> None:
+    counter(client, drain, worker)
     s3 = FaultyClient(aws.s3)
     # The commit lands, then every status write fails: SQS will deliver the job again.
     s3.fail("put_object", code="InternalError", times=1, when=lambda kw: kw["Key"] == "results/twice.json")
@@ -110,8 +113,8 @@ def test_a_write_redelivered_after_an_ambiguous_failure_runs_once(
 @pytest.mark.parametrize(("status", "code"), [(500, "InternalError"), (503, "SlowDown"), (503, "ServiceUnavailable")])
 @pytest.mark.slow
 def test_s3_errors_are_retried_with_backoff(settings: Settings, client: Client, drain: Callable[..., int],
-                                            aws: Any, status: int, code: str) -> None:
-    counter(client, drain)
+                                            worker: Worker, aws: Any, status: int, code: str) -> None:
+    counter(client, drain, worker)
     s3 = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 8}),
                       **client_kwargs(settings))
     chunk_fails = http_errors(s3, "GetObject", status, code, times=3)
@@ -124,8 +127,8 @@ def test_s3_errors_are_retried_with_backoff(settings: Settings, client: Client, 
 
 
 def test_s3_timeouts_become_retries_not_failures(settings: Settings, aws: Any, client: Client,
-                                                 drain: Callable[..., int]) -> None:
-    counter(client, drain)
+                                                 drain: Callable[..., int], worker: Worker) -> None:
+    counter(client, drain, worker)
     s3 = FaultyClient(aws.s3)
     s3.fail("get_object", times=1, when=lambda kw: kw["Key"].endswith("/manifest.json"))
     worker = Worker(settings, s3, aws.sqs, aws.ec2)
@@ -290,8 +293,8 @@ def test_many_databases_under_ec2s_throttle_lose_nothing_and_burn_no_retry(
 
 
 def test_an_unexpected_error_writing_a_result_retries_the_job_instead_of_dropping_it(
-        settings: Settings, aws: Any, client: Client, drain: Callable[..., int]) -> None:
-    counter(client, drain)
+        settings: Settings, aws: Any, client: Client, drain: Callable[..., int], worker: Worker) -> None:
+    counter(client, drain, worker)
     s3 = FaultyClient(aws.s3)
     s3.fail("put_object", error=ValueError("not a botocore error"), when=lambda kw: kw["Key"] == "results/odd.json")
     worker = Worker(settings, s3, aws.sqs, aws.ec2)
