@@ -22,7 +22,8 @@ of them. The collector is built so that each race ends with the chunk still read
 - **One collector per database at a time, by a conditional write.** A pass writes its ledger with
   If-Match on the ETag it read *before* it deletes anything; a second reaper that read the same
   ledger fails that write and deletes nothing. A pass that has run for a quarter of the grace
-  stops before deleting, so a stalled collector never acts on an old view.
+  stops before deleting, so a stalled collector never acts on an old view; it leaves its ledger
+  due at once, so the next pass does what it did not.
 
 The current version is always kept, whatever the window.
 """
@@ -42,7 +43,7 @@ from reaper.forks import fork_view
 from shared.errors import DatabaseDamaged, StorageError
 from shared.job.keys import PAYLOADS_PREFIX, STAGING_PREFIX
 from shared.names import DATABASE_RE
-from shared.s3 import Bucket, ObjectInfo
+from shared.s3 import Blob, Bucket, ObjectInfo
 from shared.snapshot.keys import (
     DATABASES_PREFIX,
     chunks_prefix,
@@ -115,6 +116,7 @@ class GcReport:
     payloads_deleted: int = 0
     behind: list[str] = field(default_factory=list)  # databases whose history is not all counted yet
     skipped: list[str] = field(default_factory=list)  # another collector's, or not to be touched
+    stalled: list[str] = field(default_factory=list)  # this pass ran too long to act: the next one will
     missing: list[str] = field(default_factory=list)  # live chunks found nowhere: damage to report
 
     def to_json(self) -> dict[str, Any]:
@@ -216,18 +218,29 @@ class Collector:
         report.databases += 1
         if plan.ledger.through < current.version:
             report.behind.append(database)
-        body = plan.ledger.to_bytes()
-        try:
-            if stored is None:
-                written = self.bucket.put_if_none_match(gc_state_key(database), body, content_type=JSON)
-            else:
-                written = self.bucket.put_if_match(gc_state_key(database), body, stored.etag, content_type=JSON)
-        except StorageError:
-            written = None  # dropped meanwhile (If-Match on a missing key), or no answer: touch nothing
-        if written is None or self.now() - started > self.grace / 4:
+        if not self._claim(database, stored, plan.ledger, started, report):
             report.skipped.append(database)
             return
         self._apply(database, plan, report)
+
+    def _claim(self, database: str, stored: Blob | None, ledger: Ledger, started: float, report: GcReport) -> bool:
+        """Write the pass's ledger over the one it read (``stored``), so that no other collector acts on the same
+        view; False when another did, or when this pass has run too long to act on what it saw. A pass that
+        stops for being slow leaves the ledger due at once: what it planned is still to do, and a ledger that
+        says nothing is due would leave an expired version (and the chunks only it names) until the next
+        commit."""
+        key = gc_state_key(database)
+        try:
+            written = (self.bucket.put_if_none_match(key, ledger.to_bytes(), content_type=JSON) if stored is None
+                       else self.bucket.put_if_match(key, ledger.to_bytes(), stored.etag, content_type=JSON))
+            if written is not None and self.now() - started > self.grace / 4:
+                ledger.due = 0.0
+                self.bucket.put_if_match(key, ledger.to_bytes(), written, content_type=JSON)
+                report.stalled.append(database)
+                return False
+        except StorageError:
+            return False  # dropped meanwhile (If-Match on a missing key), or no answer: touch nothing
+        return written is not None
 
     def _same_history(self, database: str, current: Manifest, ledger: Ledger) -> bool:
         """Whether the ledger's last counted version is still this database's (by its writer id)."""
@@ -297,6 +310,7 @@ class Collector:
         markers): whatever no fork names any more goes, through the same trash, and the markers of forks that are
         gone with it; once nothing is left, its ledger too. False when there is nothing to collect here: a
         database being created, or one whose history has no manifest (damaged), is never touched."""
+        started = self.now()
         if any(self.bucket.list(versions_prefix(database), limit=1)):
             return False
         forks = fork_view(self.bucket, database, now=self.now(), grace=self.grace, max_versions=self.max_versions)
@@ -307,13 +321,7 @@ class Collector:
                 self._delete([gc_state_key(database)])
             return False
         plan = stock.plan(Ledger(), [], forks.stale, [])
-        body = plan.ledger.to_bytes()
-        try:  # one collector at a time, as for a database that exists
-            written = (self.bucket.put_if_none_match(gc_state_key(database), body, content_type=JSON) if stored is None
-                       else self.bucket.put_if_match(gc_state_key(database), body, stored.etag, content_type=JSON))
-        except StorageError:
-            written = None
-        if written is None:
+        if not self._claim(database, stored, plan.ledger, started, report):  # one collector at a time
             return False
         report.databases += 1
         self._apply(database, plan, report)
