@@ -72,7 +72,11 @@ def resend_needed(submission: Submission, existing: JobResult | None) -> bool:
     return existing.state is JobState.QUEUED or (existing.state.final and not existing.settled)
 
 
-def poll_delays(first: float = 0.05, factor: float = 1.5, cap: float = 1.0) -> Iterator[float]:
+def poll_delays(first: float = 0.05, factor: float = 1.25, cap: float = 1.0) -> Iterator[float]:
+    """Pauses between polls, each ``factor`` times the last, up to ``cap``: a job that ends after t seconds is
+    seen by about 1.25 t (a 0.25 s write at 0.29 s rather than at 0.41 s, as a factor of 1.5 had it), and
+    no wait polls more than once a second once it has waited one. About eleven GETs for a job that takes
+    two seconds; a wait queue needs none."""
     delay = first
     while True:
         yield delay

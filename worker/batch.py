@@ -14,9 +14,9 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -81,6 +81,9 @@ class Worker:
         bucket = Bucket(s3, settings.bucket)
         self.store = SnapshotStore(bucket, settings.cache_dir, chunk_size=settings.chunk_size,
                                    concurrency=settings.transfer_concurrency, now=now)
+        # A commit's history entry is written beside the results it publishes; settled before the batch
+        # ends, and before a kept lock is given back (worker/writes.py), so no later commit precedes it.
+        self.store.defer_history()
         self.status = StatusStore(Bucket(s3, settings.jobs_bucket))
         self.locks = LockKeeper(make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep),
                                 linger=settings.lock_linger, now=now, wanted=WantedMarks(bucket, now=now))
@@ -117,12 +120,12 @@ class Worker:
         """Run a batch. ``remaining``: the seconds the invocation has left (Lambda's context); no job
         starts so late that the batch could not publish it, and each job's budget is cut to fit."""
         started = time.monotonic()
-        self.parser.begin_batch()
         seconds = remaining if remaining is not None else self.settings.worker_timeout
         self._deadline = self.now() + seconds - min(PUBLISH_RESERVE_SECONDS, seconds / 4)
-        # Status reads and writes are I/O: one thread each, up to io_concurrency at once.
-        with ThreadPoolExecutor(max(1, min(self.settings.io_concurrency, len(records)))) as pool, \
-                self.watcher.active():
+        # Status reads and writes are I/O: one thread each, up to io_concurrency at once, and one for the grants.
+        with ThreadPoolExecutor(max(1, min(self.settings.io_concurrency, len(records))) + 1) as pool, \
+                self.watcher.active(), self._history_settled():
+            self.parser.begin_batch(pool)
             parsed = _each(pool, self.parser.parse, records, parse_failed)
             tasks = [p for p in parsed if isinstance(p, Task)]
             by_database: dict[str, list[Task]] = defaultdict(list)
@@ -163,6 +166,13 @@ class Worker:
         self.last_stats = report.stats
         return report
 
+    @contextmanager
+    def _history_settled(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self.store.settle_history()
+
     def park(self) -> None:
         """The invocation ends and the process may be frozen: kept locks expire after the linger."""
         self.locks.park()
@@ -170,6 +180,7 @@ class Worker:
     def close(self) -> None:
         """Release the write locks kept for later batches (a worker that stops)."""
         self.locks.close()
+        self.store.close()
         if self.pages is not None:
             self.pages.close()
 

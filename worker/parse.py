@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 
 from shared.errors import Forbidden, InfrastructureError, InternalError, InvalidJob, UserError
 from shared.grants import Grants, GrantStore
@@ -29,17 +30,24 @@ class Parser:
         self.status, self.settings, self.grants, self.own_sender = status, settings, grants, own_sender
         self._lock = threading.Lock()
         self._batch_grants: Grants | None = None
+        self._reading: Future[Grants] | None = None
         self.allowed_reply_to = settings.allowed_reply_to()
 
-    def begin_batch(self) -> None:
-        """A batch sees the grants as they are when it first needs them: one read per batch."""
+    def begin_batch(self, pool: Executor | None = None) -> None:
+        """A batch sees the grants as they are when it begins: one read per batch, started in ``pool`` at once,
+        beside the status reads, rather than after the first of them (a round trip less per batch)."""
         with self._lock:
             self._batch_grants = None
+            self._reading = pool.submit(self.grants.current) if pool is not None else None
 
     def _grants(self) -> Grants:
         with self._lock:
+            reading, self._reading = self._reading, None
             if self._batch_grants is None:
-                self._batch_grants = self.grants.current()
+                try:  # a read that failed is made again here, so one transient error fails no job
+                    self._batch_grants = reading.result() if reading is not None else self.grants.current()
+                except InfrastructureError:
+                    self._batch_grants = self.grants.current()
             return self._batch_grants
 
     def parse(self, record: Record) -> Parsed:

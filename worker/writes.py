@@ -112,7 +112,8 @@ class WriteStage:
             verdicts = deferred(tasks, reason)
             keep = False
         finally:
-            if locked:
+            if locked:  # the next holder's commit comes after this one's history entry (SnapshotStore.defer_history)
+                self.store.settle_history(database)
                 self.locks.give_back(database, keep=keep)
         return GroupResult(verdicts, waited * 1000, self.store.stats.bytes_up - bytes_before)
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,6 +111,33 @@ class SnapshotStore:
         # History entries of committed versions that S3 did not take yet, per database.
         self._unrecorded: dict[str, list[tuple[Manifest, bytes]]] = {}
         self._history_lock = threading.Lock()
+        self._history_pool: ThreadPoolExecutor | None = None  # set by defer_history()
+        self._writing: dict[str, list[Future[None]]] = {}
+
+    def defer_history(self, threads: int = 4) -> None:
+        """From now on a commit returns once its manifest is written, and its history entry is written in the
+        background, beside whatever the caller does next (the worker publishes the jobs' results). The caller
+        must :meth:`settle_history` before another writer may commit the database: until then the version is
+        current, so reads of it (as of its number or a moment after it) take the manifest and need no entry."""
+        self._history_pool = self._history_pool or ThreadPoolExecutor(threads, thread_name_prefix="history")
+
+    def settle_history(self, database: str | None = None) -> None:
+        """Wait for the history entries being written in the background, of ``database`` or of all."""
+        with self._history_lock:
+            names = [database] if database is not None else list(self._writing)
+            futures = [f for name in names for f in self._writing.pop(name, [])]
+        for future in futures:
+            try:
+                future.result()
+            except Exception:  # a StorageError is kept for the next commit already: this is a bug
+                log.exception("writing a history entry failed")
+
+    def close(self) -> None:
+        """Settle and stop the background history writers (defer_history)."""
+        self.settle_history()
+        if self._history_pool is not None:
+            self._history_pool.shutdown()
+            self._history_pool = None
 
     def local_path(self, database: str) -> Path:
         return self.cache_dir / check_database(database) / DB_FILE
@@ -282,8 +309,12 @@ class SnapshotStore:
         # entry S3 would not take is written by this store's next commit of the database, or by the
         # collector while its version is current (reaper/gc.py).
         with self._history_lock:
-            pending = self._unrecorded.pop(database, [])
-        self._record_history(database, [*pending, (manifest, body)])
+            entries = [*self._unrecorded.pop(database, []), (manifest, body)]
+            if self._history_pool is not None:
+                self._writing.setdefault(database, []).append(
+                    self._history_pool.submit(self._record_history, database, entries))
+        if self._history_pool is None:
+            self._record_history(database, entries)
         self.stats.requests += 1
         return manifest, etag
 

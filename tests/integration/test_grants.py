@@ -22,6 +22,7 @@ from worker.batch import Worker
 from worker.handler import run_batch
 
 from ..conftest import sqs_event
+from ..faults import FaultyClient
 
 
 def second_queue(aws: Any, settings: Settings, name: str) -> str:
@@ -149,3 +150,16 @@ def test_a_readers_statement_too_long_to_classify_runs_on_the_read_path(
     count = client.submit("shop", "SELECT count(*) FROM t")
     drain()
     assert client.wait(count, 5).values() == [[0]]
+
+
+def test_a_grants_read_that_fails_once_fails_no_job(settings: Settings, aws: Any, client: Client) -> None:
+    """The batch starts its grants read beside the status reads; when that read times out, the first job
+    that needs the grants reads them again, and every job of the batch runs."""
+    s3 = FaultyClient(aws.s3)
+    failed = s3.fail("get_object", when=lambda kw: kw["Key"] == GRANTS_KEY)
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    jobs = [client.submit(f"g{i}", "CREATE TABLE t (n INTEGER)") for i in range(3)]
+    drain_queue(aws, settings, worker, settings.queue_url)
+    worker.close()
+    assert failed.fired == 1
+    assert [client.wait(job, 5).state for job in jobs] == [JobState.SUCCEEDED] * 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -161,6 +163,36 @@ def test_a_history_entry_s3_refused_is_written_by_the_next_commit_or_the_collect
         worker.close()
     Collector(Bucket(aws.s3, settings.bucket), retention=7 * 86400, grace=3600).collect()
     assert entries(aws, settings, "hist3") == [1]  # the collector wrote the current one's
+
+
+def test_a_commits_history_entry_is_written_beside_its_results_and_before_the_batch_ends(
+        client: Client, settings: Settings, aws: Any) -> None:
+    """The entry is off the write's path (a round trip less before the result), yet written before the batch
+    ends, so no later commit of the database comes before it. A FIFO queue's write: its database's next batch
+    comes only after this one (a write that takes the lock settles its entries before giving the lock back)."""
+    from shared.snapshot.keys import version_key
+
+    s3 = FaultyClient(aws.s3)
+    result_written = threading.Event()
+    overlapped: list[bool] = []
+
+
+    def slow_entry() -> None:  # waits for the result to be written, then takes half a second (a slow PUT)
+        overlapped.append(result_written.wait(10))
+        time.sleep(0.5)
+
+    s3.fail("put_object", when=lambda kw: kw.get("Key") == version_key("beside", 1), before=slow_entry)
+    s3.fail("put_object", when=lambda kw: str(kw.get("Key", "")).startswith("results/"), before=result_written.set)
+    worker = Worker(settings, s3, aws.sqs, aws.ec2)
+    try:
+        job = Job.create("beside", "CREATE TABLE t (a)")
+        fifo = f"arn:aws:sqs:{settings.region}:123456789012:srdb-jobs.fifo"
+        assert worker.process([Record(job.job_id, queued(aws.s3, settings.bucket, job), source=fifo)]) == []
+        assert entries(aws, settings, "beside") == [1]
+    finally:
+        worker.close()
+    assert overlapped == [True]
+    assert client.status(job.job_id).state is JobState.SUCCEEDED
 
 
 def entries(aws: Any, settings: Settings, database: str) -> list[int]:
