@@ -171,9 +171,11 @@ class Collector:
 
     def __init__(self, bucket: Bucket, *, retention: float, grace: float, now: Callable[[], float] = time.time,
                  max_versions: int = 2000, max_deletes: int = 20_000, budget: float | None = None,
-                 jobs: Bucket | None = None) -> None:
-        """``jobs``: the bucket of claim-checked payloads when it is not ``bucket`` (SRDB_STATUS_BUCKET)."""
+                 jobs: Bucket | None = None, stall: float | None = None) -> None:
+        """``jobs``: the bucket of claim-checked payloads when it is not ``bucket`` (SRDB_STATUS_BUCKET).
+        ``stall``: a pass that has run this long when it writes its ledger stands down (a quarter of the grace)."""
         self.bucket, self.retention, self.grace, self.now = bucket, retention, grace, now
+        self.stall = grace / 4 if stall is None else stall
         self.jobs = jobs or bucket
         self.max_versions, self.max_deletes, self.budget = max_versions, max_deletes, budget
 
@@ -233,7 +235,7 @@ class Collector:
         try:
             written = (self.bucket.put_if_none_match(key, ledger.to_bytes(), content_type=JSON) if stored is None
                        else self.bucket.put_if_match(key, ledger.to_bytes(), stored.etag, content_type=JSON))
-            if written is not None and self.now() - started > self.grace / 4:
+            if written is not None and self.now() - started > self.stall:
                 ledger.due = 0.0
                 self.bucket.put_if_match(key, ledger.to_bytes(), written, content_type=JSON)
                 report.stalled.append(database)
