@@ -20,7 +20,11 @@ from shared.job.routing import is_fifo
 from shared.sqs_batches import tens
 
 log = logging.getLogger("srdb.poller")
-FIFO_IDLE_POLL = 0.1  # seconds between short polls of an empty FIFO queue
+# Seconds between short polls of a FIFO queue that had nothing to give: 0.1 after a batch, doubling while the
+# polls come back empty, up to 0.4. A worker that just ran a batch polls again at once, and soon, so a busy
+# group tends to stay with it; one that keeps finding nothing (its groups taken by others) asks less often.
+FIFO_IDLE_POLL = 0.1
+FIFO_IDLE_MAX = 0.4
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -52,6 +56,7 @@ class Poller:
         self.region, self.batch_size, self.window, self.wait_seconds = region, batch_size, window, wait_seconds
         self.stop = stop or threading.Event()
         self.fifo = is_fifo(queue_url)
+        self._idle = FIFO_IDLE_POLL
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
 
@@ -71,7 +76,10 @@ class Poller:
             # polls narrow that to polls that overlap (tests/integration/test_fifo.py says what still can).
             messages = self._receive(0)
             if not messages and self.wait_seconds:
-                self.stop.wait(FIFO_IDLE_POLL)
+                self.stop.wait(self._idle)
+                self._idle = min(self._idle * 2, FIFO_IDLE_MAX)
+            elif messages:
+                self._idle = FIFO_IDLE_POLL
         else:
             messages = self._receive(self.wait_seconds)
         if not messages:

@@ -137,3 +137,31 @@ def test_a_dead_letter_goes_back_to_a_fifo_queue_in_its_group(fifo: Settings, cl
                     wait_seconds=0)
     until(lambda: poller.poll_once() or client.status(job_id).state.final, 30)
     assert client.status(job_id).state is JobState.SUCCEEDED
+
+
+class Pauses(threading.Event):
+    """The poller's stop event, recording each pause it is asked for and returning at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.asked.append(timeout or 0.0)
+        return False
+
+
+def test_a_poller_that_keeps_finding_nothing_asks_less_often_and_soon_again_after_a_batch(
+        fifo: Settings, clients: Any) -> None:
+    """Idle short polls of a FIFO queue back off (0.1 s doubling to 0.4 s) and start again at 0.1 s after a batch:
+    a worker whose group another has taken does not keep asking every 0.1 s, and the one that ran a batch asks
+    again soon, so a busy group tends to stay with it."""
+    pauses = Pauses()
+    poller = Poller(clients["sqs"], fifo.queue_url, lambda event, ctx: {"batchItemFailures": []},
+                    region=fifo.region, wait_seconds=1, stop=pauses)
+    for _ in range(4):
+        assert poller.poll_once() == 0
+    Client(fifo, s3=clients["s3"], sqs=clients["sqs"]).submit("idle", "CREATE TABLE t (a)")
+    assert poller.poll_once() == 1
+    assert poller.poll_once() == 0
+    assert pauses.asked == [0.1, 0.2, 0.4, 0.4, 0.1]
