@@ -95,11 +95,12 @@ class Overlay:
             new: dict[str, bytes] = {}
             for index in range(-(-self.size // self.chunk_size)):
                 start = index * self.chunk_size
-                if index not in self.written and index < len(base) and self._whole(index) and min(
-                        self.chunk_size, self.base_size - start) == min(self.chunk_size, self.size - start):
+                length = min(self.chunk_size, self.size - start)
+                if (index not in self.written and index < len(base) and self._whole(index)
+                        and self._base_length(index) == length):
                     names.append(base[index])
                     continue
-                data = self._chunk_bytes(index, start, min(self.chunk_size, self.size - start))
+                data = self._chunk_bytes(index, start, length)
                 if index == 0 and base and _counters_only(data, self._base(0)):
                     names.append(base[0])
                     continue
@@ -127,9 +128,13 @@ class Overlay:
     def base_size(self) -> int:
         return self.base.file_size if self.base is not None else 0
 
+    def _base_length(self, index: int) -> int:
+        """The length of the base's chunk ``index`` (the last one may be short)."""
+        return min(self.chunk_size, self.base_size - index * self.chunk_size)
+
     def _whole(self, index: int) -> bool:
         """Whether all of the base's chunk ``index`` is still in the file (none of it truncated away)."""
-        return min(self.chunk_size, self.base_size - index * self.chunk_size) <= self._kept - index * self.chunk_size
+        return self._base_length(index) <= self._kept - index * self.chunk_size
 
     def _copy(self, index: int) -> None:
         """Copy chunk ``index`` of the base into the private file before it is first written."""
