@@ -58,7 +58,7 @@ def main() -> int:
     calls: dict[str, tuple[Counter[str], int]] = {}
     with moto_server() as moto, scenarios.scratch() as tmp, \
             (aws_network(moto) if args.aws_network else nullcontext(moto)) as endpoint:
-        bench = Bench(endpoint, latency=AWS_LATENCY if args.aws_latency else {})
+        bench = Bench(endpoint, latency=AWS_LATENCY if args.aws_latency else {}, moto=moto)
         jobs = args.jobs or (100 if args.quick else 1000)
         runs = {
             "small-writes": lambda: [scenarios.small_writes(bench, tmp, jobs=jobs if mib < 64 else max(10, jobs // 4),

@@ -31,6 +31,7 @@ EC2_BUCKETS = {"CreateSecurityGroup": (5.0, 50.0), "DeleteSecurityGroup": (5.0, 
 _SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([a-z0-9-]+)/aws4_request")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
         "proxy-authenticate", "content-length"}
+COUNT_PATH = "/__awsproxy__/requests"
 THROTTLED = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>'
              b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>proxy</RequestID></Response>")
 
@@ -60,6 +61,12 @@ class Region:
         self.buckets = {action: TokenBucket(*limits) for action, limits in EC2_BUCKETS.items()}
         self.local = threading.local()
         self.throttled = 0
+        self.forwarded = 0
+        self._counting = threading.Lock()
+
+    def count(self) -> None:
+        with self._counting:
+            self.forwarded += 1
 
     def connection(self) -> http.client.HTTPConnection:
         conn = getattr(self.local, "conn", None)
@@ -95,6 +102,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def forward(self) -> None:
         body = self._body()
+        if self.path == COUNT_PATH:
+            self._answer(200, [("Content-Type", "text/plain")], str(self.region.forwarded).encode())
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
         service, action = operation(self.command, headers, body)
         cost = ROUND_TRIP.get(f"{service}.{action}", ROUND_TRIP.get(service, 0.0)) + len(body) / BYTES_PER_SECOND
@@ -105,6 +115,7 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(503, [("Content-Type", "text/xml")], THROTTLED)
             return
         started = time.monotonic()
+        self.region.count()
         conn = self.region.connection()
         try:
             conn.request(self.command, self.path, body=body or None,

@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.awsproxy import ROUND_TRIP
-from bench.harness import Bench, percentile, worker_outputs
+from bench.harness import Bench, ServerMeter, percentile, worker_outputs
 from bench.scenarios import writes_over
 
 # One write's path, step by step, each priced as the network model prices it (bench/awsproxy.py): what the
 # model's round trips add up to for one sequential write, the floor its latency is set beside. Requests that
-# run side by side count once: the status document and the grants; the result and the history entry.
+# run side by side count once: the status document, the grants and (a FIFO queue's job) the current
+# manifest; the result and the history entry.
 WRITE_PATH = (("the client writes the QUEUED document", "s3.write"), ("the client sends the message", "sqs"),
-              ("a worker receives it", "sqs"), ("the worker reads the document (and the grants)", "s3.read"),
-              ("the worker reads the current manifest", "s3.read"),
+              ("a worker receives it", "sqs"),
+              ("the worker reads the document (and the grants, and the current manifest)", "s3.read"),
               ("the worker uploads the changed chunk", "s3.write"),
               ("the worker writes the manifest, conditionally", "s3.write"),
               ("the worker writes the result (and the history entry)", "s3.write"),
@@ -39,7 +40,9 @@ def consumers(bench: Bench, tmp: str, per_database: int = 25, databases: int = 2
     workers' own EMF metrics). Then one client's ``sequential`` writes on two consumers: p50 and p99 from
     submit to result. Every database's row count is checked: every job exactly once. All of it on a
     standard job queue (every write takes the lock) and on a FIFO queue (a database's writes are one
-    message group, and take no lock: shared/job/routing.py), side by side."""
+    message group, and take no lock: shared/job/routing.py), side by side. Beside each rate: the moto
+    server's CPU share while it was measured (near 1.0, the scenario waited on moto, which serves one request
+    at a time) and, on the network model, the requests each write took from every process."""
     figures: dict[str, Any] = {"scenario": "consumers", "databases": databases, "per_database": per_database,
                                "hot_jobs": hot_jobs, "clients": clients, "batch_size": 10, "window_s": 0}
     names = [f"c{d}" for d in range(databases)]
@@ -50,14 +53,16 @@ def consumers(bench: Bench, tmp: str, per_database: int = 25, databases: int = 2
             logs = [Path(run.settings.cache_dir) / f"worker-{i}.log" for i in range(count)]
             for log in logs:
                 log.parent.mkdir(parents=True, exist_ok=True)
+            spread_load, hot_load = run.meter(), run.meter()
             with worker_outputs(run.settings, logs) as _:
                 _, spread = writes_over(run.client(wait_queue=True), names, databases * per_database, clients,
-                                         run.counter)
-                _, hot = writes_over(run.client(wait_queue=True), ["hot"], hot_jobs, clients, run.counter)
+                                         run.counter, spread_load)
+                _, hot = writes_over(run.client(wait_queue=True), ["hot"], hot_jobs, clients, run.counter, hot_load)
             waits = sorted(_metric(logs, "LockWait"))
             figures[f"{queue} queue, {count} consumer{'s' if count > 1 else ''}"] = {
                 "writes_per_s": round(databases * per_database / spread, 1),
                 "hot_database_writes_per_s": round(hot_jobs / hot, 1),
+                **_load(spread_load, databases * per_database, ""), **_load(hot_load, hot_jobs, "hot_database_"),
                 "lock_wait_ms_p50": round(percentile(waits, 0.5), 1) if waits else 0.0,
                 "lock_wait_ms_p99": round(percentile(waits, 0.99), 1) if waits else 0.0,
                 "batches": len(waits)}
@@ -81,6 +86,16 @@ def consumers(bench: Bench, tmp: str, per_database: int = 25, databases: int = 2
             "p50_over_round_trips": round(percentile(took, 0.5) / floor, 2)}
     figures["target"] = (">= 50 writes/s for 24 databases with 3 consumers; never slower with 3 than with 1; "
                          "LockWait p99 <= 2 s; sequential p99 <= 1 s")
+    return figures
+
+
+def _load(meter: ServerMeter, writes: int, prefix: str) -> dict[str, float]:
+    """The moto server's CPU share over the writes and the requests each write took, from every process."""
+    figures = {}
+    if meter.cpu_share is not None:
+        figures[f"{prefix}moto_cpu_share"] = meter.cpu_share
+    if meter.requests is not None:
+        figures[f"{prefix}requests_per_write"] = round(meter.requests / writes, 1)
     return figures
 
 

@@ -4,6 +4,7 @@ and a worker thread that drains the job queue as the event source mapping would.
 from __future__ import annotations
 
 import itertools
+import os
 import resource
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import boto3
 
+from bench.awsproxy import COUNT_PATH
 from producer.client import Client
 from producer.local.poller import Poller
 from producer.local.processes import spawn_worker, stop_all
@@ -29,6 +31,7 @@ from worker.batch import Worker
 from worker.handler import run_batch
 
 _names = itertools.count(1)
+_SERVED: dict[str, int] = {}  # endpoint -> the pid of the process that serves it (_served)
 STATUS = "s3-status"  # counter prefix of the requests a status bucket would take
 STATUS_PREFIXES = ("results/", "jobs/")
 
@@ -86,6 +89,7 @@ class Bench:
     counter: RequestCounter = field(default_factory=RequestCounter)
     clients: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
+    moto: str = ""  # the moto server's own endpoint (endpoint may be the network model in front of it)
 
     def fresh(self, tmp: str, *, fifo: bool = False, **changes: Any) -> Bench:
         """New bucket, queues and VPC, and counted clients for them; ``fifo``: a FIFO job queue."""
@@ -98,7 +102,10 @@ class Bench:
                    for name in ("s3", "sqs", "ec2")}
         for client in clients.values():
             add_latency(client, self.latency)
-        return Bench(self.endpoint, settings, self.counter, clients, self.latency)
+        return Bench(self.endpoint, settings, self.counter, clients, self.latency, self.moto)
+
+    def meter(self) -> ServerMeter:
+        return ServerMeter(self.moto or self.endpoint, self.endpoint)
 
     def client(self, *, wait_queue: bool = False) -> Client:
         """``wait_queue``: waits listen on the callback queue (producer/waiter.py) instead of polling S3."""
@@ -195,10 +202,56 @@ def _served(args: list[str], what: str) -> Iterator[str]:
                 if process.poll() is not None:
                     raise RuntimeError(f"the {what} exited") from None
                 time.sleep(0.05)  # it is starting; nothing to poll but its port
+        _SERVED[endpoint] = process.pid
         yield endpoint
     finally:
+        _SERVED.pop(endpoint, None)
         process.terminate()
         process.wait(timeout=30)
+
+
+def cpu_seconds_of(pid: int) -> float | None:
+    """The CPU seconds (user and system) a running process has used, from Linux's /proc; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerMeter:
+    """What a stretch of a scenario asked of the servers: the moto server's CPU seconds per second of it (1.0:
+    one core, all it can have — its requests take the GIL — so a figure near it says the scenario waited on
+    moto, not on srdb), and the requests every process made through the AWS network model (None without it)."""
+
+    def __init__(self, moto: str, endpoint: str) -> None:
+        self.pid, self.endpoint = _SERVED.get(moto), endpoint
+        self._started: tuple[float, float | None, int | None] = (0.0, None, None)
+        self.cpu_share: float | None = None
+        self.requests: int | None = None
+
+    def start(self) -> None:
+        self._started = (time.monotonic(), self._cpu(), _forwarded(self.endpoint))
+
+    def stop(self) -> None:
+        began, cpu, requests = self._started
+        now_cpu, now_requests = self._cpu(), _forwarded(self.endpoint)
+        if cpu is not None and now_cpu is not None:
+            self.cpu_share = round((now_cpu - cpu) / max(1e-9, time.monotonic() - began), 2)
+        if requests is not None and now_requests is not None:
+            self.requests = now_requests - requests
+
+    def _cpu(self) -> float | None:
+        return cpu_seconds_of(self.pid) if self.pid is not None else None
+
+
+def _forwarded(endpoint: str) -> int | None:
+    """The requests the AWS network model at ``endpoint`` has forwarded; None when it is not one."""
+    try:
+        with urllib.request.urlopen(f"{endpoint}{COUNT_PATH}", timeout=5) as response:
+            return int(response.read())
+    except (OSError, ValueError):
+        return None
 
 
 def peak_rss_mib() -> float:

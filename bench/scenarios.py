@@ -21,6 +21,7 @@ from bench.harness import (
     STATUS,
     Bench,
     RequestCounter,
+    ServerMeter,
     peak_rss_mib,
     peak_rss_of,
     percentile,
@@ -118,17 +119,21 @@ def many_databases(bench: Bench, tmp: str, jobs: int = 600, databases: int = 24,
 
 
 def writes_over(client: Client, names: list[str], jobs: int, clients: int,
-                 counter: RequestCounter) -> tuple[Counter[str], float]:
+                 counter: RequestCounter, meter: ServerMeter | None = None) -> tuple[Counter[str], float]:
     """``jobs`` single-row INSERTs over the databases ``names``, round robin, by ``clients`` callers; the
     requests they made and the seconds from the first submit to the last result. Checks that each
-    database holds exactly the rows sent to it (every job once)."""
+    database holds exactly the rows sent to it (every job once). ``meter`` measures the writes alone."""
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(lambda db: client.query(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", timeout=600),
                       names))
         counter.reset()
+        if meter is not None:
+            meter.start()
         start = time.time()
         results = list(pool.map(lambda i: client.wait(client.submit(
             names[i % len(names)], "INSERT INTO t (v) VALUES (?)", [f"row {i}"]), 600), range(jobs)))
+        if meter is not None:
+            meter.stop()
         elapsed = max(datetime.fromisoformat(r.finished_at or "").timestamp() for r in results) - start
         calls = counter.reset()
         counts = list(pool.map(lambda db: client.query(db, "SELECT count(*) FROM t", timeout=600).values(), names))

@@ -24,6 +24,7 @@ from shared.errors import StorageError
 from shared.grants import GrantStore
 from shared.guard import cap_sqlite_heap
 from shared.job.model import Job
+from shared.job.routing import is_fifo
 from shared.job.status import StatusStore
 from shared.lock.factory import make_lock
 from shared.s3 import Bucket
@@ -87,7 +88,7 @@ class Worker:
         self.status = StatusStore(Bucket(s3, settings.jobs_bucket))
         self.locks = LockKeeper(make_lock(settings, ec2=ec2, bucket=bucket, now=now, sleep=sleep),
                                 linger=settings.lock_linger, now=now, wanted=WantedMarks(bucket, now=now))
-        self.parser = Parser(self.status, settings, GrantStore(bucket), own_sender)
+        self.parser = Parser(self.status, settings, GrantStore(bucket), own_sender, ahead=self._ahead)
         self.watcher = Watcher(self.status, now=now)
         self.pages: Pages | None = None
         page_writes: PageWrites | None = None
@@ -124,7 +125,7 @@ class Worker:
         self._deadline = self.now() + seconds - min(PUBLISH_RESERVE_SECONDS, seconds / 4)
         # Status reads and writes are I/O: one thread each, up to io_concurrency at once, and one for the grants.
         with ThreadPoolExecutor(max(1, min(self.settings.io_concurrency, len(records))) + 1) as pool, \
-                self.watcher.active(), self._history_settled():
+                self.watcher.active(), self._batch_ends():
             self.parser.begin_batch(pool)
             parsed = _each(pool, self.parser.parse, records, parse_failed)
             tasks = [p for p in parsed if isinstance(p, Task)]
@@ -167,11 +168,20 @@ class Worker:
         return report
 
     @contextmanager
-    def _history_settled(self) -> Iterator[None]:
+    def _batch_ends(self) -> Iterator[None]:
+        """What a batch leaves behind it: its history entries written, and none of its manifest reads."""
         try:
             yield
         finally:
             self.store.settle_history()
+            if self.pages is not None:
+                self.pages.manifests.forget_ahead()
+
+    def _ahead(self, job: Job, record: Record) -> None:
+        """A job from a FIFO queue: its database's manifest is read beside its status document. A write's group
+        is its database, which no other worker writes meanwhile, so what is read stays current to the commit."""
+        if self.pages is not None and job.as_of is None and is_fifo(record.source):
+            self.pages.manifests.ahead(job.database)
 
     def park(self) -> None:
         """The invocation ends and the process may be frozen: kept locks expire after the linger."""

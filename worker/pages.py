@@ -14,6 +14,7 @@ version its manifest names.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -249,6 +250,7 @@ class Pages:
 
     def close(self) -> None:
         self.cache.close()
+        self.manifests.close()
 
 
 def open_version(database: str, manifest: Manifest, cache: ChunkCache,
@@ -275,36 +277,78 @@ def cap_page_heap(limit: int) -> None:
 
 
 class Manifests:
-    """The current manifest of each database, asked again each batch with If-None-Match: unchanged, a 304."""
+    """The current manifest of each database, asked again each batch with If-None-Match: unchanged, a 304.
+
+    A batch may ask ahead (:meth:`ahead`): the read starts as soon as a job names its database, beside the
+    job's status document, and the batch's first :meth:`known` of that database takes it instead of asking
+    again — a round trip off a write's path. What a read ahead answers is never older than the batch, and a
+    commit's conditional manifest write fences it as it fences any read; one a batch did not take is
+    dropped when it ends (:meth:`forget_ahead`), and one this worker's own commit overtook, at once."""
 
     def __init__(self, bucket: Bucket, stats: TransferStats) -> None:
         self.bucket, self.stats = bucket, stats
         self._known: dict[str, tuple[Manifest, str]] = {}
+        self._ahead: dict[str, Future[tuple[Manifest, str] | None]] = {}
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def current(self, database: str) -> Manifest | None:
         found = self.known(database)
         return found[0] if found is not None else None
 
+    def ahead(self, database: str) -> None:
+        """Start reading ``database``'s manifest for this batch, unless a read of it is already under way."""
+        with self._lock:
+            if database in self._ahead:
+                return
+            if self._pool is None:  # a FIFO batch holds at most 10 messages: as many databases
+                self._pool = ThreadPoolExecutor(10, thread_name_prefix="srdb-manifests")
+            with contextlib.suppress(RuntimeError):  # closed: the worker stops, and whatever asks reads for itself
+                self._ahead[database] = self._pool.submit(self._read, database)
+
+    def forget_ahead(self) -> None:
+        """The batch ends: reads ahead it did not take are stale for the next one."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, {}
+        for future in ahead.values():
+            future.cancel()
+
+    def close(self) -> None:
+        self.forget_ahead()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
     def known(self, database: str) -> tuple[Manifest, str] | None:
         """The current manifest and its ETag (None: the database does not exist)."""
+        with self._lock:
+            ahead = self._ahead.pop(database, None)
+        if ahead is not None and ahead.exception() is None:  # one that failed is asked again, as if never made
+            return ahead.result()
+        return self._read(database)
+
+    def _read(self, database: str) -> tuple[Manifest, str] | None:
         with self._lock:
             known = self._known.get(database)
         found = self.bucket.get_if_changed(manifest_key(database), known[1] if known else None)
         self.stats.requests += 1
         if found is UNCHANGED and known is not None:
             return known
-        if not isinstance(found, Blob):
-            with self._lock:
-                self._known.pop(database, None)
-            return None
-        self.stats.bytes_down += len(found.body)
-        fresh = (Manifest.from_bytes(found.body), found.etag)
+        fresh = None
+        if isinstance(found, Blob):
+            self.stats.bytes_down += len(found.body)
+            fresh = (Manifest.from_bytes(found.body), found.etag)
         with self._lock:
-            self._known[database] = fresh
+            if self._known.get(database) is known:  # else a commit of this worker's came in meanwhile: newer
+                if fresh is None:
+                    self._known.pop(database, None)
+                else:
+                    self._known[database] = fresh
         return fresh
 
     def remember(self, database: str, manifest: Manifest, etag: str) -> None:
         """A manifest this worker committed: the next batch asks S3 whether it is still current."""
         with self._lock:
             self._known[database] = (manifest, etag)
+            overtaken = self._ahead.pop(database, None)
+        if overtaken is not None:
+            overtaken.cancel()

@@ -26,8 +26,12 @@ from worker.verdicts import Ignored, Parsed, Record, Refusal, Retry, Task
 
 class Parser:
     def __init__(self, status: StatusStore, settings: Settings, grants: GrantStore,
-                 own_sender: Callable[[], str] = lambda: "") -> None:
+                 own_sender: Callable[[], str] = lambda: "",
+                 ahead: Callable[[Job, Record], None] = lambda job, record: None) -> None:
+        """``ahead``: told of each job as soon as its message is read, before its status document is (what
+        the job will need may be fetched beside it); nothing is decided on it."""
         self.status, self.settings, self.grants, self.own_sender = status, settings, grants, own_sender
+        self.ahead = ahead
         self._lock = threading.Lock()
         self._batch_grants: Grants | None = None
         self._reading: Future[Grants] | None = None
@@ -66,6 +70,7 @@ class Parser:
             return Refusal(record, envelope.job_id or guess_job_id(record.body) or record.message_id, exc)
         except InfrastructureError as exc:
             return Retry(record, exc)
+        self.ahead(job, record)
         try:
             current, etag = self.status.get(job.job_id)
         except InfrastructureError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,46 @@ def test_a_database_a_whole_copy_worker_wrote_takes_writes_on_pages(small_chunks
     drain(worker)
     assert client.wait(write, 5).state is JobState.SUCCEEDED
     assert values(client, "SELECT count(*) FROM t", lambda: drain(worker)) == [[101]]
+
+
+def test_a_fifo_writes_manifest_is_read_beside_its_status_document(settings: Settings, aws: Any) -> None:
+    """On a FIFO queue a write's database is its message group, which no other worker writes meanwhile: its
+    manifest is read as soon as the message is, beside the job's status document rather than after it (a round
+    trip off the write's path). Here the status read waits for the manifest read to begin, which without the
+    read ahead would come only after it. A standard queue's write reads the manifest after taking the lock."""
+    s3 = FaultyClient(aws.s3)
+    manifest_asked = threading.Event()
+    overlapped: list[bool] = []
+    order: list[str] = []
+
+    def seen(kw: dict[str, Any], ahead: bool) -> bool:
+        key = str(kw.get("Key", ""))
+        order.append("manifest" if key.endswith("/manifest.json") else "status" if key.startswith("results/") else key)
+        return ahead and key == "db/ahead/manifest.json"
+
+    s3.fail("get_object", times=100, when=lambda kw: seen(kw, True), before=manifest_asked.set)
+    s3.fail("get_object", when=lambda kw: str(kw.get("Key", "")).startswith("results/"),
+            before=lambda: overlapped.append(manifest_asked.wait(5)))
+    worker = fresh(settings, aws, "ahead", s3)
+    client = Client(settings, s3=aws.s3, sqs=aws.sqs)
+    try:
+        job = Job.create("ahead", "CREATE TABLE t (a)")
+        fifo = f"arn:aws:sqs:{settings.region}:123456789012:srdb-jobs.fifo"
+        assert worker.process([Record(job.job_id, queued(aws.s3, settings.bucket, job), source=fifo)]) == []
+    finally:
+        worker.close()
+    assert overlapped == [True]
+    assert client.status(job.job_id).state is JobState.SUCCEEDED
+
+    s3 = FaultyClient(aws.s3)
+    order.clear()
+    s3.fail("get_object", when=lambda kw: seen(kw, False))
+    worker = fresh(settings, aws, "locked", s3)
+    try:
+        job = Job.create("locked", "CREATE TABLE t (a)")
+        standard = f"arn:aws:sqs:{settings.region}:123456789012:srdb-jobs"
+        assert worker.process([Record(job.job_id, queued(aws.s3, settings.bucket, job), source=standard)]) == []
+    finally:
+        worker.close()
+    assert [o for o in order if o in ("status", "manifest")][:2] == ["status", "manifest"]
+    assert client.status(job.job_id).state is JobState.SUCCEEDED
