@@ -215,36 +215,31 @@ def test_a_fifo_writes_manifest_is_read_beside_its_status_document(settings: Set
     s3 = FaultyClient(aws.s3)
     manifest_asked = threading.Event()
     overlapped: list[bool] = []
-    order: list[str] = []
-
-    def seen(kw: dict[str, Any], ahead: bool) -> bool:
-        key = str(kw.get("Key", ""))
-        order.append("manifest" if key.endswith("/manifest.json") else "status" if key.startswith("results/") else key)
-        return ahead and key == "db/ahead/manifest.json"
-
-    s3.fail("get_object", times=100, when=lambda kw: seen(kw, True), before=manifest_asked.set)
+    s3.fail("get_object", times=100, when=lambda kw: kw.get("Key") == "db/ahead/manifest.json",
+            before=manifest_asked.set)
     s3.fail("get_object", when=lambda kw: str(kw.get("Key", "")).startswith("results/"),
             before=lambda: overlapped.append(manifest_asked.wait(5)))
-    worker = fresh(settings, aws, "ahead", s3)
-    client = Client(settings, s3=aws.s3, sqs=aws.sqs)
-    try:
-        job = Job.create("ahead", "CREATE TABLE t (a)")
-        fifo = f"arn:aws:sqs:{settings.region}:123456789012:srdb-jobs.fifo"
-        assert worker.process([Record(job.job_id, queued(aws.s3, settings.bucket, job), source=fifo)]) == []
-    finally:
-        worker.close()
+    fifo_job = create_through(settings, aws, s3, "ahead", "srdb-jobs.fifo")
     assert overlapped == [True]
-    assert client.status(job.job_id).state is JobState.SUCCEEDED
 
     s3 = FaultyClient(aws.s3)
-    order.clear()
-    s3.fail("get_object", when=lambda kw: seen(kw, False))
-    worker = fresh(settings, aws, "locked", s3)
+    asked: list[str] = []
+    s3.fail("get_object", when=lambda kw: asked.append(str(kw.get("Key", ""))) is not None)  # records; never fires
+    standard_job = create_through(settings, aws, s3, "locked", "srdb-jobs")
+    assert [k for k in asked if k.startswith("results/") or k.endswith("/manifest.json")][:2] == [
+        f"results/{standard_job}.json", "db/locked/manifest.json"]
+    client = Client(settings, s3=aws.s3, sqs=aws.sqs)
+    assert [client.status(j).state for j in (fifo_job, standard_job)] == [JobState.SUCCEEDED] * 2
+
+
+def create_through(settings: Settings, aws: Any, s3: Any, database: str, queue: str) -> str:
+    """``CREATE TABLE`` on ``database``, its message from the queue named ``queue``, run by a new worker on
+    ``s3``; the job's id."""
+    worker = fresh(settings, aws, database, s3)
     try:
-        job = Job.create("locked", "CREATE TABLE t (a)")
-        standard = f"arn:aws:sqs:{settings.region}:123456789012:srdb-jobs"
-        assert worker.process([Record(job.job_id, queued(aws.s3, settings.bucket, job), source=standard)]) == []
+        job = Job.create(database, "CREATE TABLE t (a)")
+        source = f"arn:aws:sqs:{settings.region}:123456789012:{queue}"
+        assert worker.process([Record(job.job_id, queued(aws.s3, settings.bucket, job), source=source)]) == []
     finally:
         worker.close()
-    assert [o for o in order if o in ("status", "manifest")][:2] == ["status", "manifest"]
-    assert client.status(job.job_id).state is JobState.SUCCEEDED
+    return job.job_id
