@@ -232,6 +232,16 @@ def test_a_fifo_writes_manifest_is_read_beside_its_status_document(settings: Set
     assert [client.status(j).state for j in (fifo_job, standard_job)] == [JobState.SUCCEEDED] * 2
 
 
+def test_a_read_ahead_that_fails_is_made_again_and_fails_no_job(settings: Settings, aws: Any) -> None:
+    """A manifest read ahead that S3 fails (once here) is asked again by the write that needs it: the job
+    succeeds in its batch instead of going back to the queue."""
+    s3 = FaultyClient(aws.s3)
+    failed = s3.fail("get_object", when=lambda kw: kw.get("Key") == "db/again/manifest.json")
+    job = create_through(settings, aws, s3, "again", "srdb-jobs.fifo")
+    assert failed.fired == 1
+    assert Client(settings, s3=aws.s3, sqs=aws.sqs).status(job).state is JobState.SUCCEEDED
+
+
 def create_through(settings: Settings, aws: Any, s3: Any, database: str, queue: str) -> str:
     """``CREATE TABLE`` on ``database``, its message from the queue named ``queue``, run by a new worker on
     ``s3``; the job's id."""
